@@ -1,0 +1,1 @@
+"""HTTP API: FastAPI routers per resource; wire schemas in schemas.py."""

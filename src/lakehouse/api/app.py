@@ -1,0 +1,89 @@
+"""The FastAPI application factory: routers, error shape, size limits, the reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from lakehouse import __version__
+from lakehouse.api import errors, ops
+from lakehouse.api.limits import BodyLimit
+from lakehouse.api.schemas import Health
+from lakehouse.services import protocol
+from lakehouse.services.auth import TokenCache
+from lakehouse.services.context import Context
+from lakehouse.services.waker import PgListener
+
+log = logging.getLogger("lakehouse.server")
+
+
+def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        listener = None
+        if not ctx.db.is_sqlite:
+            listener = PgListener(_psycopg_dsn(ctx.db.url), ctx.waker)
+            listener.start()
+        task = asyncio.create_task(_reaper_loop(ctx)) if reaper else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if listener:
+                listener.stop()
+
+    app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
+                  description="Control plane API and the executor contract (DESIGN.md §3).")
+    app.state.ctx = ctx
+    app.state.token_cache = TokenCache()
+    errors.install(app)
+    app.include_router(ops.router)
+
+    @app.get("/health", response_model=Health, tags=["health"])
+    def health() -> dict[str, Any]:
+        with ctx.db.read() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__, "database": ctx.db.dialect}
+
+    app.add_middleware(BodyLimit, max_json=ctx.settings.max_body_bytes,
+                       max_upload=ctx.settings.max_artifact_bytes)
+    return app
+
+
+def _psycopg_dsn(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _reaper_loop(ctx: Context) -> None:
+    """Requeue expired leases; wake claim waiters when a delayed retry becomes due."""
+    interval = ctx.settings.reaper_interval_s
+    while True:
+        try:
+            await run_in_threadpool(protocol.reap, ctx)
+            due = await run_in_threadpool(protocol.next_due, ctx)
+            now = ctx.clock()
+            if due is not None and due <= now + timedelta(seconds=interval):
+                delay = max(0.0, (due - now).total_seconds())
+                await asyncio.sleep(delay)
+                ctx.waker.ready()
+                await asyncio.sleep(max(0.0, interval - delay))
+            else:
+                await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reaper failed; retrying")
+            await asyncio.sleep(interval)

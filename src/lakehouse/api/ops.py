@@ -1,0 +1,199 @@
+"""The executor contract (DESIGN.md §3): /ops/…"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from lakehouse.api import schemas as s
+from lakehouse.api.deps import context, principal, require
+from lakehouse.domain.roles import Action
+from lakehouse.domain.runs import RunRequest
+from lakehouse.domain.states import RUN_FINISHED, RunStatus
+from lakehouse.services import artifacts, executors, protocol, runs
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+
+router = APIRouter(prefix="/ops", tags=["executor contract"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": s.ErrorResponse} for c in (400, 401, 403, 404, 409, 413, 422)
+}
+
+
+def _events(events: list[s.EventIn] | None) -> list[dict[str, Any]] | None:
+    return [e.model_dump() for e in events] if events else None
+
+
+@router.post("/runs", status_code=201, response_model=s.RunOut, responses=ERRORS)
+def create_run(body: RunRequest, response: Response, ctx: Context = Depends(context),
+               p: Principal = Depends(require(Action.RUN_CREATE))) -> dict[str, Any]:
+    """Create a run; a repeated ``idempotency_key`` returns the same run with 200."""
+    run, created = runs.create_run(ctx, body, p)
+    if not created:
+        response.status_code = 200
+    return run
+
+
+@router.get("/runs", response_model=s.RunList, responses=ERRORS)
+def list_runs(ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ)),
+              status: str | None = None, spec_slug: str | None = None, environment: str | None = None,
+              before: str | None = None, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+    items = runs.list_runs(ctx, p, status=status, spec_slug=spec_slug, environment=environment,
+                           limit=limit, before=before)
+    return {"runs": items, "next_before": items[-1]["run_id"] if len(items) == limit else None}
+
+
+async def _long_poll(ctx: Context, body: s.ClaimIn, run_id: str | None) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + body.wait_s
+    while True:
+        claims = await run_in_threadpool(protocol.claim, ctx, body.executor_id, body.capabilities,
+                                         max_phases=body.max_phases, run_id=run_id, start=body.start)
+        remaining = deadline - time.monotonic()
+        if claims or remaining <= 0:
+            return claims
+        await ctx.waker.wait_ready(remaining)
+
+
+def _claim_answer(claims: list[dict[str, Any]], body: s.ClaimIn) -> Any:
+    if not claims:
+        return Response(status_code=204)
+    if body.max_phases > 1:
+        return {"claims": claims}
+    return claims[0]
+
+
+@router.post("/claim", response_model=s.Claim | s.Claims, responses={204: {"description": "no work"}, **ERRORS})
+async def claim(body: s.ClaimIn, ctx: Context = Depends(context),
+                p: Principal = Depends(require(Action.EXECUTE))) -> Any:
+    """Lease the next runnable phase(s) this executor can run; long-polls up to ``wait_s``.
+    With ``max_phases`` > 1 the answer is ``{"claims": [...]}``."""
+    return _claim_answer(await _long_poll(ctx, body, None), body)
+
+
+@router.post("/runs/{run_id}/claim", response_model=s.Claim | s.Claims,
+             responses={204: {"description": "no work"}, **ERRORS})
+async def claim_run(run_id: str, body: s.ClaimIn, ctx: Context = Depends(context),
+                    p: Principal = Depends(require(Action.EXECUTE))) -> Any:
+    return _claim_answer(await _long_poll(ctx, body, run_id), body)
+
+
+@router.post("/runs/{run_id}/heartbeat", response_model=s.HeartbeatOut, responses=ERRORS)
+def heartbeat(run_id: str, body: s.HeartbeatIn, ctx: Context = Depends(context),
+              p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    return protocol.heartbeat(ctx, run_id, body.lease_token, body.progress, _events(body.events))
+
+
+@router.post("/runs/{run_id}/events", response_model=s.Accepted, responses=ERRORS)
+def post_events(run_id: str, body: s.EventsIn, ctx: Context = Depends(context),
+                p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    """Append executor events; a repeated ``event_id`` is ignored."""
+    return {"accepted": protocol.post_events(ctx, run_id, _events(body.events) or [], body.lease_token)}
+
+
+@router.post("/runs/{run_id}/complete", response_model=s.CompleteOut, response_model_exclude_none=True,
+             responses=ERRORS)
+def complete(run_id: str, body: s.CompleteIn, ctx: Context = Depends(context),
+             p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    nxt = body.claim_next.model_dump() if body.claim_next else None
+    return protocol.complete(ctx, run_id, body.lease_token, body.output_manifest, _events(body.events),
+                             claim_next=nxt)
+
+
+@router.post("/runs/{run_id}/fail", response_model=s.FailOut, responses=ERRORS)
+def fail(run_id: str, body: s.FailIn, ctx: Context = Depends(context),
+         p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    return protocol.fail(ctx, run_id, body.lease_token, body.error, body.retryable, _events(body.events))
+
+
+@router.post("/runs/{run_id}/cancel", response_model=s.RunOut, responses=ERRORS)
+def cancel(run_id: str, ctx: Context = Depends(context),
+           p: Principal = Depends(require(Action.RUN_CANCEL))) -> dict[str, Any]:
+    return runs.cancel_run(ctx, run_id, p)
+
+
+@router.get("/runs/{run_id}", response_model=s.RunOut, responses=ERRORS)
+def get_run(run_id: str, ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
+            ) -> dict[str, Any]:
+    return runs.get_run(ctx, run_id, p)
+
+
+@router.get("/runs/{run_id}/events", response_model=s.EventList, responses=ERRORS)
+def get_events(run_id: str, after: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000),
+               ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))) -> dict[str, Any]:
+    return {"events": runs.read_events(ctx, run_id, p, after, limit)}
+
+
+@router.get("/runs/{run_id}/events/stream", responses={200: {"content": {"text/event-stream": {}}}, **ERRORS})
+async def stream_events(run_id: str, request: Request, after: int = Query(0, ge=0),
+                        ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
+                        ) -> StreamingResponse:
+    """Server-sent events of a run's trail; resumes after ``Last-Event-ID``; ends when the run has
+    finished and every event was sent."""
+    last = request.headers.get("last-event-id")
+    start = int(last) if last and last.isdigit() else after
+    await run_in_threadpool(runs.get_run, ctx, run_id, p)  # 404 before the stream starts
+    return StreamingResponse(_sse(ctx, run_id, p, start, request), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _sse(ctx: Context, run_id: str, p: Principal, after: int, request: Request) -> AsyncIterator[bytes]:
+    while True:
+        events = await run_in_threadpool(runs.read_events, ctx, run_id, p, after, 1000)
+        for e in events:
+            after = e["seq"]
+            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (e["seq"], e["type"].encode(), orjson.dumps(e))
+        if events:
+            continue
+        status = await run_in_threadpool(runs.run_status, ctx, run_id)
+        if status is None or RunStatus(status) in RUN_FINISHED:
+            yield b"event: end\ndata: {}\n\n"
+            return
+        if await request.is_disconnected():
+            return
+        if not await ctx.waker.wait_run(run_id, 15.0):
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(0)
+
+
+@router.post("/artifacts", response_model=s.ArtifactOut, status_code=201, responses=ERRORS)
+def register_artifact(body: s.ArtifactIn, response: Response, ctx: Context = Depends(context),
+                      p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    """Register an artifact of a run's phase; the content is uploaded with PUT first."""
+    art, created = artifacts.register(ctx, body.model_dump(), p)
+    if not created:
+        response.status_code = 200
+    return art
+
+
+@router.put("/artifacts/{sha256}", response_model=s.UploadOut, responses=ERRORS,
+            openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}})
+async def upload_artifact(sha256: str, request: Request, ctx: Context = Depends(context),
+                          p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    """Upload content; the server checks it against ``sha256`` (422 ``sha256_mismatch`` if not)."""
+    return await artifacts.upload(ctx, sha256, request.stream())
+
+
+@router.get("/artifacts/{sha256}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS})
+def download_artifact(sha256: str, ctx: Context = Depends(context),
+                      p: Principal = Depends(require(Action.READ))) -> StreamingResponse:
+    meta, store = artifacts.open_blob(ctx, sha256, p)
+    return StreamingResponse(store.read(sha256), media_type=meta["media_type"],
+                             headers={"Content-Disposition": f'attachment; filename="{meta["name"]}"'})
+
+
+@router.get("/runs/{run_id}/artifacts", response_model=s.ArtifactList, responses=ERRORS)
+def run_artifacts(run_id: str, ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
+                  ) -> dict[str, Any]:
+    return {"artifacts": artifacts.list_for_run(ctx, run_id, p)}
+
+
+@router.get("/executors", response_model=s.ExecutorList, responses=ERRORS)
+def list_executors(ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))) -> dict[str, Any]:
+    return {"executors": executors.list_executors(ctx)}

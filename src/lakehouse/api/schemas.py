@@ -1,0 +1,243 @@
+"""Wire schemas of the executor contract (separate from tables and domain models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class EventIn(Strict):
+    event_id: str = Field(min_length=1, max_length=64)
+    type: str = Field(min_length=1, max_length=64)
+    phase: str | None = Field(default=None, max_length=200)
+    ts: datetime
+    level: str = "info"
+    message: str = Field(default="", max_length=10_000)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventsIn(Strict):
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+    lease_token: str | None = None
+
+
+class ClaimIn(Strict):
+    executor_id: str = Field(min_length=1, max_length=200)
+    capabilities: list[str] = Field(max_length=100)
+    wait_s: float = Field(default=0, ge=0, le=60)
+    max_phases: int = Field(default=1, ge=1, le=100)
+    start: bool = True
+
+
+class HeartbeatIn(Strict):
+    lease_token: str = Field(min_length=1, max_length=100)
+    progress: dict[str, Any] | None = None
+    events: list[EventIn] | None = Field(default=None, max_length=1000)
+
+
+class ClaimNextIn(Strict):
+    executor_id: str = Field(min_length=1, max_length=200)
+    capabilities: list[str] = Field(max_length=100)
+    max_phases: int = Field(default=1, ge=1, le=100)
+
+
+class CompleteIn(Strict):
+    lease_token: str = Field(min_length=1, max_length=100)
+    output_manifest: dict[str, Any] = Field(default_factory=dict)
+    events: list[EventIn] | None = Field(default=None, max_length=1000)
+    claim_next: ClaimNextIn | None = None
+
+
+class FailIn(Strict):
+    lease_token: str = Field(min_length=1, max_length=100)
+    error: str = Field(min_length=1, max_length=100_000)
+    retryable: bool = True
+    events: list[EventIn] | None = Field(default=None, max_length=1000)
+
+
+class ArtifactIn(Strict):
+    run_id: str = Field(min_length=1, max_length=36)
+    phase: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=300)
+    sha256: str = Field(min_length=64, max_length=64)
+    size_bytes: int = Field(ge=0)
+    media_type: str = Field(min_length=1, max_length=200)
+    uri: str | None = Field(default=None, max_length=2000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Claim(BaseModel):
+    run_id: str
+    phase: str
+    phase_type: str
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    lease_expires_at: datetime
+    lease_ttl_s: float
+    timeout_s: float | None
+    params: dict[str, Any]
+    input_manifest: dict[str, Any]
+    spec_slug: str
+    git_sha: str
+    environment: str
+    previous_outputs: dict[str, Any]
+
+
+class Claims(BaseModel):
+    claims: list[Claim]
+
+
+class PhaseOut(BaseModel):
+    name: str
+    type: str
+    capability: str
+    status: str
+    attempt: int
+    max_attempts: int
+    timeout_s: float | None
+    params: dict[str, Any]
+    executor_id: str | None
+    available_at: datetime | None
+    claimed_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+    progress: dict[str, Any] | None
+    output_manifest: dict[str, Any] | None
+    error: str | None
+
+
+class RunOut(BaseModel):
+    run_id: str
+    status: str
+    spec_slug: str
+    git_sha: str
+    environment: str
+    workspace: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_by: str | None
+    idempotency_key: str | None
+    input_manifest: dict[str, Any]
+    error: str | None
+    labels: dict[str, str] | None
+    last_seq: int
+    phases: list[PhaseOut]
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: str
+    spec_slug: str
+    git_sha: str
+    environment: str
+    workspace: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+    next_before: str | None
+
+
+class EventOut(BaseModel):
+    seq: int
+    event_id: str
+    type: str
+    run_id: str
+    phase: str | None
+    ts: datetime
+    level: str
+    message: str
+    payload: dict[str, Any]
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+class HeartbeatOut(BaseModel):
+    lease_expires_at: datetime
+    status: str
+
+
+class CompleteOut(BaseModel):
+    run_status: str
+    phase: str
+    phase_status: str
+    next: list[Claim] | None = None
+
+
+class FailOut(BaseModel):
+    run_status: str
+    phase: str
+    requeued: bool
+
+
+class ArtifactOut(BaseModel):
+    id: int
+    run_id: str
+    phase: str
+    name: str
+    sha256: str
+    size_bytes: int
+    media_type: str
+    uri: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class ArtifactList(BaseModel):
+    artifacts: list[ArtifactOut]
+
+
+class UploadOut(BaseModel):
+    sha256: str
+    size_bytes: int
+    stored: bool
+
+
+class ExecutorOut(BaseModel):
+    executor_id: str
+    capabilities: list[str]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    current_run_id: str | None
+    current_phase: str | None
+    silent_s: float
+    stale: bool
+
+
+class ExecutorList(BaseModel):
+    executors: list[ExecutorOut]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str

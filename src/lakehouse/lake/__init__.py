@@ -1,0 +1,1 @@
+"""Data plane storage: Iceberg tables, the artifact store, content hashing."""

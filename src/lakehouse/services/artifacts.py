@@ -1,0 +1,114 @@
+"""Artifacts: immutable, content-addressed blobs with metadata, referenced by runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import RowMapping, select
+
+from lakehouse.domain.events import EventType
+from lakehouse.lake.blobstore import BlobStore, HashMismatch, TooBig
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import Conflict, InvalidInput, NotFound, TooLarge
+from lakehouse.store import dialect, queue
+from lakehouse.store.tables import artifacts, blobs, runs
+
+
+def store_for(ctx: Context) -> BlobStore:
+    return BlobStore(ctx.settings.artifacts_dir)
+
+
+async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
+    """Store content under its sha256; the server checks the hash. The same sha is stored once."""
+    _check_sha(sha256)
+    bs = store_for(ctx)
+    try:
+        size = await bs.put_stream(sha256, chunks, ctx.settings.max_artifact_bytes)
+    except HashMismatch as exc:
+        raise InvalidInput(str(exc), code="sha256_mismatch",
+                           details={"expected": exc.expected, "actual": exc.actual}) from None
+    except TooBig as exc:
+        raise TooLarge(str(exc), code="too_large") from None
+    with ctx.db.write() as conn:
+        dialect.insert_ignore(conn, blobs, [{"sha256": sha256, "size_bytes": size, "uri": bs.uri(sha256),
+                                             "stored_at": ctx.clock()}], "sha256")
+    return {"sha256": sha256, "size_bytes": size, "stored": True}
+
+
+def _check_sha(sha256: str) -> None:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise InvalidInput("sha256 must be 64 lowercase hex characters", code="invalid_sha256")
+
+
+def register(ctx: Context, body: dict[str, Any], principal: Principal) -> tuple[dict[str, Any], bool]:
+    """Register artifact metadata for a run's phase. Same (run, phase, name, sha) again returns the
+    existing record; a different sha for an existing name is a conflict (artifacts are immutable)."""
+    _check_sha(body["sha256"])
+    with ctx.db.write() as conn:
+        run = queue.get_run(conn, body["run_id"])
+        if run is None or not principal.can_see(run["workspace_id"]):
+            raise NotFound(f"run {body['run_id']} not found", code="run_not_found")
+        names = {p["name"] for p in queue.run_phases(conn, body["run_id"])}
+        if body["phase"] not in names:
+            raise NotFound(f"run has no phase {body['phase']!r}", code="phase_not_found")
+        blob = conn.execute(select(blobs).where(blobs.c.sha256 == body["sha256"])).mappings().first()
+        if blob is not None and blob["size_bytes"] != body["size_bytes"]:
+            raise InvalidInput(f"size_bytes {body['size_bytes']} does not match the stored content "
+                               f"({blob['size_bytes']} bytes)", code="size_mismatch")
+        if blob is None and not body.get("uri"):
+            raise Conflict("upload the content with PUT /ops/artifacts/{sha256} first, or give a uri",
+                           code="content_missing")
+        existing = conn.execute(select(artifacts).where(
+            artifacts.c.run_id == body["run_id"], artifacts.c.phase == body["phase"],
+            artifacts.c.name == body["name"])).mappings().first()
+        if existing is not None:
+            if existing["sha256"] != body["sha256"]:
+                raise Conflict(f"artifact {body['name']!r} is already registered with another sha256",
+                               code="artifact_immutable")
+            return render(existing), False
+        now = ctx.clock()
+        row_id = conn.execute(artifacts.insert().values(
+            run_id=body["run_id"], phase=body["phase"], name=body["name"], sha256=body["sha256"],
+            size_bytes=body["size_bytes"], media_type=body["media_type"],
+            uri=body.get("uri") or (blob["uri"] if blob else None), metadata=body.get("metadata") or {},
+            created_at=now,
+        ).returning(artifacts.c.id)).scalar_one()
+        queue.append_events(conn, body["run_id"], [{
+            "type": EventType.ARTIFACT_REGISTERED.value, "ts": now, "level": "info", "phase": body["phase"],
+            "message": f"artifact {body['name']} ({body['size_bytes']} bytes)",
+            "payload": {"name": body["name"], "sha256": body["sha256"], "size_bytes": body["size_bytes"],
+                        "media_type": body["media_type"]},
+        }])
+        row = conn.execute(select(artifacts).where(artifacts.c.id == row_id)).mappings().one()
+    ctx.waker.run_event(body["run_id"])
+    return render(row), True
+
+
+def render(row: RowMapping) -> dict[str, Any]:
+    return {"id": row["id"], "run_id": row["run_id"], "phase": row["phase"], "name": row["name"],
+            "sha256": row["sha256"], "size_bytes": row["size_bytes"], "media_type": row["media_type"],
+            "uri": row["uri"], "metadata": row["metadata"], "created_at": row["created_at"]}
+
+
+def list_for_run(ctx: Context, run_id: str, principal: Principal) -> list[dict[str, Any]]:
+    with ctx.db.read() as conn:
+        run = queue.get_run(conn, run_id)
+        if run is None or not principal.can_see(run["workspace_id"]):
+            raise NotFound(f"run {run_id} not found", code="run_not_found")
+        rows = conn.execute(select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.id)).mappings()
+        return [render(r) for r in rows]
+
+
+def open_blob(ctx: Context, sha256: str, principal: Principal) -> tuple[dict[str, Any], BlobStore]:
+    """Content of a blob the principal may see (referenced by a run in one of its workspaces)."""
+    _check_sha(sha256)
+    with ctx.db.read() as conn:
+        rows = conn.execute(select(artifacts.c.media_type, artifacts.c.name, runs.c.workspace_id)
+                            .join(runs, runs.c.id == artifacts.c.run_id)
+                            .where(artifacts.c.sha256 == sha256)).mappings().all()
+        visible = [r for r in rows if principal.can_see(r["workspace_id"])]
+        if not visible or not store_for(ctx).exists(sha256):
+            raise NotFound(f"artifact {sha256} not found", code="artifact_not_found")
+    return {"media_type": visible[0]["media_type"], "name": visible[0]["name"]}, store_for(ctx)

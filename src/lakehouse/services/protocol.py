@@ -1,0 +1,299 @@
+"""The executor contract: claim, heartbeat, events, complete, fail, and the lease reaper.
+
+Every state change writes its event in the same transaction. Lease-holder calls are
+compare-and-swap on (run_id, lease_token); no row means the lease is gone and the caller gets 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping
+
+from lakehouse.domain.events import EXECUTOR_EVENT_TYPES, LEVELS, EventType
+from lakehouse.domain.retry import backoff_seconds, may_retry
+from lakehouse.domain.states import PhaseStatus, RunStatus
+from lakehouse.services.context import Context
+from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound
+from lakehouse.store import queue
+
+
+def _ev(type_: EventType | str, now: datetime, message: str, phase: str | None = None,
+        level: str = "info", **payload: Any) -> dict[str, Any]:
+    return {"type": str(type_), "ts": now, "level": level, "message": message, "phase": phase,
+            "payload": payload}
+
+
+# --- claim --------------------------------------------------------------------------------------
+
+def claim(ctx: Context, executor_id: str, capabilities: list[str], *, max_phases: int = 1,
+          run_id: str | None = None, start: bool = True, conn: Connection | None = None) -> list[dict[str, Any]]:
+    """Lease up to ``max_phases`` runnable phases; claim-and-start in one transaction."""
+    if conn is not None:
+        return _claim(ctx, conn, executor_id, capabilities, max_phases, run_id, start)
+    with ctx.db.write() as c:
+        claims = _claim(ctx, c, executor_id, capabilities, max_phases, run_id, start)
+    return claims
+
+
+def _claim(ctx: Context, conn: Connection, executor_id: str, capabilities: list[str], max_phases: int,
+           run_id: str | None, start: bool) -> list[dict[str, Any]]:
+    now = ctx.clock()
+    if run_id is not None and queue.get_run(conn, run_id) is None:
+        raise NotFound(f"run {run_id} not found", code="run_not_found")
+    candidates = queue.claim_candidates(conn, capabilities, now, max_phases, run_id) if capabilities else []
+    claims = []
+    expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+    for phase in candidates:
+        token = secrets.token_urlsafe(24)
+        attempt = queue.lease_phase(conn, phase, executor_id=executor_id, lease_token=token,
+                                    lease_token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                                    expires_at=expires, now=now, start=start)
+        if not attempt:
+            continue
+        run = queue.get_run(conn, phase["run_id"], lock=True)
+        assert run is not None
+        events = []
+        if run["status"] == RunStatus.QUEUED.value:
+            queue.set_run_status(conn, run, RunStatus.RUNNING, now)
+            events.append(_ev(EventType.RUN_STARTED, now, "run started"))
+        events.append(_ev(EventType.PHASE_CLAIMED, now, f"{phase['name']} claimed by {executor_id}",
+                          phase["name"], executor_id=executor_id, attempt=attempt,
+                          lease_expires_at=expires.isoformat()))
+        if start:
+            events.append(_ev(EventType.PHASE_STARTED, now, f"{phase['name']} started (attempt {attempt})",
+                              phase["name"], executor_id=executor_id, attempt=attempt))
+        queue.append_events(conn, phase["run_id"], events)
+        claims.append({
+            "run_id": phase["run_id"], "phase": phase["name"], "phase_type": phase["type"],
+            "attempt": attempt, "max_attempts": phase["max_attempts"], "lease_token": token,
+            "lease_expires_at": expires, "lease_ttl_s": ctx.settings.lease_ttl_s,
+            "timeout_s": phase["timeout_s"], "params": phase["params"],
+            "input_manifest": run["input_manifest"], "spec_slug": run["spec_slug"], "git_sha": run["git_sha"],
+            "environment": run["environment"],
+            "previous_outputs": queue.previous_outputs(conn, phase["run_id"], phase["idx"]),
+        })
+    current = (claims[-1]["run_id"], claims[-1]["phase"]) if claims else None
+    queue.touch_executor(conn, executor_id, capabilities, now, current)
+    return claims
+
+
+# --- lease holder calls -------------------------------------------------------------------------
+
+def _holder(ctx: Context, conn: Connection, run_id: str, lease_token: str, now: datetime) -> RowMapping:
+    phase = queue.find_lease(conn, run_id, lease_token)
+    if phase is None:
+        if queue.get_run(conn, run_id) is None:
+            raise NotFound(f"run {run_id} not found", code="run_not_found")
+        raise LeaseLost("the lease is no longer held (expired and requeued, cancelled or finished)")
+    if phase["lease_expires_at"] is not None and phase["lease_expires_at"] < now:
+        raise _Expired(phase)
+    return phase
+
+
+class _Expired(Exception):
+    def __init__(self, phase: RowMapping) -> None:
+        self.phase = phase
+
+
+def _with_holder(ctx: Context, run_id: str, lease_token: str, fn: Any) -> Any:
+    """Run ``fn(conn, phase, now)`` for the lease holder; an expired lease is reaped and lost."""
+    try:
+        with ctx.db.write() as conn:
+            now = ctx.clock()
+            phase = _holder(ctx, conn, run_id, lease_token, now)
+            result = fn(conn, phase, now)
+        ctx.waker.run_event(run_id)
+        return result
+    except _Expired as exp:
+        with ctx.db.write() as conn:
+            now = ctx.clock()
+            phase = queue.find_lease(conn, run_id, lease_token)
+            if phase is not None:
+                _expire(ctx, conn, phase, now, "lease expired before the holder called back")
+        ctx.waker.ready()
+        ctx.waker.run_event(run_id)
+        raise LeaseLost("the lease expired and the phase was requeued") from exp
+
+
+def _client_events(phase_name: str | None, events: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for e in events or []:
+        if e["type"] not in EXECUTOR_EVENT_TYPES:
+            raise InvalidInput(f"executors may not post {e['type']} events",
+                               code="invalid_event_type", details={"allowed": sorted(EXECUTOR_EVENT_TYPES)})
+        if e["level"] not in LEVELS:
+            raise InvalidInput(f"unknown level {e['level']!r}", code="invalid_level")
+        out.append({**e, "phase": e.get("phase") or phase_name, "_client": True})
+    return out
+
+
+def heartbeat(ctx: Context, run_id: str, lease_token: str, progress: Any = None,
+              events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
+        expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+        if not queue.extend_lease(conn, phase, lease_token, expires, now, progress):
+            raise LeaseLost("the lease changed under this heartbeat")
+        out = _client_events(phase["name"], events)
+        if phase["status"] == PhaseStatus.CLAIMED.value:
+            out.insert(0, _ev(EventType.PHASE_STARTED, now, f"{phase['name']} started", phase["name"],
+                              attempt=phase["attempt"]))
+        if progress is not None:
+            out.append(_ev(EventType.PHASE_PROGRESS, now, _progress_text(progress), phase["name"],
+                           progress=progress))
+        queue.append_events(conn, run_id, out)
+        if phase["executor_id"]:
+            queue.touch_executor(conn, phase["executor_id"], None, now)
+        return {"lease_expires_at": expires, "status": PhaseStatus.RUNNING.value}
+
+    return _with_holder(ctx, run_id, lease_token, fn)  # type: ignore[no-any-return]
+
+
+def _progress_text(progress: Any) -> str:
+    if isinstance(progress, dict) and "message" in progress:
+        return str(progress["message"])[:500]
+    return "progress"
+
+
+def post_events(ctx: Context, run_id: str, events: list[dict[str, Any]], lease_token: str | None = None) -> int:
+    with ctx.db.write() as conn:
+        if lease_token is not None:
+            now = ctx.clock()
+            phase = _holder(ctx, conn, run_id, lease_token, now)
+            name = phase["name"]
+        else:
+            if queue.get_run(conn, run_id) is None:
+                raise NotFound(f"run {run_id} not found", code="run_not_found")
+            name = None
+        accepted = queue.append_events(conn, run_id, _client_events(name, events))
+    ctx.waker.run_event(run_id)
+    return accepted
+
+
+def complete(ctx: Context, run_id: str, lease_token: str, output_manifest: dict[str, Any],
+             events: list[dict[str, Any]] | None = None, *, claim_next: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
+    """The phase succeeded; queue the next phase or finish the run. ``claim_next`` (executor_id,
+    capabilities, max_phases) leases the next work in the same transaction."""
+
+    def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
+        out = _client_events(phase["name"], events)
+        queue.finish_phase(conn, phase, PhaseStatus.SUCCEEDED, now, output_manifest=output_manifest)
+        took = (now - (phase["started_at"] or phase["claimed_at"] or now)).total_seconds()
+        out.append(_ev(EventType.PHASE_SUCCEEDED, now, f"{phase['name']} succeeded in {took:.3f} s",
+                       phase["name"], attempt=phase["attempt"], duration_s=round(took, 6),
+                       outputs=sorted((output_manifest or {}).get("outputs", {}))
+                       if isinstance((output_manifest or {}).get("outputs"), dict) else None))
+        nxt = queue.queue_phase(conn, run_id, phase["idx"] + 1, now)
+        run = queue.get_run(conn, run_id, lock=True)
+        assert run is not None
+        if nxt is None:
+            queue.set_run_status(conn, run, RunStatus.SUCCEEDED, now)
+            out.append(_ev(EventType.RUN_SUCCEEDED, now, "run succeeded"))
+        queue.append_events(conn, run_id, out)
+        if phase["executor_id"]:
+            queue.touch_executor(conn, phase["executor_id"], None, now, None)
+        result: dict[str, Any] = {"run_status": RunStatus.SUCCEEDED.value if nxt is None else run["status"],
+                                  "phase": phase["name"], "phase_status": PhaseStatus.SUCCEEDED.value}
+        if claim_next is not None:
+            result["next"] = _claim(ctx, conn, claim_next["executor_id"], claim_next["capabilities"],
+                                    claim_next.get("max_phases", 1), None, True)
+        return result
+
+    result = _with_holder(ctx, run_id, lease_token, fn)
+    if result["run_status"] != RunStatus.SUCCEEDED.value and not result.get("next"):
+        ctx.waker.ready()
+    return result  # type: ignore[no-any-return]
+
+
+def fail(ctx: Context, run_id: str, lease_token: str, error: str, retryable: bool = True,
+         events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
+        out = _client_events(phase["name"], events)
+        out += _fail_phase(ctx, conn, phase, now, error, retryable, attempt_status="failed")
+        queue.append_events(conn, run_id, out)
+        if phase["executor_id"]:
+            queue.touch_executor(conn, phase["executor_id"], None, now, None)
+        return {"run_status": queue.get_run(conn, run_id)["status"],  # type: ignore[index]
+                "phase": phase["name"], "requeued": any(e["type"] == "PHASE_REQUEUED" for e in out)}
+
+    result = _with_holder(ctx, run_id, lease_token, fn)
+    ctx.waker.ready()
+    return result  # type: ignore[no-any-return]
+
+
+def _fail_phase(ctx: Context, conn: Connection, phase: RowMapping, now: datetime, error: str, retryable: bool,
+                attempt_status: str, event_type: EventType = EventType.PHASE_FAILED) -> list[dict[str, Any]]:
+    """Requeue with backoff while attempts remain, else fail the phase and the run. Returns events."""
+    name = phase["name"]
+    error = error[:10_000]
+    out = [_ev(event_type, now, f"{name} attempt {phase['attempt']} failed: {error[:300]}", name,
+               level="error", attempt=phase["attempt"], error=error, retryable=retryable)]
+    if may_retry(phase["attempt"], phase["max_attempts"], retryable):
+        delay = backoff_seconds(phase["attempt"], ctx.settings.retry_base_s, ctx.settings.retry_max_s)
+        at = now + timedelta(seconds=delay)
+        queue.finish_phase(conn, phase, PhaseStatus.QUEUED, now, error=error, attempt_status=attempt_status,
+                           available_at=at)
+        out.append(_ev(EventType.PHASE_REQUEUED, now,
+                       f"{name} requeued for attempt {phase['attempt'] + 1} of {phase['max_attempts']} "
+                       f"in {delay:.2f} s", name, next_attempt=phase["attempt"] + 1,
+                       available_at=at.isoformat(), delay_s=round(delay, 3)))
+        from lakehouse.store import dialect
+
+        dialect.notify(conn, queue.READY_CHANNEL)
+        return out
+    queue.finish_phase(conn, phase, PhaseStatus.FAILED, now, error=error, attempt_status=attempt_status)
+    if event_type is not EventType.PHASE_FAILED:
+        out.append(_ev(EventType.PHASE_FAILED, now, f"{name} failed after {phase['attempt']} attempts", name,
+                       level="error", attempt=phase["attempt"], error=error))
+    for skipped in queue.close_remaining(conn, phase["run_id"], PhaseStatus.SKIPPED, now):
+        out.append(_ev(EventType.PHASE_SKIPPED, now, f"{skipped['name']} skipped", skipped["name"]))
+    run = queue.get_run(conn, phase["run_id"], lock=True)
+    assert run is not None
+    queue.set_run_status(conn, run, RunStatus.FAILED, now, error=f"{name}: {error[:1000]}")
+    out.append(_ev(EventType.RUN_FAILED, now, f"run failed in {name}", level="error", phase_name=name,
+                   error=error[:1000]))
+    return out
+
+
+def _expire(ctx: Context, conn: Connection, phase: RowMapping, now: datetime, why: str) -> None:
+    events = _fail_phase(ctx, conn, phase, now, why, True, attempt_status="expired",
+                         event_type=EventType.LEASE_EXPIRED)
+    events[0]["level"] = "warning"
+    events[0]["message"] = f"{phase['name']} lease of {phase['executor_id']} expired: {why}"
+    events[0]["payload"]["executor_id"] = phase["executor_id"]
+    queue.append_events(conn, phase["run_id"], events)
+    if phase["executor_id"]:
+        queue.touch_executor(conn, phase["executor_id"], None, phase["lease_expires_at"] or now, None)
+
+
+# --- reaper -------------------------------------------------------------------------------------
+
+def reap(ctx: Context) -> int:
+    """Requeue (or fail) phases whose lease expired, that were claimed but never started, or that
+    ran past their ``timeout_s``. Returns how many phases it handled."""
+    handled = 0
+    with ctx.db.write() as conn:
+        now = ctx.clock()
+        deadline = now - timedelta(seconds=ctx.settings.claim_start_timeout_s)
+        for phase in queue.expired_leases(conn, now, deadline):
+            expired = phase["lease_expires_at"] is not None and phase["lease_expires_at"] < now
+            why = "no heartbeat before the lease expired" if expired else "claimed but never started"
+            _expire(ctx, conn, phase, now, why)
+            handled += 1
+        for phase in queue.timed_out_phases(conn, now):
+            events = _fail_phase(ctx, conn, phase, now, f"timed out after {phase['timeout_s']} s", True,
+                                 attempt_status="timed_out")
+            queue.append_events(conn, phase["run_id"], events)
+            handled += 1
+    if handled:
+        ctx.waker.ready()
+    return handled
+
+
+def next_due(ctx: Context) -> datetime | None:
+    with ctx.db.read() as conn:
+        return queue.next_claim_deadline(conn, ctx.clock())

@@ -1,0 +1,71 @@
+"""One settings class, built at the edge (CLI, app factory) and passed down."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Settings(BaseSettings):
+    """Every setting of the control plane; environment variables use the ``LAKEHOUSE_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", toml_file="lakehouse.toml", extra="ignore")
+
+    home: Path = Field(default=Path(".lakehouse"), description="Root folder of the embedded install.")
+    database_url: str = Field(default="", description="Metadata database (SQLite or postgresql+psycopg).")
+    warehouse: str = Field(default="", description="Iceberg warehouse: a folder or s3://bucket/prefix.")
+    secret_key: str = Field(default="", description="Fernet key that encrypts connection secrets.")
+    lease_ttl_s: float = Field(default=30.0, gt=0, description="How long a lease lives without heartbeat.")
+    claim_start_timeout_s: float = Field(
+        default=60.0, gt=0, description="A claimed phase not started within this is requeued."
+    )
+    reaper_interval_s: float = Field(default=1.0, gt=0, description="How often expired leases are reaped.")
+    executor_stale_s: float = Field(default=60.0, gt=0, description="Executor silent this long is stale.")
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest JSON request body.")
+    max_artifact_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="Largest artifact upload.")
+    retry_base_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles per attempt.")
+    retry_max_s: float = Field(default=300.0, ge=0, description="Longest retry delay.")
+    port: int = Field(default=8000, description="HTTP port of `lakehouse up`/`serve`.")
+    host: str = Field(default="127.0.0.1", description="HTTP bind address.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):  # type: ignore[no-untyped-def]
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'control.db'}"
+        if not self.warehouse:
+            self.warehouse = str(self.home / "warehouse")
+        return self
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def ensure_home(self) -> None:
+        """Create LAKEHOUSE_HOME and the secret key file on first start."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        if not self.secret_key:
+            key_file = self.home / "secret.key"
+            if not key_file.exists():
+                from cryptography.fernet import Fernet
+
+                key_file.write_bytes(Fernet.generate_key())
+                key_file.chmod(0o600)
+            self.secret_key = key_file.read_text().strip()
+
+
+def new_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,275 @@
+"""Every statement of the run/phase queue, by name. Callers own the transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, and_, func, or_, select, update
+
+from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, phase_transition, run_transition, RunStatus
+from lakehouse.store import dialect
+from lakehouse.store.tables import executors, phase_attempts, phases, run_events, runs
+
+READY_CHANNEL = "lakehouse_ready"
+EVENTS_CHANNEL = "lakehouse_events"
+_LEASED = [s.value for s in PHASE_LEASED]
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+def get_run(conn: Connection, run_id: str, *, lock: bool = False) -> RowMapping | None:
+    stmt = select(runs).where(runs.c.id == run_id)
+    if lock:
+        stmt = dialect.for_update(conn, stmt)
+    return conn.execute(stmt).mappings().first()
+
+
+def set_run_status(conn: Connection, run: RowMapping, target: RunStatus, now: datetime,
+                   error: str | None = None) -> None:
+    status = run_transition(run["status"], target)
+    values: dict[str, Any] = {"status": status.value}
+    if status is RunStatus.RUNNING:
+        values["started_at"] = now
+    elif status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+        values["finished_at"] = now
+        if error is not None:
+            values["error"] = error
+    result = conn.execute(
+        update(runs).where(runs.c.id == run["id"], runs.c.status == run["status"]).values(**values)
+    )
+    if result.rowcount != 1:
+        raise RuntimeError(f"run {run['id']} changed under us")
+
+
+def run_phases(conn: Connection, run_id: str) -> list[RowMapping]:
+    return list(conn.execute(select(phases).where(phases.c.run_id == run_id).order_by(phases.c.idx)).mappings())
+
+
+# --- events -----------------------------------------------------------------------------------
+
+def append_events(conn: Connection, run_id: str, events: Sequence[dict[str, Any]]) -> int:
+    """Append events to a run's trail with the next sequence numbers.
+
+    Each event needs type, ts, level, message, payload; event_id and phase are optional. Events
+    whose event_id is already in the trail are dropped (idempotent retries of a post).
+    Returns how many were appended.
+    """
+    if not events:
+        return 0
+    rows = [dict(e) for e in events]
+    for row in rows:
+        row.setdefault("event_id", new_event_id())
+        row.setdefault("phase", None)
+        row.setdefault("payload", {})
+    ids = [r["event_id"] for r in rows]
+    if any(r.get("_client") for r in rows):
+        seen = set(conn.execute(
+            select(run_events.c.event_id).where(run_events.c.run_id == run_id, run_events.c.event_id.in_(ids))
+        ).scalars())
+        fresh: list[dict[str, Any]] = []
+        for r in rows:
+            if r["event_id"] not in seen:
+                seen.add(r["event_id"])
+                fresh.append(r)
+        rows = fresh
+        if not rows:
+            return 0
+    last = conn.execute(
+        update(runs).where(runs.c.id == run_id).values(last_seq=runs.c.last_seq + len(rows))
+        .returning(runs.c.last_seq)
+    ).scalar_one()
+    first = last - len(rows) + 1
+    out = []
+    for i, r in enumerate(rows):
+        out.append({
+            "run_id": run_id, "seq": first + i, "event_id": r["event_id"], "type": r["type"],
+            "phase": r["phase"], "ts": r["ts"], "level": r["level"], "message": r["message"],
+            "payload": r["payload"],
+        })
+    inserted = dialect.insert_ignore(conn, run_events, out, "run_id", "event_id")
+    dialect.notify(conn, EVENTS_CHANNEL, run_id)
+    return inserted
+
+
+def read_events(conn: Connection, run_id: str, after: int = 0, limit: int = 1000) -> list[RowMapping]:
+    stmt = (select(run_events).where(run_events.c.run_id == run_id, run_events.c.seq > after)
+            .order_by(run_events.c.seq).limit(limit))
+    return list(conn.execute(stmt).mappings())
+
+
+# --- claiming ---------------------------------------------------------------------------------
+
+def claim_candidates(conn: Connection, capabilities: Iterable[str], now: datetime, limit: int,
+                     run_id: str | None = None) -> list[RowMapping]:
+    """Runnable phases this executor can take, oldest first, locked (SKIP LOCKED on Postgres)."""
+    stmt = (
+        select(phases)
+        .where(phases.c.status == PhaseStatus.QUEUED.value,
+               phases.c.capability.in_(list(capabilities)),
+               phases.c.available_at <= now)
+        .order_by(phases.c.available_at, phases.c.id)
+        .limit(limit)
+    )
+    if run_id is not None:
+        stmt = stmt.where(phases.c.run_id == run_id)
+    stmt = dialect.skip_locked(conn, stmt)
+    return list(conn.execute(stmt).mappings())
+
+
+def lease_phase(conn: Connection, phase: RowMapping, *, executor_id: str, lease_token: str,
+                lease_token_hash: str, expires_at: datetime, now: datetime, start: bool) -> int:
+    target = PhaseStatus.RUNNING if start else PhaseStatus.CLAIMED
+    phase_transition(phase["status"], target)
+    attempt = phase["attempt"] + 1
+    result = conn.execute(
+        update(phases)
+        .where(phases.c.id == phase["id"], phases.c.status == PhaseStatus.QUEUED.value)
+        .values(status=target.value, attempt=attempt, lease_token=lease_token,
+                lease_expires_at=expires_at, executor_id=executor_id, claimed_at=now,
+                started_at=now if start else None, error=None)
+    )
+    if result.rowcount != 1:
+        return 0
+    conn.execute(phase_attempts.insert().values(
+        phase_id=phase["id"], attempt=attempt, executor_id=executor_id,
+        lease_token_hash=lease_token_hash, status=target.value, claimed_at=now,
+    ))
+    return attempt
+
+
+def next_claim_deadline(conn: Connection, after: datetime) -> datetime | None:
+    """When the next delayed (backoff) phase becomes runnable."""
+    stmt = select(func.min(phases.c.available_at)).where(phases.c.status == PhaseStatus.QUEUED.value,
+                                                          phases.c.available_at > after)
+    return conn.execute(stmt).scalar()
+
+
+def previous_outputs(conn: Connection, run_id: str, idx: int) -> dict[str, Any]:
+    if idx == 0:
+        return {}
+    rows = conn.execute(
+        select(phases.c.name, phases.c.output_manifest)
+        .where(phases.c.run_id == run_id, phases.c.idx < idx, phases.c.status == PhaseStatus.SUCCEEDED.value)
+        .order_by(phases.c.idx)
+    )
+    return {name: manifest for name, manifest in rows}
+
+
+# --- lease holder calls -----------------------------------------------------------------------
+
+def find_lease(conn: Connection, run_id: str, lease_token: str) -> RowMapping | None:
+    stmt = select(phases).where(phases.c.run_id == run_id, phases.c.lease_token == lease_token,
+                                phases.c.status.in_(_LEASED))
+    return conn.execute(dialect.for_update(conn, stmt)).mappings().first()
+
+
+def extend_lease(conn: Connection, phase: RowMapping, lease_token: str, expires_at: datetime,
+                 now: datetime, progress: Any) -> bool:
+    values: dict[str, Any] = {"lease_expires_at": expires_at}
+    if phase["status"] == PhaseStatus.CLAIMED.value:
+        values["status"] = phase_transition(phase["status"], PhaseStatus.RUNNING).value
+        values["started_at"] = now
+    if progress is not None:
+        values["progress"] = progress
+    result = conn.execute(update(phases).where(
+        phases.c.id == phase["id"], phases.c.lease_token == lease_token,
+        phases.c.status == phase["status"]).values(**values))
+    return result.rowcount == 1
+
+
+def finish_phase(conn: Connection, phase: RowMapping, target: PhaseStatus, now: datetime, *,
+                 output_manifest: Any = None, error: str | None = None, attempt_status: str | None = None,
+                 available_at: datetime | None = None) -> None:
+    """Move a leased (or, for cancel, any unfinished) phase out of its lease: to succeeded, failed,
+    cancelled, or back to queued for a retry. Clears the lease token so the holder gets 409."""
+    phase_transition(phase["status"], target)
+    values: dict[str, Any] = {"status": target.value, "lease_token": None, "lease_expires_at": None}
+    if target is PhaseStatus.QUEUED:
+        values["available_at"] = available_at or now
+        values["error"] = error
+    else:
+        values["finished_at"] = now
+        if output_manifest is not None:
+            values["output_manifest"] = output_manifest
+        if error is not None:
+            values["error"] = error
+    result = conn.execute(update(phases).where(
+        phases.c.id == phase["id"], phases.c.status == phase["status"]).values(**values))
+    if result.rowcount != 1:
+        raise RuntimeError(f"phase {phase['id']} changed under us")
+    if phase["status"] in _LEASED:
+        conn.execute(update(phase_attempts).where(
+            phase_attempts.c.phase_id == phase["id"], phase_attempts.c.attempt == phase["attempt"])
+            .values(status=attempt_status or target.value, finished_at=now, error=error))
+
+
+def queue_phase(conn: Connection, run_id: str, idx: int, now: datetime) -> RowMapping | None:
+    row = conn.execute(select(phases).where(phases.c.run_id == run_id, phases.c.idx == idx)).mappings().first()
+    if row is None:
+        return None
+    phase_transition(row["status"], PhaseStatus.QUEUED)
+    conn.execute(update(phases).where(phases.c.id == row["id"], phases.c.status == row["status"])
+                 .values(status=PhaseStatus.QUEUED.value, available_at=now))
+    dialect.notify(conn, READY_CHANNEL)
+    return row
+
+
+def close_remaining(conn: Connection, run_id: str, target: PhaseStatus, now: datetime) -> list[RowMapping]:
+    """Cancel or skip every unfinished phase of a run; returns the phases it changed."""
+    rows = list(conn.execute(select(phases).where(
+        phases.c.run_id == run_id,
+        phases.c.status.in_([PhaseStatus.PENDING.value, PhaseStatus.QUEUED.value, *_LEASED]),
+    ).order_by(phases.c.idx)).mappings())
+    changed = []
+    for row in rows:
+        tgt = target
+        if target is PhaseStatus.SKIPPED and row["status"] != PhaseStatus.PENDING.value:
+            tgt = PhaseStatus.CANCELLED
+        finish_phase(conn, row, tgt, now, attempt_status="cancelled")
+        changed.append(row)
+    return changed
+
+
+# --- reaping ----------------------------------------------------------------------------------
+
+def expired_leases(conn: Connection, now: datetime, claim_deadline: datetime, limit: int = 100) -> list[RowMapping]:
+    stmt = (select(phases).where(or_(
+        and_(phases.c.status.in_(_LEASED), phases.c.lease_expires_at < now),
+        and_(phases.c.status == PhaseStatus.CLAIMED.value, phases.c.claimed_at < claim_deadline),
+    )).order_by(phases.c.id).limit(limit))
+    return list(conn.execute(dialect.skip_locked(conn, stmt, phases)).mappings())
+
+
+def timed_out_phases(conn: Connection, now: datetime, limit: int = 100) -> list[RowMapping]:
+    stmt = (select(phases).where(phases.c.status == PhaseStatus.RUNNING.value,
+                                 phases.c.timeout_s.is_not(None), phases.c.started_at.is_not(None))
+            .order_by(phases.c.id).limit(limit))
+    rows = conn.execute(dialect.skip_locked(conn, stmt, phases)).mappings()
+    return [r for r in rows if (now - r["started_at"]).total_seconds() > r["timeout_s"]]
+
+
+# --- executors --------------------------------------------------------------------------------
+
+def touch_executor(conn: Connection, executor_id: str, capabilities: list[str] | None, now: datetime,
+                   current: tuple[str, str] | None | bool = False) -> None:
+    """Register an executor on first sight, refresh its last-seen time and capabilities."""
+    values: dict[str, Any] = {"last_seen_at": now}
+    if capabilities is not None:
+        values["capabilities"] = sorted(set(capabilities))
+    if current is not False:
+        values["current_run_id"] = current[0] if current else None
+        values["current_phase"] = current[1] if current else None
+    result = conn.execute(update(executors).where(executors.c.id == executor_id).values(**values))
+    if result.rowcount == 0:
+        row = {"id": executor_id, "capabilities": sorted(set(capabilities or [])), "first_seen_at": now,
+               "last_seen_at": now, "current_run_id": None, "current_phase": None}
+        if current:
+            row["current_run_id"], row["current_phase"] = current  # type: ignore[misc]
+        dialect.insert_ignore(conn, executors, [row], "id")

@@ -1,0 +1,223 @@
+"""Every table of the metadata database (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from lakehouse.store.types import JSONDoc, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "name", name="uq_environments_workspace_name"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=True),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(12), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(100), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+executors = Table(
+    "executors",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("capabilities", JSONDoc(), nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("current_run_id", String(36), nullable=True),
+    Column("current_phase", String(200), nullable=True),
+    Column("info", JSONDoc(), nullable=True),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("spec_slug", String(200), nullable=False),
+    Column("git_sha", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("input_manifest", JSONDoc(), nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("created_by", String(100), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("labels", JSONDoc(), nullable=True),
+    UniqueConstraint("workspace_id", "idempotency_key", name="uq_runs_workspace_idempotency"),
+    Index("ix_runs_ws_created", "workspace_id", "created_at", "id"),
+    Index("ix_runs_ws_status_created", "workspace_id", "status", "created_at"),
+    Index("ix_runs_spec_created", "spec_slug", "created_at"),
+)
+
+phases = Table(
+    "phases",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("capability", String(64), nullable=False),
+    Column("params", JSONDoc(), nullable=False),
+    Column("timeout_s", Float, nullable=True),
+    Column("max_attempts", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    Column("executor_id", String(200), nullable=True),
+    Column("available_at", UTCDateTime(), nullable=True),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("progress", JSONDoc(), nullable=True),
+    Column("output_manifest", JSONDoc(), nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("run_id", "idx", name="uq_phases_run_idx"),
+    UniqueConstraint("run_id", "name", name="uq_phases_run_name"),
+    Index("ix_phases_claimable", "status", "capability", "available_at"),
+    Index("ix_phases_lease", "status", "lease_expires_at"),
+)
+
+phase_attempts = Table(
+    "phase_attempts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("phase_id", ID, ForeignKey("phases.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("executor_id", String(200), nullable=False),
+    Column("lease_token_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("claimed_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("phase_id", "attempt", name="uq_phase_attempts_phase_attempt"),
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("phase", String(200), nullable=True),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", JSONDoc(), nullable=False),
+    UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),
+    UniqueConstraint("run_id", "event_id", name="uq_run_events_run_event_id"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("stored_at", UTCDateTime(), nullable=False),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("phase", String(200), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("uri", Text, nullable=True),
+    Column("metadata", JSONDoc(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("run_id", "phase", "name", name="uq_artifacts_run_phase_name"),
+    Index("ix_artifacts_sha256", "sha256"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("workspace_id", ID, nullable=True),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("object_type", String(64), nullable=True),
+    Column("object_id", String(200), nullable=True),
+    Column("details", JSONDoc(), nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
