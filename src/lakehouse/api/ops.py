@@ -56,7 +56,7 @@ async def _long_poll(ctx: Context, body: s.ClaimIn, run_id: str | None) -> list[
         claims = await run_in_threadpool(protocol.claim, ctx, body.executor_id, body.capabilities,
                                          max_phases=body.max_phases, run_id=run_id, start=body.start)
         remaining = deadline - time.monotonic()
-        if claims or remaining <= 0:
+        if claims or remaining <= 0 or ctx.waker.closed:
             return claims
         await ctx.waker.wait_ready(remaining)
 
@@ -156,6 +156,8 @@ async def _sse(ctx: Context, run_id: str, p: Principal, after: int, request: Req
             yield b"event: end\ndata: {}\n\n"
             return
         if await request.is_disconnected():
+            return
+        if ctx.waker.closed:
             return
         if not await ctx.waker.wait_run(run_id, 15.0):
             yield b": keep-alive\n\n"

@@ -19,8 +19,7 @@ class Waker:
         self._lock = threading.Lock()
         self._ready: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._runs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
-        self._generation = 0
-        self._sync = threading.Condition()
+        self._closed = False
 
     # producers (any thread)
     def ready(self) -> None:
@@ -28,9 +27,18 @@ class Waker:
             waiters = list(self._ready)
         for loop, ev in waiters:
             _set(loop, ev)
-        with self._sync:
-            self._generation += 1
-            self._sync.notify_all()
+
+    def close(self) -> None:
+        """Shutting down: wake every waiter now and let later waits return at once."""
+        self._closed = True
+        with self._lock:
+            waiters = list(self._ready) + [w for bucket in self._runs.values() for w in bucket]
+        for loop, ev in waiters:
+            _set(loop, ev)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def run_event(self, run_id: str) -> None:
         with self._lock:
@@ -53,6 +61,8 @@ class Waker:
                     self._runs.pop(run_id, None)
 
     async def _wait(self, bucket: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]], timeout: float) -> bool:
+        if self._closed:
+            return False
         ev = asyncio.Event()
         item = (asyncio.get_running_loop(), ev)
         with self._lock:
@@ -81,22 +91,22 @@ class PgListener(threading.Thread):
         super().__init__(name="pg-listener", daemon=True)
         self.dsn = dsn
         self.waker = waker
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         import psycopg
 
         from lakehouse.store.queue import EVENTS_CHANNEL, READY_CHANNEL
 
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {READY_CHANNEL}")
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
-                    while not self._stop.is_set():
+                    while not self._halt.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.channel == READY_CHANNEL:
                                 self.waker.ready()
@@ -104,4 +114,4 @@ class PgListener(threading.Thread):
                                 self.waker.run_event(note.payload)
             except Exception as exc:  # reconnect after a database restart
                 log.warning("pg listener reconnecting", extra={"error": str(exc)})
-                self._stop.wait(1.0)
+                self._halt.wait(1.0)

@@ -221,3 +221,55 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# --- data plane ---------------------------------------------------------------------------------
+
+query_history = Table(
+    "query_history",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("user_name", String(100), nullable=False),
+    Column("engine", String(32), nullable=False),
+    Column("sql_text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("duration_ms", Float, nullable=True),
+    Column("rows", BigInteger, nullable=True),
+    Column("snapshot_ids", JSONDoc(), nullable=True),
+    Column("result_sha256", String(64), nullable=True),
+    Column("run_id", String(36), nullable=True),
+    Index("ix_query_history_ws_started", "workspace_id", "started_at"),
+)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("source_table", String(200), nullable=False),
+    Column("column_name", String(200), nullable=False),
+    Column("value", Text, nullable=True),
+    Column("run_id", String(36), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "environment", "pipeline", "source_table", name="uq_watermarks_key"),
+)
+
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("run_id", String(36), nullable=True),
+    Column("phase", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "environment", "source", "target", name="uq_lineage_edges_key"),
+    Index("ix_lineage_edges_target", "target"),
+)

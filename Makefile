@@ -1,0 +1,57 @@
+# Every step a person or CI runs. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+EXTRAS ?= dev,trino,dbt,spark
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev demo up test lint typecheck unit openapi bench-queue clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip==25.3
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@ $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project
+
+install-dev: $(DEV_STAMP) ## install the project with every extra and the test tools
+
+demo: $(STAMP) ## run the main job on the embedded default and serve the Control Room (LAKEHOUSE_PORT, default 8000)
+	$(BIN)/lakehouse demo $(if $(LAKEHOUSE_PORT),--port $(LAKEHOUSE_PORT),)
+
+up: $(STAMP) ## start API + UI + scheduler + 2 workers
+	$(BIN)/lakehouse up
+
+lint: $(DEV_STAMP) ## ruff and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: $(DEV_STAMP) ## lint, then the whole suite (unit, SQLite, PostgreSQL, end to end)
+	bash scripts/ensure-services.sh
+	$(MAKE) lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+unit: $(DEV_STAMP) ## only the fast tests (no processes spawned)
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+openapi: $(STAMP) ## rewrite contracts/lakehouse-executor.openapi.yaml from the app
+	$(BIN)/lakehouse openapi > contracts/lakehouse-executor.openapi.yaml
+
+bench-queue: $(DEV_STAMP) ## queue benchmark on PostgreSQL and SQLite (prints JSON)
+	$(BIN)/python bench/queue.py
+
+clean: ## remove the venv and build output
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""Shared CLI plumbing: settings, context, JSON logs, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from lakehouse.services.context import Context, open_context
+from lakehouse.services.errors import ServiceError
+from lakehouse.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Structured JSON log lines; values of keys that look secret are redacted."""
+
+    SECRET_KEYS = ("token", "password", "secret", "authorization", "key")
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                               "level": record.levelname.lower(), "logger": record.name,
+                               "message": record.getMessage()}
+        for k, v in record.__dict__.items():
+            if k not in _RESERVED and not k.startswith("_"):
+                doc[k] = "•••••" if any(s in k.lower() for s in self.SECRET_KEYS) else v
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"invalid setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise  # unreachable
+
+
+def context(migrate: bool = True, **overrides: Any) -> Context:
+    s = settings(**overrides)
+    if migrate:
+        from lakehouse.store.migrations import upgrade
+
+        s.ensure_home()
+        upgrade(s.database_url)
+    return open_context(s)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def one_line_errors(fn: F) -> F:
+    """Turn service errors (and database connection errors) into one line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            return fn(*args, **kwargs)
+        except ServiceError as exc:
+            fail(exc.message)
+        except OperationalError as exc:
+            fail(f"cannot reach the metadata database: {str(exc.orig).strip().splitlines()[0]}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+
+    return wrapper  # type: ignore[return-value]

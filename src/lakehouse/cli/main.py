@@ -1,0 +1,39 @@
+"""The `lakehouse` command."""
+
+from __future__ import annotations
+
+import typer
+
+from lakehouse.cli import admin, demo, runs, server
+
+app = typer.Typer(help="Lakehouse Control Room.", no_args_is_help=True, pretty_exceptions_enable=False,
+                  add_completion=False)
+app.command("up")(server.up)
+app.command("serve")(server.serve)
+app.command("worker")(server.worker)
+app.command("demo")(demo.demo)
+app.add_typer(admin.db_app, name="db")
+app.add_typer(admin.users_app, name="users")
+app.add_typer(admin.tokens_app, name="tokens")
+app.add_typer(runs.app, name="runs")
+
+
+@app.command("openapi")
+def openapi() -> None:
+    """Print the OpenAPI document as YAML (what contracts/lakehouse-executor.openapi.yaml holds)."""
+    import tempfile
+
+    import yaml
+
+    from lakehouse.api.app import create_app
+    from lakehouse.services.context import open_context
+    from lakehouse.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = open_context(Settings(home=tmp))
+        print(yaml.safe_dump(create_app(ctx, reaper=False).openapi(), sort_keys=True), end="")
+        ctx.db.dispose()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,68 @@
+"""`lakehouse runs list|show|cancel`."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from lakehouse.cli.common import console, context, one_line_errors
+from lakehouse.cli.render import duration, status_text
+from lakehouse.services import runs
+from lakehouse.services.auth import SYSTEM
+
+app = typer.Typer(help="Runs.", no_args_is_help=True)
+
+
+@app.command("list")
+@one_line_errors
+def list_(status: str = typer.Option(None), pipeline: str = typer.Option(None, "--pipeline"),
+          env: str = typer.Option(None, "--env"), limit: int = typer.Option(20, min=1, max=500),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Newest runs first."""
+    items = runs.list_runs(context(), SYSTEM, status=status, spec_slug=pipeline, environment=env, limit=limit)
+    if as_json:
+        print(json.dumps(items, default=str, indent=2))
+        return
+    if not items:
+        console.print("No runs yet — create one with POST /ops/runs or `lakehouse demo`.")
+        return
+    table = Table("run", "pipeline", "env", "status", "created", "took")
+    for r in items:
+        table.add_row(r["run_id"], r["spec_slug"], r["environment"], status_text(r["status"]),
+                      r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), duration(r["started_at"], r["finished_at"]))
+    console.print(table)
+
+
+@app.command("show")
+@one_line_errors
+def show(run_id: str, as_json: bool = typer.Option(False, "--json"),
+         events: bool = typer.Option(False, "--events", help="also print the event trail")) -> None:
+    """One run with its phases."""
+    ctx = context()
+    run = runs.get_run(ctx, run_id, SYSTEM)
+    if as_json:
+        print(json.dumps(run, default=str, indent=2))
+        return
+    console.print(f"[bold]{run['run_id']}[/]  {run['spec_slug']} @ {run['git_sha']}  env={run['environment']}  "
+                  f"{status_text(run['status'])}")
+    if run["error"]:
+        console.print(f"[red]{run['error']}[/]")
+    table = Table("#", "phase", "type", "status", "attempt", "executor", "took", "error")
+    for i, p in enumerate(run["phases"]):
+        table.add_row(str(i + 1), p["name"], p["type"], status_text(p["status"]), f"{p['attempt']}/{p['max_attempts']}",
+                      p["executor_id"] or "", duration(p["started_at"], p["finished_at"]), (p["error"] or "")[:80])
+    console.print(table)
+    if events:
+        for e in runs.read_events(ctx, run_id, SYSTEM):
+            console.print(f"{e['seq']:>4} {e['ts']:%H:%M:%S.%f} {e['type']:<16} {e['phase'] or '':<12} {e['message']}",
+                          highlight=False)
+
+
+@app.command("cancel")
+@one_line_errors
+def cancel(run_id: str) -> None:
+    """Cancel a run; leases on it are revoked."""
+    run = runs.cancel_run(context(), run_id, SYSTEM)
+    console.print(f"run {run['run_id']} {status_text(run['status'])}")

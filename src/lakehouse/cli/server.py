@@ -1,0 +1,169 @@
+"""`lakehouse serve`, `lakehouse up` and `lakehouse worker`: processes of the control plane."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import typer
+
+from lakehouse.cli.common import console, context, fail, one_line_errors, setup_logging
+from lakehouse.services import auth
+from lakehouse.services.context import Context
+
+log = logging.getLogger("lakehouse.cli")
+LOCAL_EXECUTOR = "local-executor"
+
+
+def build_server(ctx: Context, host: str, port: int, scheduler: bool = True) -> Any:
+    import uvicorn
+
+    from lakehouse.api.app import create_app
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            ctx.waker.close()  # long-polls and streams answer now instead of at their timeout
+            super().handle_exit(sig, frame)
+
+    app = create_app(ctx, reaper=scheduler)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                            loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+    return Server(config)
+
+
+def print_admin(ctx: Context, base: str) -> None:
+    created = auth.bootstrap_admin(ctx)
+    if created:
+        name, password = created
+        pw_file = ctx.settings.home / "admin-password.txt"
+        pw_file.write_text(password + "\n")
+        pw_file.chmod(0o600)
+        console.print(f"[bold green]admin created[/]: log in at {base}/login as [bold]{name}[/] "
+                      f"with the password in {pw_file} (change it after the first login)")
+    else:
+        console.print(f"Control Room at [bold]{base}[/] (log in with an existing user)")
+
+
+def executor_token(ctx: Context) -> str:
+    try:
+        auth.create_user(ctx, LOCAL_EXECUTOR, "executor", None)
+    except Exception:
+        pass
+    return auth.create_token(ctx, LOCAL_EXECUTOR, "executor", name="lakehouse up")
+
+
+def spawn_workers(n: int, server: str, token: str, extra: list[str] | None = None) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "LAKEHOUSE_TOKEN": token}
+    procs = []
+    for i in range(n):
+        cmd = [sys.executable, "-m", "lakehouse.cli.main", "worker", "--server", server,
+               "--executor-id", f"local-{os.getpid()}-{i + 1}", *(extra or [])]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+class Running:
+    """The control plane in this process (uvicorn in a thread) plus worker subprocesses."""
+
+    def __init__(self, ctx: Context, host: str, port: int, workers: int, scheduler: bool = True) -> None:
+        self.ctx = ctx
+        self.base = f"http://{host}:{port}"
+        self.server = build_server(ctx, host, port, scheduler)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.workers_n = workers
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                fail(f"the server did not start on {self.base} (is the port taken?)")
+            time.sleep(0.02)
+        if self.workers_n:
+            self.procs = spawn_workers(self.workers_n, self.base, executor_token(self.ctx))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        stop_workers(self.procs)
+        self.ctx.waker.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def wait_forever(self) -> None:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                if not self.thread.is_alive():
+                    break
+        except KeyboardInterrupt:
+            pass
+        console.print("stopping …")
+
+
+@one_line_errors
+def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT or 8000)"),
+          host: str = typer.Option(None), no_scheduler: bool = typer.Option(False, "--no-scheduler")) -> None:
+    """API + UI (+ scheduler and lease reaper unless --no-scheduler)."""
+    setup_logging()
+    ctx = context(port=port, host=host)
+    s = ctx.settings
+    print_admin(ctx, f"http://{s.host}:{s.port}")
+    build_server(ctx, s.host, s.port, not no_scheduler).run()
+
+
+@one_line_errors
+def up(port: int = typer.Option(None), host: str = typer.Option(None),
+       workers: int = typer.Option(2, min=0, max=64, help="local worker processes")) -> None:
+    """API + UI + scheduler + N local workers in one process tree."""
+    setup_logging()
+    ctx = context(port=port, host=host)
+    s = ctx.settings
+    with Running(ctx, s.host, s.port, workers) as running:
+        print_admin(ctx, running.base)
+        console.print(f"{workers} local workers started; Ctrl-C stops everything")
+        running.wait_forever()
+
+
+def worker(server: str = typer.Option(None, help="control plane URL (default http://127.0.0.1:LAKEHOUSE_PORT)"),
+           token: str = typer.Option(None, envvar="LAKEHOUSE_TOKEN", help="executor API token"),
+           capabilities: str = typer.Option(None, help="comma-separated phase types (default: every handler)"),
+           executor_id: str = typer.Option(None, "--executor-id"),
+           max_phases: int = typer.Option(1, min=1, max=100, help="phases per claim (batching)"),
+           wait_s: float = typer.Option(30.0, min=0, max=60, help="long-poll seconds"),
+           once: bool = typer.Option(False, help="exit when there is no work")) -> None:
+    """One executor process: claim → run handler → heartbeat → complete/fail."""
+    from lakehouse.settings import Settings
+    from lakehouse.worker.client import ExecutorClient
+    from lakehouse.worker.loop import Worker
+
+    setup_logging()
+    if not token:
+        fail("no token: pass --token or set LAKEHOUSE_TOKEN (create one with `lakehouse tokens create`)")
+    url = server or f"http://127.0.0.1:{Settings().port}"
+    caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
+    client = ExecutorClient(url, token)
+    w = Worker(client, executor_id=executor_id, capabilities=caps, wait_s=wait_s, max_phases=max_phases, once=once)
+    w.install_signals()
+    log.info("worker started", extra={"executor_id": w.executor_id, "capabilities": w.capabilities, "server": url})
+    done = w.run()
+    log.info("worker stopped", extra={"executor_id": w.executor_id, "phases_done": done})

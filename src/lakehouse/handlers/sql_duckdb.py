@@ -1,0 +1,46 @@
+"""The ``sql`` phase type: run DuckDB SQL and store the result as a Parquet artifact."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from lakehouse.worker.context import PhaseContext, PhaseError
+
+
+def run_sql(ctx: PhaseContext) -> dict[str, Any]:
+    import duckdb
+
+    sql = ctx.params.get("sql")
+    if not isinstance(sql, str) or not sql.strip():
+        raise PhaseError("params.sql must be a SQL string", retryable=False)
+    out = ctx.workdir / "result.parquet"
+    con = duckdb.connect()
+    try:
+        rel = con.sql(sql)
+        if rel is None:
+            raise PhaseError("the SQL returned no result set", retryable=False)
+        table = rel.arrow()
+        if hasattr(table, "read_all"):
+            table = table.read_all()
+    except duckdb.Error as exc:
+        raise PhaseError(f"SQL error: {exc}", retryable=False) from None
+    finally:
+        con.close()
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, out)
+    rows_hash = hashlib.sha256()
+    for batch in table.sort_by([(c, "ascending") for c in table.column_names]).to_batches():
+        rows_hash.update(str(batch.to_pylist()).encode())
+    meta = {"rows": table.num_rows, "columns": table.column_names,
+            "preview": table.slice(0, 20).to_pylist()}
+    art = ctx.add_artifact(ctx.params.get("name", "result.parquet"), out, "application/vnd.apache.parquet",
+                           {k: v for k, v in meta.items() if k != "preview"} | {"preview": _jsonable(meta["preview"])})
+    return {"outputs": {"result": {"rows": table.num_rows, "columns": table.column_names,
+                                   "content_hash": rows_hash.hexdigest(), "artifact_sha256": art["sha256"]}}}
+
+
+def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in r.items()}
+            for r in rows]

@@ -1,0 +1,1 @@
+"""The executor: claim → execute → heartbeat → complete loop (no SQL) and the handler registry."""

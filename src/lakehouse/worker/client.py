@@ -1,0 +1,116 @@
+"""A thin client of the executor contract over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+
+class ContractError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class LeaseLostError(ContractError):
+    pass
+
+
+class ExecutorClient:
+    def __init__(self, server: str, token: str, timeout: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        self.http = httpx.Client(base_url=self.server, timeout=httpx.Timeout(timeout, read=timeout + 70),
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        r = self.http.post(path, content=orjson.dumps(body), headers={"content-type": "application/json"})
+        return self._answer(r)
+
+    @staticmethod
+    def _answer(r: httpx.Response) -> Any:
+        if r.status_code == 204:
+            return None
+        if r.status_code >= 400:
+            try:
+                err = r.json()["error"]
+            except Exception:
+                err = {"code": "http_error", "message": r.text[:500]}
+            cls = LeaseLostError if r.status_code == 409 and err["code"].startswith("lease") else ContractError
+            raise cls(r.status_code, err["code"], err["message"])
+        return r.json()
+
+    def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/ops/runs", body)  # type: ignore[no-any-return]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._answer(self.http.get(f"/ops/runs/{run_id}"))  # type: ignore[no-any-return]
+
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        return self._answer(self.http.get(f"/ops/runs/{run_id}/events", params={"after": after}))["events"]  # type: ignore[no-any-return]
+
+    def claim(self, executor_id: str, capabilities: list[str], wait_s: float = 0, max_phases: int = 1,
+              run_id: str | None = None) -> list[dict[str, Any]]:
+        path = f"/ops/runs/{run_id}/claim" if run_id else "/ops/claim"
+        out = self._post(path, {"executor_id": executor_id, "capabilities": capabilities, "wait_s": wait_s,
+                                "max_phases": max_phases})
+        if out is None:
+            return []
+        return out["claims"] if "claims" in out else [out]
+
+    def heartbeat(self, run_id: str, lease_token: str, progress: dict[str, Any] | None = None,
+                  events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"lease_token": lease_token}
+        if progress is not None:
+            body["progress"] = progress
+        if events:
+            body["events"] = events
+        return self._post(f"/ops/runs/{run_id}/heartbeat", body)  # type: ignore[no-any-return]
+
+    def complete(self, run_id: str, lease_token: str, output_manifest: dict[str, Any],
+                 events: list[dict[str, Any]] | None = None, claim_next: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+        body: dict[str, Any] = {"lease_token": lease_token, "output_manifest": output_manifest}
+        if events:
+            body["events"] = events
+        if claim_next:
+            body["claim_next"] = claim_next
+        return self._post(f"/ops/runs/{run_id}/complete", body)  # type: ignore[no-any-return]
+
+    def fail(self, run_id: str, lease_token: str, error: str, retryable: bool = True,
+             events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"lease_token": lease_token, "error": error, "retryable": retryable}
+        if events:
+            body["events"] = events
+        return self._post(f"/ops/runs/{run_id}/fail", body)  # type: ignore[no-any-return]
+
+    def post_events(self, run_id: str, events: list[dict[str, Any]], lease_token: str | None = None) -> int:
+        body: dict[str, Any] = {"events": events}
+        if lease_token:
+            body["lease_token"] = lease_token
+        return self._post(f"/ops/runs/{run_id}/events", body)["accepted"]  # type: ignore[no-any-return]
+
+    def upload_artifact(self, run_id: str, phase: str, name: str, path: Path, media_type: str,
+                        metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        h = hashlib.sha256()
+        size = 0
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+                size += len(block)
+        sha = h.hexdigest()
+        with path.open("rb") as fh:
+            self._answer(self.http.put(f"/ops/artifacts/{sha}", content=fh,
+                                       headers={"content-type": "application/octet-stream"}))
+        return self._post("/ops/artifacts", {  # type: ignore[no-any-return]
+            "run_id": run_id, "phase": phase, "name": name, "sha256": sha, "size_bytes": size,
+            "media_type": media_type, "metadata": metadata or {},
+        })

@@ -1,0 +1,76 @@
+"""What a handler sees: its phase, a logger that rides along with heartbeats, artifacts, cancellation."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lakehouse.worker.client import ExecutorClient
+
+
+class PhaseCancelled(Exception):
+    """Raised inside a handler when the lease was lost, the run cancelled or the phase timed out."""
+
+
+class PhaseError(Exception):
+    """A handler failure; ``retryable=False`` fails the run without another attempt."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class PhaseContext:
+    run_id: str
+    phase: str
+    phase_type: str
+    attempt: int
+    params: dict[str, Any]
+    input_manifest: dict[str, Any]
+    previous_outputs: dict[str, Any]
+    environment: str
+    spec_slug: str
+    git_sha: str
+    workdir: Path
+    client: ExecutorClient | None = None
+    lease_token: str = ""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
+    _events: list[dict[str, Any]] = field(default_factory=list)
+    _progress: dict[str, Any] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    def log(self, message: str, level: str = "info", type_: str = "PHASE_LOG", **payload: Any) -> None:
+        with self._lock:
+            self._events.append({"event_id": uuid.uuid4().hex, "type": type_, "phase": self.phase,
+                                 "ts": datetime.now(UTC).isoformat(), "level": level, "message": message,
+                                 "payload": payload})
+
+    def progress(self, message: str, fraction: float | None = None, **extra: Any) -> None:
+        with self._lock:
+            self._progress = {"message": message, "fraction": fraction, **extra}
+
+    def drain(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        with self._lock:
+            events, progress = self._events, self._progress
+            self._events, self._progress = [], None
+        return events, progress
+
+    def check(self) -> None:
+        """Call in long loops: raises :class:`PhaseCancelled` once the phase must stop."""
+        if self.cancelled.is_set():
+            raise PhaseCancelled(self.cancel_reason or "phase cancelled")
+
+    def add_artifact(self, name: str, path: Path, media_type: str, metadata: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+        if self.client is None:
+            raise RuntimeError("no server to upload the artifact to")
+        art = self.client.upload_artifact(self.run_id, self.phase, name, path, media_type, metadata)
+        self.artifacts.append(art)
+        return art
