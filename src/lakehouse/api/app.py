@@ -42,6 +42,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
                     await task
             if listener:
                 listener.stop()
+                await asyncio.to_thread(listener.join, 3.0)
 
     app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
                   description="Control plane API and the executor contract (DESIGN.md §3).")

@@ -30,26 +30,26 @@ class BodyLimit:
                 except ValueError:
                     pass
         seen = 0
-        sent_error = False
+        answered = False
 
         async def limited() -> Any:
-            nonlocal seen, sent_error
+            nonlocal seen, answered
+            if answered:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    sent_error = True
-                    raise _Over()
+                    answered = True
+                    await _too_large(send, limit)
+                    return {"type": "http.disconnect"}  # the app stops reading; its answer is dropped
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _Over:
-            await _too_large(send, limit)
+        async def guarded(message: Any) -> None:
+            if not answered:
+                await send(message)
 
-
-class _Over(Exception):
-    pass
+        await self.app(scope, limited, guarded)
 
 
 async def _too_large(send: Any, limit: int) -> None:

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse.api import schemas as s
-from lakehouse.api.deps import context, principal, require
+from lakehouse.api.deps import context, require
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import RunRequest
 from lakehouse.domain.states import RUN_FINISHED, RunStatus

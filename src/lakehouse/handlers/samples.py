@@ -18,3 +18,17 @@ def row_check(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
         raise PhaseError(f"expected at least {args.get('min_rows')} rows, got {rows}", retryable=False)
     ctx.log(f"row check passed: {rows} rows", rows=rows)
     return {"outputs": {}, "checked_rows": rows}
+
+
+def record_execution(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Append one line per execution to ``args['path']`` (O_APPEND, so concurrent workers do not
+    interleave); tests count the lines to prove each phase ran exactly once."""
+    import os
+
+    line = f"{ctx.run_id} {ctx.phase} {ctx.attempt}\n".encode()
+    fd = os.open(args["path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return {"outputs": {}}

@@ -111,9 +111,9 @@ def _with_holder(ctx: Context, run_id: str, lease_token: str, fn: Any) -> Any:
     except _Expired as exp:
         with ctx.db.write() as conn:
             now = ctx.clock()
-            phase = queue.find_lease(conn, run_id, lease_token)
-            if phase is not None:
-                _expire(ctx, conn, phase, now, "lease expired before the holder called back")
+            still = queue.find_lease(conn, run_id, lease_token)
+            if still is not None:
+                _expire(ctx, conn, still, now, "lease expired before the holder called back")
         ctx.waker.ready()
         ctx.waker.run_event(run_id)
         raise LeaseLost("the lease expired and the phase was requeued") from exp

@@ -17,7 +17,8 @@ from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, NotFound
 from lakehouse.store import queue
-from lakehouse.store.tables import phases, runs, workspaces as ws_table
+from lakehouse.store.tables import phases, runs
+from lakehouse.store.tables import workspaces as ws_table
 
 
 def create_run(ctx: Context, req: RunRequest, principal: Principal) -> tuple[dict[str, Any], bool]:

@@ -13,9 +13,9 @@ def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]], *c
     if not rows:
         return 0
     mod: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = mod.insert(table).on_conflict_do_nothing(index_elements=list(conflict_cols))
-    result = conn.execute(stmt, rows)
-    return int(result.rowcount or 0)
+    stmt = (mod.insert(table).on_conflict_do_nothing(index_elements=list(conflict_cols))
+            .returning(table.c[conflict_cols[0]]))
+    return len(conn.execute(stmt, rows).all())
 
 
 def skip_locked(conn: Connection, stmt: Select[Any], *of: Any) -> Select[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, func, or_, select, update
 
-from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, phase_transition, run_transition, RunStatus
+from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, RunStatus, phase_transition, run_transition
 from lakehouse.store import dialect
 from lakehouse.store.tables import executors, phase_attempts, phases, run_events, runs
 
@@ -258,18 +258,18 @@ def timed_out_phases(conn: Connection, now: datetime, limit: int = 100) -> list[
 # --- executors --------------------------------------------------------------------------------
 
 def touch_executor(conn: Connection, executor_id: str, capabilities: list[str] | None, now: datetime,
-                   current: tuple[str, str] | None | bool = False) -> None:
+                   current: tuple[str, str] | bool | None = False) -> None:
     """Register an executor on first sight, refresh its last-seen time and capabilities."""
     values: dict[str, Any] = {"last_seen_at": now}
     if capabilities is not None:
         values["capabilities"] = sorted(set(capabilities))
     if current is not False:
-        values["current_run_id"] = current[0] if current else None
-        values["current_phase"] = current[1] if current else None
+        values["current_run_id"] = current[0] if isinstance(current, tuple) else None
+        values["current_phase"] = current[1] if isinstance(current, tuple) else None
     result = conn.execute(update(executors).where(executors.c.id == executor_id).values(**values))
     if result.rowcount == 0:
         row = {"id": executor_id, "capabilities": sorted(set(capabilities or [])), "first_seen_at": now,
                "last_seen_at": now, "current_run_id": None, "current_phase": None}
-        if current:
-            row["current_run_id"], row["current_phase"] = current  # type: ignore[misc]
+        if isinstance(current, tuple):
+            row["current_run_id"], row["current_phase"] = current
         dialect.insert_ignore(conn, executors, [row], "id")

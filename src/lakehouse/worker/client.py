@@ -64,7 +64,7 @@ class ExecutorClient:
                                 "max_phases": max_phases})
         if out is None:
             return []
-        return out["claims"] if "claims" in out else [out]
+        return out.get("claims", [out])
 
     def heartbeat(self, run_id: str, lease_token: str, progress: dict[str, Any] | None = None,
                   events: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from lakehouse.worker.client import ContractError, ExecutorClient, LeaseLostError
 from lakehouse.worker.context import PhaseCancelled, PhaseContext, PhaseError
 from lakehouse.worker.registry import Handler, load_handlers
@@ -140,10 +142,10 @@ class Worker:
                 {"name": a["name"], "sha256": a["sha256"], "size_bytes": a["size_bytes"]} for a in ctx.artifacts])
         events, _ = ctx.drain()
         try:
-            answer = self.client.complete(
+            answer = _retrying(lambda: self.client.complete(
                 ctx.run_id, ctx.lease_token, manifest, events,
                 claim_next={"executor_id": self.executor_id, "capabilities": self.capabilities,
-                            "max_phases": self.max_phases} if claim_next else None)
+                            "max_phases": self.max_phases} if claim_next else None))
         except LeaseLostError:
             log.warning("lease lost before complete", extra={"run_id": ctx.run_id, "phase": ctx.phase})
             return []
@@ -153,9 +155,27 @@ class Worker:
     def _fail(self, ctx: PhaseContext, error: str, retryable: bool) -> None:
         events, _ = ctx.drain()
         try:
-            self.client.fail(ctx.run_id, ctx.lease_token, error, retryable, events)
+            _retrying(lambda: self.client.fail(ctx.run_id, ctx.lease_token, error, retryable, events))
         except LeaseLostError:
             pass
+
+
+def _retrying(call: Any, budget_s: float = 120.0) -> Any:
+    """Retry a lease-holder call through server restarts and network blips (not through 4xx)."""
+    delay = 0.1
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            return call()
+        except ContractError as exc:
+            if exc.status < 500 or time.monotonic() > deadline:
+                raise
+        except (httpx.TransportError, OSError):
+            if time.monotonic() > deadline:
+                raise
+        log.warning("server unreachable; retrying", extra={"delay_s": delay})
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 class _Interrupted(BaseException):

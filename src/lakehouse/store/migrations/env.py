@@ -6,8 +6,8 @@ from sqlalchemy import create_engine, pool
 from lakehouse.store.tables import metadata
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
-assert url
+url: str = config.get_main_option("sqlalchemy.url") or ""
+assert url, "sqlalchemy.url is not set"
 
 
 def run_migrations_offline() -> None:
