@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="Largest artifact upload.")
     retry_base_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles per attempt.")
     retry_max_s: float = Field(default=300.0, ge=0, description="Longest retry delay.")
+    pipelines_dir: Path = Field(default=Path("pipelines"), description="Folder of pipeline YAML specs.")
     port: int = Field(default=8000, description="HTTP port of `lakehouse up`/`serve`.")
     host: str = Field(default="127.0.0.1", description="HTTP bind address.")
 
@@ -39,6 +40,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         self.home = self.home.expanduser().resolve()
+        self.pipelines_dir = self.pipelines_dir.expanduser().resolve()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'control.db'}"
         if not self.warehouse:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__
-from lakehouse.api import errors, ops
+from lakehouse.api import errors, ops, pipelines
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
 from lakehouse.services import protocol
@@ -50,6 +50,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app.state.token_cache = TokenCache()
     errors.install(app)
     app.include_router(ops.router)
+    app.include_router(pipelines.router)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> dict[str, Any]:

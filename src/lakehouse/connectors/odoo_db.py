@@ -6,9 +6,11 @@ small statements ``mutate`` needs, with one placeholder style (``?``) for both.
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -31,14 +33,28 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
+def _decimal_text(value: Decimal) -> str:
+    return format(value + 0, "f")  # + 0 turns -0.00 into 0.00
+
+
+def _timestamp_text(value: datetime) -> str:
+    return value.isoformat(sep=" ")
+
+
+_SQLITE_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "num": _decimal_text, "date": date.isoformat, "ts": _timestamp_text, "bool": int}
+
+
 def _sqlite_converter(table: Table) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-    converted = [i for i, (_, kind) in enumerate(table.columns) if kind in ("num", "date", "ts", "bool")]
+    converters = [(i, _SQLITE_CONVERT[kind]) for i, (_, kind) in enumerate(table.columns)
+                  if kind in _SQLITE_CONVERT]
 
     def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = list(row)
-        for i in converted:
-            if values[i] is not None:
-                values[i] = _sqlite_value(values[i])
+        for i, fn in converters:
+            value = values[i]
+            if value is not None:
+                values[i] = fn(value)
         return tuple(values)
 
     return convert
@@ -52,6 +68,10 @@ class SeedDb:
         self.dialect = url.kind
         self._pg: psycopg.Connection[Any] | None = None
         self._lite: sqlite3.Connection | None = None
+        # PostgreSQL loads run on one background thread so the server's COPY work overlaps with the
+        # Python that generates the next batch (two batches in flight at most).
+        self._loader: ThreadPoolExecutor | None = None
+        self._inflight: deque[Future[None]] = deque()
         if url.kind == "postgres":
             self._pg = _connect_pg(url, create)
         else:
@@ -89,16 +109,31 @@ class SeedDb:
     # --- bulk load ------------------------------------------------------------------------------
 
     def load(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        """Append ``rows`` (tuples in column order) to ``table``; on PostgreSQL in the background."""
         cols = ", ".join(f'"{c}"' for c in table.column_names)
         if self._pg is not None:
-            with self._pg.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row(row)
+            if self._loader is None:
+                self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odoo-seed-copy")
+            while len(self._inflight) >= 2:
+                self._inflight.popleft().result()
+            self._inflight.append(self._loader.submit(self._copy, f'COPY "{table.name}" ({cols}) FROM STDIN',
+                                                      rows))
             return
         assert self._lite is not None
         convert = _sqlite_converter(table)
         marks = ", ".join("?" for _ in table.columns)
         self._lite.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', map(convert, rows))
+
+    def _copy(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        assert self._pg is not None
+        with self._pg.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[arg-type]
+            for row in rows:
+                copy.write_row(row)
+
+    def wait_loads(self) -> None:
+        """Wait for the background loads (and raise the first error of one)."""
+        while self._inflight:
+            self._inflight.popleft().result()
 
     def insert(self, table: Table, row: dict[str, Any]) -> None:
         cols = [c for c in table.column_names if c in row]
@@ -108,6 +143,7 @@ class SeedDb:
 
     def finish(self, tables: Iterable[Table]) -> None:
         """Indexes, serial sequences past the loaded ids, statistics; then commit."""
+        self.wait_loads()
         for table in tables:
             for statement in table.index_ddl():
                 self.execute(statement)
@@ -131,6 +167,11 @@ class SeedDb:
             self._lite.commit()
 
     def close(self) -> None:
+        if self._loader is not None:
+            for future in self._inflight:
+                future.cancel()
+            self._loader.shutdown(wait=True)
+            self._loader = None
         if self._pg is not None:
             self._pg.close()
         if self._lite is not None:

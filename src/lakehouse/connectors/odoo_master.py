@@ -314,13 +314,13 @@ def _catalog(m: Master, rng: random.Random, scale: int, emit: Emit, at: datetime
             en, fr = f"{adj_en} {noun_en}", f"{noun_fr} {adj_fr}"
             categ, uom, price = rng.choice((4, 5)), 1, money(rng, 5, 1500)
         code = f"{'SRV' if service else 'FURN'}_{k:05d}"
-        weight = Decimal(0) if service else money(rng, 0.2, 40)
+        weight = Decimal("0.00") if service else money(rng, 0.2, 40)
         emit("product_template", {
             "id": k, "name": tr(en, fr), "sequence": 1, "description": None, "description_purchase": None,
             "description_sale": tr(f"{en} — sold by Lakehouse Demo", f"{fr} — vendu par Lakehouse Demo")
             if rng.random() < 0.3 else None,
             "detailed_type": "service" if service else "consu", "type": "service" if service else "consu",
-            "categ_id": categ, "list_price": price, "volume": Decimal(0), "weight": weight,
+            "categ_id": categ, "list_price": price, "volume": Decimal("0.00"), "weight": weight,
             "sale_ok": True, "purchase_ok": rng.random() < 0.8, "uom_id": uom, "uom_po_id": uom,
             "company_id": None, "active": rng.random() < 0.97, "color": 0, "default_code": code,
             "priority": "0", "invoice_policy": "order" if service else rng.choice(("order", "delivery")),
@@ -329,7 +329,7 @@ def _catalog(m: Master, rng: random.Random, scale: int, emit: Emit, at: datetime
         emit("product_product", {
             "id": k, "product_tmpl_id": k, "default_code": code, "active": True,
             "barcode": None if service else f"{rng.randrange(10**12, 10**13)}", "combination_indices": "",
-            "volume": Decimal(0), "weight": weight, **audit(created)})
+            "volume": Decimal("0.00"), "weight": weight, **audit(created)})
         m.products.append(Product(k, k, f"[{code}] {en}", price, service, uom, rng.random() < 0.15))
 
 

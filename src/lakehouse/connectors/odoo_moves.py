@@ -17,7 +17,7 @@ from typing import Any
 
 from lakehouse.connectors.odoo_master import Company, Emit, Master
 
-ZERO = Decimal(0)
+ZERO = Decimal("0.00")
 INVOICE_TYPES = ("out_invoice", "out_refund", "in_invoice", "in_refund")
 # journal role and name format per move type: (prefix template, digits, monthly)
 SEQUENCES = {

@@ -1,4 +1,7 @@
-"""Roles and what each may do."""
+"""Roles and what each may do: the single permission matrix (documented in docs/permissions.md).
+
+Services call ``Principal.require(action)``; pages and routes only hide what a role may not do.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +17,23 @@ class Role(StrEnum):
 
 
 class Action(StrEnum):
-    READ = "read"  # runs, events, artifacts, executors
-    RUN_CREATE = "run.create"
+    READ = "read"  # runs, events, artifacts, executors, pipelines, catalog
+    RUN_CREATE = "run.create"  # start, rerun
     RUN_CANCEL = "run.cancel"
     EXECUTE = "execute"  # claim, heartbeat, events, artifacts, complete, fail
     QUERY = "query"  # SQL against the lakehouse
-    ADMIN = "admin"  # users, tokens, audit
+    CONNECTION_READ = "connection.read"  # list connections and test them (never their secrets)
+    CONNECTION_MANAGE = "connection.manage"  # create, edit, delete connections
+    USER_ADMIN = "user.admin"  # users, roles, tokens of others
+    AUDIT_VIEW = "audit.view"
+    ADMIN = "admin"  # everything else reserved to admins (key rotation, workspaces)
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
-    Role.ENGINEER: frozenset({Action.READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY, Action.EXECUTE}),
-    Role.ANALYST: frozenset({Action.READ, Action.QUERY}),
+    Role.ENGINEER: frozenset({Action.READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY, Action.EXECUTE,
+                              Action.CONNECTION_READ, Action.CONNECTION_MANAGE}),
+    Role.ANALYST: frozenset({Action.READ, Action.QUERY, Action.CONNECTION_READ}),
     Role.VIEWER: frozenset({Action.READ}),
     Role.EXECUTOR: frozenset({Action.EXECUTE, Action.READ}),
 }

@@ -26,12 +26,15 @@ other         DuckDB's JSON text (lists, structs, maps: ``to_json``), with TimeZ
 ============  ==============================================================================
 
 Column *names* and categories are part of the hash, the physical types (int32 vs int64, decimal
-precision, string vs large_string, chunking) are not. The hashing runs in DuckDB (~0.4 µs a value).
+precision, string vs large_string, chunking) are not. The hashing runs in DuckDB (about 1-2 s per
+million rows on this 2-core machine).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -146,22 +149,36 @@ def content_hash(table: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatc
         arrays[f"c{i}"] = arr
         exprs.append(expr.format(c=f'"c{i}"'))
     header.append(f"rows={table.num_rows}")
-    if not names:
+    if not names:  # no column: every row is the empty text
         exprs = ["''"]
         arrays = {"c0": pa.chunked_array([pa.nulls(table.num_rows)])}
     row_text = " || ".join(f"coalesce(CAST(strlen(v{i}) AS VARCHAR) || ':' || v{i}, 'N')"
-                           for i in range(len(exprs))) if names else "''"
+                           for i in range(len(exprs)))
     projection = ", ".join(f"{e} AS v{i}" for i, e in enumerate(exprs))
+    digest = hashlib.sha256(("\n".join(header) + "\n").encode())
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("rows_in", pa.table(arrays))
-        digest = con.execute(
-            f"SELECT sha256(? || coalesce(string_agg(d, '' ORDER BY d), '')) FROM "
-            f"(SELECT sha256({row_text}) AS d FROM (SELECT {projection} FROM rows_in))",
-            ["\n".join(header) + "\n"],
-        ).fetchone()
+        reader = con.execute(
+            f"SELECT sha256({row_text}) AS d FROM (SELECT {projection} FROM rows_in) ORDER BY d"
+        ).to_arrow_reader(1 << 16)
+        for batch in reader:
+            _update_with_strings(digest, batch.column(0))
     finally:
         con.close()
-    assert digest is not None
-    return str(digest[0])
+    return digest.hexdigest()
+
+
+def _update_with_strings(digest: Any, arr: pa.Array) -> None:
+    """Feed the concatenated values of a string array (fixed-width hex digests) to ``digest``."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.cast(arr, pa.large_string())
+    width = 8 if pa.types.is_large_string(arr.type) else 4
+    _, offsets, data = arr.buffers()
+    if data is None or len(arr) == 0:
+        return
+    start = int.from_bytes(offsets[arr.offset * width:(arr.offset + 1) * width], "little", signed=True)
+    end_at = (arr.offset + len(arr)) * width
+    end = int.from_bytes(offsets[end_at:end_at + width], "little", signed=True)
+    digest.update(memoryview(data)[start:end])

@@ -187,9 +187,10 @@ def complete(ctx: Context, run_id: str, lease_token: str, output_manifest: dict[
                        phase["name"], attempt=phase["attempt"], duration_s=round(took, 6),
                        outputs=sorted((output_manifest or {}).get("outputs", {}))
                        if isinstance((output_manifest or {}).get("outputs"), dict) else None))
-        nxt = queue.queue_phase(conn, run_id, phase["idx"] + 1, now)
         run = queue.get_run(conn, run_id, lock=True)
         assert run is not None
+        _record_manifest(conn, run, phase["name"], output_manifest or {}, now)
+        nxt = queue.queue_phase(conn, run_id, phase["idx"] + 1, now)
         if nxt is None:
             queue.set_run_status(conn, run, RunStatus.SUCCEEDED, now)
             out.append(_ev(EventType.RUN_SUCCEEDED, now, "run succeeded"))
@@ -207,6 +208,25 @@ def complete(ctx: Context, run_id: str, lease_token: str, output_manifest: dict[
     if result["run_status"] != RunStatus.SUCCEEDED.value and not result.get("next"):
         ctx.waker.ready()
     return result  # type: ignore[no-any-return]
+
+
+def _record_manifest(conn: Connection, run: RowMapping, phase: str, manifest: dict[str, Any], now: datetime) -> None:
+    """What a completed phase declares that the control plane keeps: watermarks (advanced only here, in
+    the transaction that records the publish) and lineage edges."""
+    marks = manifest.get("watermarks")
+    if isinstance(marks, dict) and marks:
+        from lakehouse.services import watermarks
+
+        pipeline = (run["input_manifest"] or {}).get("pipeline", run["spec_slug"])
+        watermarks.advance(conn, run["workspace_id"], run["environment"], pipeline, marks, run["id"], now)
+    lineage = manifest.get("lineage")
+    if isinstance(lineage, dict) and (lineage.get("inputs") or lineage.get("outputs")):
+        from lakehouse.services import lineage as lineage_service
+
+        for edge in lineage.get("edges") or [{"inputs": lineage.get("inputs") or [],
+                                               "outputs": lineage.get("outputs") or []}]:
+            lineage_service.record_edges(conn, run["workspace_id"], run["environment"], run["id"], phase,
+                                         list(edge.get("inputs") or []), list(edge.get("outputs") or []), now)
 
 
 def fail(ctx: Context, run_id: str, lease_token: str, error: str, retryable: bool = True,

@@ -273,3 +273,50 @@ lineage_edges = Table(
     UniqueConstraint("workspace_id", "environment", "source", "target", name="uq_lineage_edges_key"),
     Index("ix_lineage_edges_target", "target"),
 )
+
+# --- control room: sessions, login attempts, connections (Issue 4) ------------------------------
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie value; the value is never stored
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("address", String(64), nullable=True),
+    Index("ix_web_sessions_user", "user_id"),
+)
+
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("user_name", String(100), nullable=False),
+    Column("address", String(64), nullable=True),
+    Column("ts", UTCDateTime(), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Index("ix_login_attempts_user_ts", "user_name", "ts"),
+    Index("ix_login_attempts_address_ts", "address", "ts"),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("config", JSONDoc(), nullable=False),  # non-secret settings only
+    Column("secrets_enc", Text, nullable=True),  # Fernet token of a JSON object; never leaves the service
+    Column("secret_keys", JSONDoc(), nullable=False),  # names of the secrets that are set
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("last_test_at", UTCDateTime(), nullable=True),
+    Column("last_test_ok", Boolean, nullable=True),
+    Column("last_test_message", Text, nullable=True),
+    UniqueConstraint("workspace_id", "environment", "name", name="uq_connections_ws_env_name"),
+)

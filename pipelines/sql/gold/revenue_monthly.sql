@@ -1,0 +1,14 @@
+-- Revenue by month × customer × product: −balance of posted income lines of customer invoices and refunds.
+SELECT
+    l.company_id,
+    date_trunc('month', l.date)::DATE AS month,
+    l.partner_id,
+    l.product_id,
+    (-sum(l.balance))::DECIMAL(18, 2) AS amount
+FROM silver.journal_lines l
+JOIN silver.accounts a ON a.account_id = l.account_id
+WHERE l.parent_state = 'posted'
+  AND l.move_type IN ('out_invoice', 'out_refund')
+  AND a.account_type IN ('income', 'income_other')
+GROUP BY ALL
+ORDER BY company_id, month, partner_id NULLS FIRST, product_id NULLS FIRST

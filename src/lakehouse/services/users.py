@@ -1,0 +1,116 @@
+"""User and token administration (admins only): list, create, change role, disable, memberships, tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from lakehouse.domain.roles import Action, Role
+from lakehouse.services import audit, auth, sessions
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import Conflict, InvalidInput, NotFound
+from lakehouse.store.tables import api_tokens, memberships, users, workspaces
+
+
+def list_users(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
+    actor.require(Action.USER_ADMIN)
+    with ctx.db.read() as conn:
+        rows = conn.execute(select(users.c.id, users.c.name, users.c.role, users.c.disabled, users.c.created_at)
+                            .order_by(users.c.name)).mappings().all()
+        ms = conn.execute(select(memberships.c.user_id, workspaces.c.slug)
+                          .join(workspaces, workspaces.c.id == memberships.c.workspace_id)).all()
+        toks = conn.execute(select(api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.prefix, api_tokens.c.role,
+                                   api_tokens.c.name, api_tokens.c.created_at, api_tokens.c.revoked_at)
+                            .order_by(api_tokens.c.id.desc())).mappings().all()
+    by_user: dict[int, list[str]] = {}
+    for uid, slug in ms:
+        by_user.setdefault(uid, []).append(slug)
+    tokens: dict[int, list[dict[str, Any]]] = {}
+    for t in toks:
+        tokens.setdefault(t["user_id"], []).append(dict(t))
+    return [{**dict(r), "workspaces": sorted(by_user.get(r["id"], [])), "tokens": tokens.get(r["id"], [])}
+            for r in rows]
+
+
+def create(ctx: Context, actor: Principal, name: str, role: str, password: str | None,
+           address: str | None = None) -> dict[str, Any]:
+    actor.require(Action.USER_ADMIN)
+    return auth.create_user(ctx, name, role, password or None, actor=actor)
+
+
+def _user(conn: Any, name: str) -> Any:
+    row = conn.execute(select(users).where(users.c.name == name)).mappings().first()
+    if row is None:
+        raise NotFound(f"user {name!r} not found", code="user_not_found")
+    return row
+
+
+def set_role(ctx: Context, actor: Principal, name: str, role: str, address: str | None = None) -> None:
+    actor.require(Action.USER_ADMIN)
+    try:
+        role = Role(role).value
+    except ValueError:
+        raise InvalidInput(f"unknown role {role!r}", code="invalid_role") from None
+    with ctx.db.write() as conn:
+        row = _user(conn, name)
+        if row["name"] == actor.name and role != Role.ADMIN.value:
+            raise Conflict("you cannot take the admin role from yourself", code="self_demotion")
+        conn.execute(update(users).where(users.c.id == row["id"]).values(role=role))
+        sessions.end_user_sessions(conn, row["id"])
+        audit.record(conn, ctx.clock(), actor, "user.role", "user", name, None,
+                     {"from": row["role"], "to": role}, address)
+
+
+def set_disabled(ctx: Context, actor: Principal, name: str, disabled: bool, address: str | None = None) -> None:
+    actor.require(Action.USER_ADMIN)
+    with ctx.db.write() as conn:
+        row = _user(conn, name)
+        if row["name"] == actor.name and disabled:
+            raise Conflict("you cannot disable yourself", code="self_disable")
+        conn.execute(update(users).where(users.c.id == row["id"]).values(disabled=disabled))
+        if disabled:
+            sessions.end_user_sessions(conn, row["id"])
+        audit.record(conn, ctx.clock(), actor, "user.disable" if disabled else "user.enable", "user", name,
+                     None, {}, address)
+
+
+def set_membership(ctx: Context, actor: Principal, name: str, workspace: str, member: bool,
+                   address: str | None = None) -> None:
+    actor.require(Action.USER_ADMIN)
+    with ctx.db.write() as conn:
+        row = _user(conn, name)
+        ws_id = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == workspace)).scalar()
+        if ws_id is None:
+            raise NotFound(f"workspace {workspace!r} not found", code="workspace_not_found")
+        conn.execute(delete(memberships).where(memberships.c.user_id == row["id"],
+                                               memberships.c.workspace_id == ws_id))
+        if member:
+            conn.execute(memberships.insert().values(workspace_id=ws_id, user_id=row["id"], role=row["role"]))
+        sessions.end_user_sessions(conn, row["id"])
+        audit.record(conn, ctx.clock(), actor, "membership.add" if member else "membership.remove", "user", name,
+                     int(ws_id), {"workspace": workspace}, address)
+
+
+def create_token(ctx: Context, actor: Principal, user: str, role: str | None, label: str | None) -> str:
+    actor.require(Action.USER_ADMIN)
+    return auth.create_token(ctx, user, role or None, label or None, actor=actor)
+
+
+def revoke_token(ctx: Context, actor: Principal, token_id: int, address: str | None = None) -> None:
+    actor.require(Action.USER_ADMIN)
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        row = conn.execute(select(api_tokens.c.prefix, users.c.name).join(users, users.c.id == api_tokens.c.user_id)
+                           .where(api_tokens.c.id == token_id)).first()
+        if row is None:
+            raise NotFound(f"token {token_id} not found", code="token_not_found")
+        conn.execute(update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                     .values(revoked_at=now))
+        audit.record(conn, now, actor, "token.revoke", "token", row[0], None, {"user": row[1]}, address)
+
+
+def list_workspaces(ctx: Context) -> list[str]:
+    with ctx.db.read() as conn:
+        return list(conn.execute(select(workspaces.c.slug).order_by(workspaces.c.slug)).scalars())
