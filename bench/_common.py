@@ -84,13 +84,15 @@ def _proc_cpu(pid: int) -> float:
         return 0.0
 
 
-def _postgres_pids() -> list[int]:
-    out = []
+def _postgres_cpu(db: str | None) -> dict[int, tuple[bool, float]]:
+    """pid -> (serves the benchmark's database, CPU seconds) of every PostgreSQL process."""
+    out = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             with contextlib.suppress(OSError):
                 if (d / "comm").read_text().strip() == "postgres":
-                    out.append(int(d.name))
+                    cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+                    out[int(d.name)] = (bool(db) and f" {db} " in cmd, _proc_cpu(int(d.name)))
     return out
 
 
@@ -105,19 +107,19 @@ def _machine_busy() -> tuple[float, float]:
 
 
 class CpuMeter:
-    """CPU seconds used by the server, the workers, PostgreSQL and this process over a window."""
+    """CPU seconds used over a window by the server, the workers, PostgreSQL (its backends serving the
+    benchmark's database, and all of it), this process, and everything else on the machine."""
 
-    def __init__(self, groups: dict[str, list[int]]) -> None:
+    def __init__(self, groups: dict[str, list[int]], pg_db: str | None = None) -> None:
         self.groups = groups
+        self.pg_db = pg_db
 
-    def _snap(self) -> dict[str, float]:
-        snap = {g: sum(_proc_cpu(p) for p in pids) for g, pids in self.groups.items()}
-        snap["postgres"] = sum(_proc_cpu(p) for p in _postgres_pids())
+    def _snap(self) -> dict[str, Any]:
         t = os.times()
-        snap["bench_client"] = t.user + t.system
-        snap["_busy"], snap["_total"] = _machine_busy()
-        snap["_wall"] = time.monotonic()
-        return snap
+        busy, total = _machine_busy()
+        return {"groups": {g: sum(_proc_cpu(p) for p in pids) for g, pids in self.groups.items()},
+                "pg": _postgres_cpu(self.pg_db), "bench_client": t.user + t.system,
+                "busy": busy, "total": total, "wall": time.monotonic()}
 
     def __enter__(self) -> CpuMeter:
         self.start = self._snap()
@@ -127,10 +129,20 @@ class CpuMeter:
         self.end = self._snap()
 
     def result(self, per: int | None = None) -> dict[str, Any]:
-        d = {k: self.end[k] - self.start[k] for k in self.end}
-        wall = d.pop("_wall")
-        busy, total = d.pop("_busy"), d.pop("_total")
-        out: dict[str, Any] = {"wall_s": round(wall, 3),
+        a, b = self.start, self.end
+        d = {g: b["groups"][g] - a["groups"][g] for g in self.groups}
+        pg_all = pg_db = 0.0
+        for pid, (mine, cpu) in b["pg"].items():
+            delta = cpu - a["pg"].get(pid, (mine, 0.0))[1]
+            pg_all += delta
+            pg_db += delta if mine else 0.0
+        if self.pg_db:
+            d["postgres_bench_db"] = pg_db
+        d["postgres_all"] = pg_all
+        d["bench_client"] = b["bench_client"] - a["bench_client"]
+        busy, total = b["busy"] - a["busy"], b["total"] - a["total"]
+        d["everything_else"] = max(0.0, busy - sum(v for k, v in d.items() if k != "postgres_bench_db"))
+        out: dict[str, Any] = {"wall_s": round(b["wall"] - a["wall"], 3),
                                "machine_busy_pct": round(100 * busy / total, 1) if total else None,
                                "cpu_s": {k: round(v, 3) for k, v in d.items()}}
         if per:

@@ -149,6 +149,9 @@ class Stack:
         assert self.server is not None
         return {"server": [self.server.pid], "workers": [p.pid for p in self.workers.values()]}
 
+    def cpu(self) -> CpuMeter:
+        return CpuMeter(self.cpu_groups(), self.b.pg_db)
+
     def signal_workers(self, sig: int) -> None:
         for p in self.workers.values():
             if p.poll() is None:
@@ -192,7 +195,7 @@ def bench_latency(stack: Stack, n: int, warmup: int, gap_s: float) -> dict[str, 
     assert api is not None
     body = run_body("bench-latency", [{"name": "p0", "type": "noop"}])
     server_lat, client_lat, run_total, claim_to_done = [], [], [], []
-    cpu = CpuMeter(stack.cpu_groups())
+    cpu = stack.cpu()
     for i in range(warmup + n):
         if i == warmup:
             cpu.__enter__()
@@ -305,7 +308,7 @@ def bench_throughput(stack: Stack, probe: DbProbe, n: int, threads: int, label: 
     stack.signal_workers(signal.SIGSTOP)
     try:
         create_s = create_many(stack, slug, n, threads)
-        cpu = CpuMeter(stack.cpu_groups())
+        cpu = stack.cpu()
         with prof.record(prof_name, stack.pids()), cpu:
             t_resume = time.time()
             stack.signal_workers(signal.SIGCONT)
@@ -361,7 +364,7 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
     wait_run(api, api.create_run(warm)["run_id"], timeout=60, every=0.02)
     time.sleep(0.2)
     walls, clients, cycles, handoffs, executors = [], [], [], [], []
-    cpu = CpuMeter(stack.cpu_groups())
+    cpu = stack.cpu()
     cpu.__enter__()
     for _ in range(repeats):
         t0 = time.time()

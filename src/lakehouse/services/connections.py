@@ -1,0 +1,283 @@
+"""Connections to the systems the lakehouse reads from and writes to, with secrets encrypted at rest.
+
+Secrets are write-only: they go in through :func:`create`/:func:`update`, are stored as one Fernet
+token (key from LAKEHOUSE_SECRET_KEY; several comma-separated keys form a MultiFernet, the first
+encrypts) and come out only to the code that connects (:func:`resolve`). Every message that leaves
+this module goes through :func:`redact`, so a driver error that echoes a password cannot leak it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import Connection, RowMapping, delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from lakehouse.domain.roles import Action
+from lakehouse.domain.runs import ENVIRONMENTS
+from lakehouse.services import audit, workspaces
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import Conflict, InvalidInput, NotFound
+from lakehouse.store.tables import connections
+from lakehouse.store.tables import workspaces as ws_table
+
+MASK = "•••••"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    label: str
+    required: bool = False
+    default: str = ""
+    secret: bool = False
+    placeholder: str = ""
+
+
+TYPES: dict[str, tuple[str, list[Field]]] = {
+    "postgres": ("PostgreSQL (Odoo)", [
+        Field("host", "Host", True, "127.0.0.1"), Field("port", "Port", True, "5432"),
+        Field("database", "Database", True), Field("user", "User", True),
+        Field("sslmode", "SSL mode", False, "prefer"), Field("password", "Password", secret=True)]),
+    "sqlite": ("SQLite file", [Field("path", "Path", True, placeholder="/data/source.db")]),
+    "s3": ("S3 / MinIO", [
+        Field("endpoint_url", "Endpoint URL", placeholder="http://127.0.0.1:9000 (empty for AWS)"),
+        Field("region", "Region", False, "us-east-1"), Field("bucket", "Bucket", True),
+        Field("access_key_id", "Access key id", secret=True),
+        Field("secret_access_key", "Secret access key", secret=True)]),
+    "trino": ("Trino", [
+        Field("host", "Host", True), Field("port", "Port", True, "8080"),
+        Field("http_scheme", "Scheme", False, "http"), Field("user", "User", True, "lakehouse"),
+        Field("catalog", "Catalog", False, "iceberg"), Field("password", "Password", secret=True)]),
+    "spark": ("Spark (master or Spark Connect)", [
+        Field("master", "Master URL", True, placeholder="spark://host:7077 or sc://host:15002")]),
+    "smtp": ("SMTP (email alerts)", [
+        Field("host", "Host", True), Field("port", "Port", True, "587"),
+        Field("starttls", "STARTTLS (yes/no)", False, "yes"), Field("user", "User"),
+        Field("from_address", "From address", True), Field("password", "Password", secret=True)]),
+    "webhook": ("Webhook", [
+        Field("url", "URL", True, placeholder="https://hooks.example.com/…"),
+        Field("auth_header", "Authorization header value", secret=True)]),
+}
+
+
+def fields(type_: str) -> list[Field]:
+    if type_ not in TYPES:
+        raise InvalidInput(f"unknown connection type {type_!r}; use one of {', '.join(TYPES)}", code="invalid_type")
+    return TYPES[type_][1]
+
+
+# --- encryption -------------------------------------------------------------------------------------
+
+def cipher(key_setting: str) -> MultiFernet:
+    keys = [k.strip() for k in key_setting.replace("\n", ",").split(",") if k.strip()]
+    if not keys:
+        raise InvalidInput("LAKEHOUSE_SECRET_KEY is empty", code="no_secret_key")
+    try:
+        return MultiFernet([Fernet(k.encode()) for k in keys])
+    except (ValueError, TypeError):
+        raise InvalidInput("LAKEHOUSE_SECRET_KEY is not a valid Fernet key (32 url-safe base64 bytes)",
+                           code="bad_secret_key") from None
+
+
+def encrypt(ctx: Context, values: dict[str, str]) -> str | None:
+    if not values:
+        return None
+    return cipher(ctx.settings.secret_key).encrypt(orjson.dumps(values)).decode()
+
+
+def decrypt(ctx: Context, token: str | None) -> dict[str, str]:
+    if not token:
+        return {}
+    try:
+        return orjson.loads(cipher(ctx.settings.secret_key).decrypt(token.encode()))  # type: ignore[no-any-return]
+    except InvalidToken:
+        raise InvalidInput("the connection's secrets cannot be decrypted with LAKEHOUSE_SECRET_KEY",
+                           code="secret_key_mismatch") from None
+
+
+def redact(text: str, secrets: dict[str, str]) -> str:
+    for value in sorted(secrets.values(), key=len, reverse=True):
+        if value and len(value) >= 3:
+            text = text.replace(value, MASK)
+    return text
+
+
+def rotate_key(ctx: Context, new_key: str, actor: Principal) -> int:
+    """Re-encrypt every connection's secrets with ``new_key`` (old keys from the settings still decrypt).
+    Returns how many rows were re-encrypted. The caller then makes ``new_key`` the primary key."""
+    actor.require(Action.ADMIN)
+    rotator = MultiFernet([Fernet(new_key.encode()), *cipher(ctx.settings.secret_key)._fernets])
+    n = 0
+    with ctx.db.write() as conn:
+        for row in conn.execute(select(connections.c.id, connections.c.secrets_enc)
+                                .where(connections.c.secrets_enc.is_not(None))).all():
+            try:
+                token = rotator.rotate(row[1].encode()).decode()
+            except InvalidToken:
+                raise InvalidInput(f"connection {row[0]} cannot be decrypted with the current keys",
+                                   code="secret_key_mismatch") from None
+            conn.execute(update(connections).where(connections.c.id == row[0]).values(secrets_enc=token))
+            n += 1
+        audit.record(conn, ctx.clock(), actor, "secrets.rotate_key", "connection", None, None, {"rows": n})
+    return n
+
+
+# --- reading (scoped to the principal's workspaces, like row-level security) --------------------------
+
+def _scoped(principal: Principal) -> Any:
+    stmt = select(connections, ws_table.c.slug.label("workspace")).join(
+        ws_table, ws_table.c.id == connections.c.workspace_id)
+    if principal.workspace_ids is not None:
+        stmt = stmt.where(connections.c.workspace_id.in_(principal.workspace_ids))
+    return stmt
+
+
+def render(row: RowMapping) -> dict[str, Any]:
+    """The public shape: never the secrets, only which of them are set."""
+    return {"id": row["id"], "workspace": row["workspace"], "environment": row["environment"], "name": row["name"],
+            "type": row["type"], "config": row["config"], "secrets_set": sorted(row["secret_keys"] or []),
+            "created_by": row["created_by"], "created_at": row["created_at"], "updated_at": row["updated_at"],
+            "last_test_at": row["last_test_at"], "last_test_ok": row["last_test_ok"],
+            "last_test_message": row["last_test_message"]}
+
+
+def list_connections(ctx: Context, principal: Principal, environment: str | None = None) -> list[dict[str, Any]]:
+    principal.require(Action.CONNECTION_READ)
+    stmt = _scoped(principal)
+    if environment:
+        stmt = stmt.where(connections.c.environment == environment)
+    with ctx.db.read() as conn:
+        rows = conn.execute(stmt.order_by(ws_table.c.slug, connections.c.environment, connections.c.name)).mappings()
+        return [render(r) for r in rows]
+
+
+def _get(conn: Connection, principal: Principal, conn_id: int) -> RowMapping:
+    row = conn.execute(_scoped(principal).where(connections.c.id == conn_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"connection {conn_id} not found", code="connection_not_found")
+    return row
+
+
+def get(ctx: Context, principal: Principal, conn_id: int) -> dict[str, Any]:
+    principal.require(Action.CONNECTION_READ)
+    with ctx.db.read() as conn:
+        return render(_get(conn, principal, conn_id))
+
+
+def resolve(ctx: Context, principal: Principal, conn_id: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """(config, secrets) for code that connects; secrets never go into a response, log or event."""
+    principal.require(Action.CONNECTION_READ)
+    with ctx.db.read() as conn:
+        row = _get(conn, principal, conn_id)
+    return dict(row["config"]), decrypt(ctx, row["secrets_enc"])
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+def _validate(type_: str, config: dict[str, Any], secrets: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    spec = fields(type_)
+    known = {f.name for f in spec}
+    unknown = sorted(set(config) - known) + sorted(set(secrets) - known)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) for {type_}: {', '.join(unknown)}", code="unknown_field")
+    clean: dict[str, str] = {}
+    for f in spec:
+        if f.secret:
+            continue
+        value = str(config.get(f.name) or "").strip() or f.default
+        if f.required and not value:
+            raise InvalidInput(f"{f.label} is required", code="missing_field", details={"field": f.name})
+        if value:
+            clean[f.name] = value
+    if "port" in clean and not (clean["port"].isdigit() and 0 < int(clean["port"]) < 65536):
+        raise InvalidInput("Port must be a number from 1 to 65535", code="invalid_field", details={"field": "port"})
+    secret_names = {f.name for f in spec if f.secret}
+    bad = sorted(k for k in secrets if k not in secret_names)
+    if bad:
+        raise InvalidInput(f"{', '.join(bad)} must be given as secrets", code="invalid_field")
+    return clean, {k: v for k, v in secrets.items() if v}
+
+
+def create(ctx: Context, principal: Principal, *, workspace: str, environment: str, name: str, type_: str,
+           config: dict[str, Any], secrets: dict[str, str], address: str | None = None) -> dict[str, Any]:
+    principal.require(Action.CONNECTION_MANAGE)
+    if environment not in ENVIRONMENTS:
+        raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENTS)}", code="invalid_environment")
+    if not NAME_RE.match(name):
+        raise InvalidInput("names use lowercase letters, digits, _ and - (1-100)", code="invalid_name")
+    clean, secret_values = _validate(type_, config, secrets)
+    ws_id = workspaces.resolve_for(ctx, principal, workspace, write=True)
+    now = ctx.clock()
+    try:
+        with ctx.db.write() as conn:
+            conn_id = conn.execute(connections.insert().values(
+                workspace_id=ws_id, environment=environment, name=name, type=type_, config=clean,
+                secrets_enc=encrypt(ctx, secret_values), secret_keys=sorted(secret_values), created_by=principal.name,
+                created_at=now, updated_at=now).returning(connections.c.id)).scalar_one()
+            audit.record(conn, now, principal, "connection.create", "connection", name, ws_id,
+                         {"type": type_, "environment": environment, "secrets_set": sorted(secret_values)}, address)
+    except IntegrityError:
+        raise Conflict(f"a connection named {name!r} exists in {workspace}/{environment}",
+                       code="connection_exists") from None
+    return get(ctx, principal, int(conn_id))
+
+
+def update_connection(ctx: Context, principal: Principal, conn_id: int, *, config: dict[str, Any],
+                      secrets: dict[str, str], clear: list[str] | None = None,
+                      address: str | None = None) -> dict[str, Any]:
+    """Change settings; a secret given replaces the stored one, an empty one keeps it, ``clear`` removes."""
+    principal.require(Action.CONNECTION_MANAGE)
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        row = _get(conn, principal, conn_id)
+        clean, new_secrets = _validate(row["type"], config, secrets)
+        merged = {**decrypt(ctx, row["secrets_enc"]), **new_secrets}
+        for k in clear or []:
+            merged.pop(k, None)
+        conn.execute(update(connections).where(connections.c.id == conn_id).values(
+            config=clean, secrets_enc=encrypt(ctx, merged), secret_keys=sorted(merged), updated_at=now,
+            last_test_at=None, last_test_ok=None, last_test_message=None))
+        audit.record(conn, now, principal, "connection.update", "connection", row["name"], row["workspace_id"],
+                     {"replaced_secrets": sorted(new_secrets), "cleared_secrets": sorted(clear or [])}, address)
+    return get(ctx, principal, conn_id)
+
+
+def delete_connection(ctx: Context, principal: Principal, conn_id: int, address: str | None = None) -> None:
+    principal.require(Action.CONNECTION_MANAGE)
+    with ctx.db.write() as conn:
+        row = _get(conn, principal, conn_id)
+        conn.execute(delete(connections).where(connections.c.id == conn_id))
+        audit.record(conn, ctx.clock(), principal, "connection.delete", "connection", row["name"],
+                     row["workspace_id"], {"type": row["type"]}, address)
+
+
+def test_connection(ctx: Context, principal: Principal, conn_id: int, address: str | None = None,
+                    timeout_s: float = 5.0) -> dict[str, Any]:
+    """Really connect; store and return {ok, message, elapsed_ms}. The message is redacted."""
+    config, secrets = resolve(ctx, principal, conn_id)
+    with ctx.db.read() as conn:
+        row = _get(conn, principal, conn_id)
+    from lakehouse.services import connection_probes
+
+    started = time.perf_counter()
+    try:
+        ok, message = True, connection_probes.probe(row["type"], config, secrets, timeout_s)
+    except Exception as exc:  # every driver has its own errors; the message is what the user needs
+        ok, message = False, f"{type(exc).__name__}: {exc}".strip()
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    message = redact(message, secrets)[:1000]
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        conn.execute(update(connections).where(connections.c.id == conn_id).values(
+            last_test_at=now, last_test_ok=ok, last_test_message=message))
+        audit.record(conn, now, principal, "connection.test", "connection", row["name"], row["workspace_id"],
+                     {"ok": ok}, address)
+    return {"ok": ok, "message": message, "elapsed_ms": elapsed_ms}

@@ -1,0 +1,122 @@
+"""Table lineage: which tables a phase read and wrote, and the graph around a table.
+
+Names are fully qualified as SQL sees them: ``bronze.account_move``, ``silver.invoices``; sources
+outside the lake may use any dotted name (``odoo.account_move``). Edges are kept per workspace and
+environment; an edge is stored once and remembers the latest run and phase that produced it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from lakehouse.domain.runs import ENVIRONMENTS
+from lakehouse.services import workspaces
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import InvalidInput
+from lakehouse.store.tables import lineage_edges
+
+_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_$-]*(\.[a-z0-9_][a-z0-9_$-]*)+$")
+_LAYERS = ("bronze", "silver", "gold")
+
+
+def normalize(name: str) -> str:
+    """``Bronze.Account_Move `` → ``bronze.account_move``; ValueError for a name that is not dotted."""
+    n = name.strip().lower()
+    if not _NAME_RE.match(n) or len(n) > 300:
+        raise ValueError(f"lineage names are dotted, like bronze.account_move, not {name!r}")
+    return n
+
+
+def record_edges(conn: Connection, workspace_id: int, env: str, run_id: str | None, phase: str | None,
+                 inputs: list[str], outputs: list[str], now: datetime) -> int:
+    """Upsert one edge per (input, output) in the caller's transaction; returns how many were written.
+    An input equal to its output (an incremental merge reading its own table) is not an edge."""
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"environment must be one of {', '.join(ENVIRONMENTS)}")
+    srcs = sorted({normalize(n) for n in inputs})
+    tgts = sorted({normalize(n) for n in outputs})
+    rows = [{"workspace_id": workspace_id, "environment": env, "source": s, "target": t, "run_id": run_id,
+             "phase": phase, "created_at": now} for s in srcs for t in tgts if s != t]
+    if not rows:
+        return 0
+    mod: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = mod.insert(lineage_edges)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["workspace_id", "environment", "source", "target"],
+        set_={"run_id": stmt.excluded.run_id, "phase": stmt.excluded.phase, "created_at": stmt.excluded.created_at},
+    )
+    conn.execute(stmt, rows)
+    return len(rows)
+
+
+def record(ctx: Context, principal: Principal, env: str, run_id: str | None, phase: str | None,
+           inputs: list[str], outputs: list[str], workspace: str = workspaces.DEFAULT) -> int:
+    """:func:`record_edges` in its own transaction, for callers outside one."""
+    ws_id = workspaces.resolve_for(ctx, principal, workspace)
+    try:
+        with ctx.db.write() as conn:
+            return record_edges(conn, ws_id, env, run_id, phase, inputs, outputs, ctx.clock())
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_lineage") from None
+
+
+def graph(ctx: Context, principal: Principal, table: str, env: str = "dev", workspace: str = workspaces.DEFAULT,
+          depth: int | None = None) -> dict[str, Any]:
+    """Nodes and edges upstream and downstream of ``table``, transitively (up to ``depth`` hops).
+
+    ``{"table", "env", "workspace", "nodes": [{"id", "layer", "name", "role", "distance"}],
+    "edges": [{"source", "target", "run_id", "phase", "updated_at"}]}``; ``role`` is ``focus``,
+    ``upstream`` or ``downstream``. A table of another workspace is a 404 (the workspace is)."""
+    if env not in ENVIRONMENTS:
+        raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENTS)}", code="invalid_environment")
+    try:
+        focus = normalize(table)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_table") from None
+    ws_id = workspaces.resolve_for(ctx, principal, workspace)
+    with ctx.db.read() as conn:
+        rows = conn.execute(select(lineage_edges).where(lineage_edges.c.workspace_id == ws_id,
+                                                        lineage_edges.c.environment == env)).mappings().all()
+    down: dict[str, list[Any]] = {}
+    up: dict[str, list[Any]] = {}
+    for r in rows:
+        down.setdefault(r["source"], []).append(r)
+        up.setdefault(r["target"], []).append(r)
+    nodes: dict[str, dict[str, Any]] = {focus: _node(focus, "focus", 0)}
+    edges: dict[tuple[str, str], Any] = {}
+    for role, index, far in (("upstream", up, "source"), ("downstream", down, "target")):
+        seen = {focus}
+        queue = deque([(focus, 0)])
+        while queue:
+            name, dist = queue.popleft()
+            if depth is not None and dist >= depth:
+                continue
+            for edge in index.get(name, []):
+                edges[(edge["source"], edge["target"])] = edge
+                other = edge[far]
+                if other in seen:
+                    continue
+                seen.add(other)
+                nodes.setdefault(other, _node(other, role, dist + 1))
+                queue.append((other, dist + 1))
+    return {
+        "table": focus, "env": env, "workspace": workspace,
+        "nodes": sorted(nodes.values(), key=lambda n: ({"upstream": 0, "focus": 1, "downstream": 2}[n["role"]],
+                                                       -n["distance"] if n["role"] == "upstream" else n["distance"],
+                                                       n["id"])),
+        "edges": [{"source": e["source"], "target": e["target"], "run_id": e["run_id"], "phase": e["phase"],
+                   "updated_at": e["created_at"]} for _, e in sorted(edges.items())],
+    }
+
+
+def _node(name: str, role: str, distance: int) -> dict[str, Any]:
+    head, _, rest = name.partition(".")
+    return {"id": name, "layer": head if head in _LAYERS else None, "name": rest if head in _LAYERS else name,
+            "role": role, "distance": distance}
