@@ -167,8 +167,23 @@ class Backend:
         return self.pg_db is not None
 
 
+def code_info(src: Path | None) -> dict[str, Any]:
+    """Which code the processes run: the repository's working tree (its HEAD and whether src/ has
+    uncommitted changes) or another source tree given with --src."""
+    if src is not None:
+        return {"src": str(src), "note": "PYTHONPATH points the server, workers and CLI at this tree"}
+    info: dict[str, Any] = {"src": str(REPO / "src")}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        info["git_head"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                          capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+        info["uncommitted_src_files"] = len(dirty)
+    return info
+
+
 @contextlib.contextmanager
-def backend(name: str) -> Iterator[Backend]:
+def backend(name: str, src: Path | None = None) -> Iterator[Backend]:
     home = Path(tempfile.mkdtemp(prefix=f"lh-bench-{name}-"))
     pg_db = None
     try:
@@ -189,6 +204,8 @@ def backend(name: str) -> Iterator[Backend]:
             raise ValueError(f"unknown backend {name!r}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
         env.update({"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_DATABASE_URL": url, "PYTHONUNBUFFERED": "1"})
+        if src is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
         yield Backend(name=name, home=home, database_url=url, pg_db=pg_db, env=env)
     finally:
         if pg_db is not None:

@@ -19,8 +19,9 @@ Prints one JSON document on stdout and a human-readable summary on stderr. Figur
 Each scenario gets a fresh server process (a long-poll of a stopped worker would otherwise outlive it
 on the server) and fresh workers; every process is stopped in ``finally``. PostgreSQL: a database
 ``lakehouse_bench_<pid>`` on 127.0.0.1:5432 (user postgres), dropped at the end. SQLite: a temp
-LAKEHOUSE_HOME. ``--profile DIR`` also records py-spy profiles (collapsed stacks) of the server and
-the workers of every scenario into DIR; profiled figures are slower and only for diagnosis.
+LAKEHOUSE_HOME. ``--profile DIR`` also records py-spy profiles (collapsed stacks of the threads that
+hold the GIL, i.e. where Python CPU goes) of the server and the workers of every scenario into DIR;
+profiled figures are slower and only for diagnosis.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from _common import (  # noqa: E402
     Procs,
     Server,
     backend,
+    code_info,
     log,
     machine,
     pct,
@@ -91,8 +93,8 @@ class Profiler:
         for label, pid in pids.items():
             out = self.outdir / f"{name}-{label}.txt"
             procs.append(subprocess.Popen(
-                [self.pyspy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--threads",
-                 "--idle", "--nonblocking", "-o", str(out)],
+                [self.pyspy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--threads",
+                 "--gil", "--nonblocking", "-o", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.5)  # let py-spy attach
         try:
@@ -112,8 +114,10 @@ class Profiler:
 class Stack:
     """A fresh `lakehouse serve` and N workers for one scenario."""
 
-    def __init__(self, b: Backend, tokens: dict[str, str], workers: int, max_phases: int, tag: str) -> None:
+    def __init__(self, b: Backend, tokens: dict[str, str], workers: int, max_phases: int, tag: str,
+                 probe: DbProbe) -> None:
         self.b = b
+        self.probe = probe
         self.procs = Procs(b.home)
         self.tokens = tokens
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
@@ -164,21 +168,22 @@ class Stack:
                 raise RuntimeError(f"{label} exited ({p.returncode}):\n{self.procs.tail(label)}")
 
 
-def wait_run(api: Api, run_id: str, timeout: float, first_sleep: float = 0.0, every: float = 0.005
+def wait_run(stack: Stack, run_id: str, timeout: float, first_sleep: float = 0.0, every: float = 0.005
              ) -> list[dict[str, Any]]:
-    """Poll the run's events (only the new ones) until it has finished; returns every event."""
+    """Wait until the run has finished, polling its status in the database (so that waiting costs the
+    API process nothing), then read its events once through the API."""
+    assert stack.api is not None and stack.probe is not None
     if first_sleep:
         time.sleep(first_sleep)
     deadline = time.monotonic() + timeout
-    events: list[dict[str, Any]] = []
-    while True:
-        new = api.events(run_id, after=events[-1]["seq"] if events else 0)
-        events.extend(new)
-        if any(e["type"] in FINISHED for e in new):
-            return events
+    while stack.probe.status(run_id) not in ("succeeded", "failed", "cancelled"):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"run {run_id} did not finish in {timeout} s (last: {events[-1:]})")
+            raise RuntimeError(f"run {run_id} did not finish in {timeout} s")
         time.sleep(every)
+    events = stack.api.events(run_id)
+    if not any(e["type"] in FINISHED for e in events):
+        raise RuntimeError(f"run {run_id} finished without its final event: {[e['type'] for e in events]}")
+    return events
 
 
 def first(events: list[dict[str, Any]], type_: str) -> dict[str, Any]:
@@ -201,7 +206,7 @@ def bench_latency(stack: Stack, n: int, warmup: int, gap_s: float) -> dict[str, 
             cpu.__enter__()
         t0 = time.time()
         run = api.create_run(body)
-        events = wait_run(api, run["run_id"], timeout=30, first_sleep=0.005, every=0.003)
+        events = wait_run(stack, run["run_id"], timeout=30, first_sleep=0.005, every=0.003)
         created = ts(first(events, "RUN_CREATED")["ts"])
         started = ts(first(events, "PHASE_STARTED")["ts"])
         done = ts(first(events, "RUN_SUCCEEDED")["ts"])
@@ -233,9 +238,16 @@ class DbProbe:
 
     def __init__(self, url: str) -> None:
         from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
 
-        self.engine = create_engine(url, poolclass=NullPool)
+        self.engine = create_engine(url, pool_size=1, max_overflow=1)
+
+    def status(self, run_id: str) -> str | None:
+        from sqlalchemy import select
+
+        from lakehouse.store.tables import runs
+
+        with self.engine.connect() as c:
+            return c.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
 
     def finished(self, slug: str) -> tuple[int, int]:
         from sqlalchemy import func, select
@@ -290,9 +302,9 @@ def create_many(stack: Stack, slug: str, n: int, threads: int) -> float:
     return time.monotonic() - t
 
 
-def bench_throughput(stack: Stack, probe: DbProbe, n: int, threads: int, label: str, prof: Profiler,
+def bench_throughput(stack: Stack, n: int, threads: int, label: str, prof: Profiler,
                      prof_name: str) -> dict[str, Any]:
-    api = stack.api
+    api, probe = stack.api, stack.probe
     assert api is not None
     # warm up both workers (handler import, connections) and confirm the path works
     warm_slug = f"bench-warm-{label}"
@@ -361,7 +373,7 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
                                     for i in range(phases)])
     warm = run_body("bench-chain-warm", [{"name": f"p{i}", "type": "sleep", "params": {"seconds": 0.001}}
                                          for i in range(4)])
-    wait_run(api, api.create_run(warm)["run_id"], timeout=60, every=0.02)
+    wait_run(stack, api.create_run(warm)["run_id"], timeout=60, every=0.02)
     time.sleep(0.2)
     walls, clients, cycles, handoffs, executors = [], [], [], [], []
     cpu = stack.cpu()
@@ -369,7 +381,7 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
     for _ in range(repeats):
         t0 = time.time()
         run = api.create_run(body)
-        events = wait_run(api, run["run_id"], timeout=120, first_sleep=phases * sleep_s, every=0.02)
+        events = wait_run(stack, run["run_id"], timeout=120, first_sleep=phases * sleep_s, every=0.02)
         t_seen = time.time()
         created = ts(first(events, "RUN_CREATED")["ts"])
         done = ts(first(events, "RUN_SUCCEEDED")["ts"])
@@ -404,13 +416,13 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
 
 def run_backend(name: str, cfg: argparse.Namespace, prof: Profiler) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with backend(name) as b:
+    with backend(name, cfg.src) as b:
         t_backend = time.monotonic()
         tokens = prepare(b)
         probe = DbProbe(b.database_url)
         try:
             log(f"[{name}] 1. enqueue->start latency, {cfg.latency_runs} runs, 1 idle worker")
-            with Stack(b, tokens, workers=1, max_phases=1, tag="lat") as st, \
+            with Stack(b, tokens, workers=1, max_phases=1, tag="lat", probe=probe) as st, \
                     prof.record(f"{name}-latency", st.pids()):
                 out["enqueue_to_start"] = bench_latency(st, cfg.latency_runs, cfg.warmup, cfg.gap_s)
             lat = out["enqueue_to_start"]["run_created_to_phase_started"]
@@ -419,7 +431,7 @@ def run_backend(name: str, cfg: argparse.Namespace, prof: Profiler) -> dict[str,
             for workers in (1, 2):
                 key = f"chain_40x10ms_{workers}w"
                 log(f"[{name}] 3. 40 x sleep 0.01 s chain, {workers} idle worker(s), {cfg.chain_repeats} runs")
-                with Stack(b, tokens, workers=workers, max_phases=1, tag=f"chain{workers}") as st, \
+                with Stack(b, tokens, workers=workers, max_phases=1, tag=f"chain{workers}", probe=probe) as st, \
                         prof.record(f"{name}-chain{workers}w", st.pids()):
                     out[key] = bench_chain(st, cfg.chain_repeats)
                 log(f"[{name}]    median {out[key]['wall_s_median']} s "
@@ -428,8 +440,8 @@ def run_backend(name: str, cfg: argparse.Namespace, prof: Profiler) -> dict[str,
             for label, mp in (("unbatched", 1), ("batched", cfg.batch)):
                 key = f"throughput_{label}"
                 log(f"[{name}] 2. throughput {label} (2 workers, max_phases {mp}), {cfg.tput_runs} runs")
-                with Stack(b, tokens, workers=2, max_phases=mp, tag=label) as st:
-                    out[key] = bench_throughput(st, probe, cfg.tput_runs, cfg.create_threads, label, prof,
+                with Stack(b, tokens, workers=2, max_phases=mp, tag=label, probe=probe) as st:
+                    out[key] = bench_throughput(st, cfg.tput_runs, cfg.create_threads, label, prof,
                                                 f"{name}-{label}")
                 log(f"[{name}]    {out[key]['phases_per_s']} phases/s "
                     f"(middle 80%: {out[key]['phases_per_s_middle_80pct']}); "
@@ -494,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=50, help="max_phases of the batched workers")
     ap.add_argument("--create-threads", type=int, default=8)
     ap.add_argument("--profile", type=Path, default=None, help="record py-spy profiles into this folder")
+    ap.add_argument("--src", type=Path, default=None,
+                    help="run server/workers/CLI from this source tree (e.g. a `git archive` of a commit)")
     cfg = ap.parse_args(argv)
     cfg.latency_runs = cfg.latency_runs or (30 if cfg.quick else 200)
     cfg.tput_runs = cfg.tput_runs or (300 if cfg.quick else 3000)
@@ -509,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if cfg.quick else "default",
         "profiled": cfg.profile is not None,
         "machine": machine(),
+        "code": code_info(cfg.src),
         "config": {"latency_runs": cfg.latency_runs, "throughput_runs": cfg.tput_runs,
                    "chain_repeats": cfg.chain_repeats, "batch_max_phases": cfg.batch,
                    "create_threads": cfg.create_threads},

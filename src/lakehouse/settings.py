@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles per attempt.")
     retry_max_s: float = Field(default=300.0, ge=0, description="Longest retry delay.")
     pipelines_dir: Path = Field(default=Path("pipelines"), description="Folder of pipeline YAML specs.")
+    log_level: str = Field(default="INFO", description="Log level of servers and workers (JSON logs on stderr).")
     port: int = Field(default=8000, description="HTTP port of `lakehouse up`/`serve`.")
     host: str = Field(default="127.0.0.1", description="HTTP bind address.")
 

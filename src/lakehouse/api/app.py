@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from lakehouse import __version__
-from lakehouse.api import errors, ops, pipelines
+from lakehouse import __version__, web
+from lakehouse.api import data, errors, ops, pipelines
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
 from lakehouse.services import protocol
@@ -50,6 +50,8 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app.state.token_cache = TokenCache()
     errors.install(app)
     app.include_router(ops.router)
+    web.install(app)
+    app.include_router(data.router)
     app.include_router(pipelines.router)
 
     @app.get("/health", response_model=Health, tags=["health"])

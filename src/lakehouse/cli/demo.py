@@ -1,58 +1,112 @@
-"""`lakehouse demo`: the control plane with local workers and a sample multi-phase run."""
+"""`lakehouse demo`: the control plane with local workers, an Odoo-shaped sample source, and the
+reference medallion pipelines run end to end."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from lakehouse.cli.common import console, context, one_line_errors, setup_logging
+from lakehouse.cli.common import console, context, fail, one_line_errors, setup_logging
 from lakehouse.cli.render import status_text
 from lakehouse.cli.server import Running, print_admin
-from lakehouse.domain.runs import PhaseSpec, RunRequest
-from lakehouse.services import runs
+from lakehouse.services import pipelines, runs
 from lakehouse.services.auth import SYSTEM
+from lakehouse.services.context import Context
 
-SAMPLE = RunRequest(
-    spec_slug="demo_sample", git_sha="demo",
-    phases=[
-        PhaseSpec(name="extract", type="sleep", params={"seconds": 0.3}),
-        PhaseSpec(name="transform", type="sql", params={
-            "sql": "SELECT i % 7 AS bucket, count(*) AS n, sum(i) AS total FROM range(100000) t(i) "
-                   "GROUP BY 1 ORDER BY 1"}),
-        PhaseSpec(name="check", type="python", params={"callable": "lakehouse.handlers.samples:row_check",
-                                                       "args": {"min_rows": 7}}),
-        PhaseSpec(name="publish", type="noop"),
-    ],
-)
+PIPELINES = ("odoo_ingest_bronze", "bronze_to_silver", "silver_to_gold")
+GOLD_PREVIEW = {
+    "gold.gl_trial_balance": "SELECT company_id, month, sum(debit) AS debit, sum(credit) AS credit, "
+                             "sum(balance) AS balance FROM gold.gl_trial_balance GROUP BY ALL ORDER BY ALL LIMIT 6",
+    "gold.revenue_monthly": "SELECT company_id, month, sum(amount) AS revenue FROM gold.revenue_monthly "
+                            "GROUP BY ALL ORDER BY ALL LIMIT 6",
+    "gold.ar_aging": "SELECT company_id, bucket, sum(amount_residual) AS open_amount FROM gold.ar_aging "
+                     "GROUP BY ALL ORDER BY ALL",
+    "gold.sales_pipeline": "SELECT company_id, state, sum(orders) AS orders, sum(amount_untaxed) AS amount "
+                           "FROM gold.sales_pipeline GROUP BY ALL ORDER BY ALL",
+}
 
 
 @one_line_errors
 def demo(port: int = typer.Option(None), workers: int = typer.Option(2, min=1, max=16),
+         scale: int = typer.Option(5, min=1, help="size of the sample Odoo source (1 ≈ 1,000 journal lines)"),
          exit_after: bool = typer.Option(False, "--exit", help="stop once the demo runs finished")) -> None:
-    """Start everything, run the sample pipeline through real workers, stay up until Ctrl-C."""
+    """Start everything, seed the sample Odoo source, run the three pipelines through real workers,
+    print the gold results, stay up until Ctrl-C."""
     setup_logging("WARNING")
     ctx = context(port=port)
     s = ctx.settings
-    with Running(ctx, s.host, s.port, workers) as running:
-        print_admin(ctx, running.base)
-        run, _ = runs.create_run(ctx, SAMPLE.model_copy(update={"idempotency_key": None}), SYSTEM)
-        final = watch(ctx, run["run_id"])
-        console.print(f"run {final['run_id']} {status_text(final['status'])} — "
-                      f"`lakehouse runs show {final['run_id']} --events` tells the whole story")
-        if final["status"] != "succeeded":
-            raise typer.Exit(1)
+    if not s.pipelines_dir.is_dir():
+        fail(f"no pipelines folder at {s.pipelines_dir} (set LAKEHOUSE_PIPELINES_DIR)")
+    source = seed_demo_source(s.home, scale)
+    os.environ.setdefault("LAKEHOUSE_ODOO_URL", source)
+    os.environ["LAKEHOUSE_HOME"] = str(s.home)  # the workers expand ${LAKEHOUSE_HOME} in the spec
+    print_admin(ctx, f"http://{s.host}:{s.port}")
+    with Running(ctx, s.host, s.port, workers, worker_log_level="WARNING") as running:
+        for name in PIPELINES:
+            run, _ = pipelines.start_run(ctx, SYSTEM, name, "dev")
+            final = watch(ctx, run["run_id"], title=name)
+            if final["status"] != "succeeded":
+                console.print(f"[red]{name} {final['status']}[/]: {final['error']} — "
+                              f"`lakehouse runs show {final['run_id']} --events` tells the whole story")
+                raise typer.Exit(1)
+        show_gold(ctx)
+        console.print(f"\nControl Room: [bold]{running.base}[/]  ·  runs: `lakehouse runs list`  ·  "
+                      f"SQL: `lakehouse sql \"SELECT * FROM gold.revenue_monthly LIMIT 5\"`")
         if not exit_after:
-            console.print(f"Control plane at [bold]{running.base}[/] — Ctrl-C stops it")
+            console.print("Ctrl-C stops it")
             running.wait_forever()
 
 
-def watch(ctx, run_id: str, timeout_s: float = 300) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def seed_demo_source(home: Path, scale: int) -> str:
+    from lakehouse.connectors.odoo_seed import seed
+
+    path = home / "demo" / "odoo.db"
+    url = f"sqlite:///{path}"
+    if path.exists():
+        console.print(f"sample Odoo source: {path} (already seeded)")
+        return url
+    path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"seeding a sample Odoo 17 database at {path} (scale {scale}) …")
+    counts = seed(url, scale, progress=True)
+    console.print(f"  {counts.get('account_move', 0):,} journal entries, "
+                  f"{counts.get('account_move_line', 0):,} journal items, {counts.get('sale_order', 0):,} sales orders")
+    return url
+
+
+def show_gold(ctx: Context) -> None:
+    from lakehouse.lake import duck
+    from lakehouse.lake.catalog import catalog_for
+
+    with duck.connect(catalog_for(ctx.settings), "dev") as lake:
+        for table, sql in GOLD_PREVIEW.items():
+            rel = lake.sql(sql)
+            out = Table(*rel.columns, title=table, title_justify="left")
+            for row in rel.fetchall():
+                out.add_row(*[_fmt(v) for v in row])
+            console.print(out)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if hasattr(v, "quantize"):
+        return f"{v:,.2f}"
+    return str(v)
+
+
+def watch(ctx: Context, run_id: str, timeout_s: float = 3600, title: str | None = None) -> dict[str, Any]:
     """Show a run's phases as progress bars until it finishes."""
-    with Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.fields[status]}"),
+    run = runs.get_run(ctx, run_id, SYSTEM)
+    if title:
+        console.print(f"[bold]{title}[/] run {run_id}")
+    with Progress(TextColumn("  {task.description:<22}"), BarColumn(), TextColumn("{task.fields[status]}"),
                   TimeElapsedColumn(), console=console) as progress:
-        run = runs.get_run(ctx, run_id, SYSTEM)
         tasks = {p["name"]: progress.add_task(p["name"], total=1, status=status_text(p["status"]))
                  for p in run["phases"]}
         deadline = time.monotonic() + timeout_s
@@ -60,7 +114,9 @@ def watch(ctx, run_id: str, timeout_s: float = 300) -> dict:  # type: ignore[no-
             run = runs.get_run(ctx, run_id, SYSTEM)
             for p in run["phases"]:
                 done = p["status"] in ("succeeded", "failed", "cancelled", "skipped")
-                progress.update(tasks[p["name"]], completed=1 if done else 0, status=status_text(p["status"]))
+                frac = (p.get("progress") or {}).get("fraction") if p["status"] == "running" else None
+                progress.update(tasks[p["name"]], completed=1 if done else (frac or 0),
+                                status=status_text(p["status"]))
             if run["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
                 return run
             time.sleep(0.1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lakehouse.cli import admin, demo, pipelines, runs, server
+from lakehouse.cli import admin, demo, pipelines, runs, server, sql
 
 app = typer.Typer(help="Lakehouse Control Room.", no_args_is_help=True, pretty_exceptions_enable=False,
                   add_completion=False)
@@ -16,6 +16,7 @@ app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(runs.app, name="runs")
+app.command("sql")(sql.sql)
 app.add_typer(pipelines.app, name="pipelines")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from lakehouse.cli.common import console, context, fail, one_line_errors, setup_logging
+from lakehouse.cli.common import console, context, fail, one_line_errors, settings, setup_logging
 from lakehouse.services import auth
 from lakehouse.services.context import Context
 
@@ -58,8 +58,11 @@ def executor_token(ctx: Context) -> str:
     return auth.create_token(ctx, LOCAL_EXECUTOR, "executor", name="lakehouse up")
 
 
-def spawn_workers(n: int, server: str, token: str, extra: list[str] | None = None) -> list[subprocess.Popen[bytes]]:
+def spawn_workers(n: int, server: str, token: str, extra: list[str] | None = None,
+                  log_level: str | None = None) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, "LAKEHOUSE_TOKEN": token}
+    if log_level:
+        env["LAKEHOUSE_LOG_LEVEL"] = log_level
     procs = []
     for i in range(n):
         cmd = [sys.executable, "-m", "lakehouse.cli.main", "worker", "--server", server,
@@ -83,7 +86,9 @@ def stop_workers(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> N
 class Running:
     """The control plane in this process (uvicorn in a thread) plus worker subprocesses."""
 
-    def __init__(self, ctx: Context, host: str, port: int, workers: int, scheduler: bool = True) -> None:
+    def __init__(self, ctx: Context, host: str, port: int, workers: int, scheduler: bool = True,
+                 worker_log_level: str | None = None) -> None:
+        self.worker_log_level = worker_log_level
         self.ctx = ctx
         self.base = f"http://{host}:{port}"
         self.server = build_server(ctx, host, port, scheduler)
@@ -99,7 +104,8 @@ class Running:
                 fail(f"the server did not start on {self.base} (is the port taken?)")
             time.sleep(0.02)
         if self.workers_n:
-            self.procs = spawn_workers(self.workers_n, self.base, executor_token(self.ctx))
+            self.procs = spawn_workers(self.workers_n, self.base, executor_token(self.ctx),
+                                       log_level=self.worker_log_level)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -124,7 +130,7 @@ class Running:
 def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT or 8000)"),
           host: str = typer.Option(None), no_scheduler: bool = typer.Option(False, "--no-scheduler")) -> None:
     """API + UI (+ scheduler and lease reaper unless --no-scheduler)."""
-    setup_logging()
+    setup_logging(settings().log_level)
     ctx = context(port=port, host=host)
     s = ctx.settings
     print_admin(ctx, f"http://{s.host}:{s.port}")
@@ -135,11 +141,11 @@ def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT
 def up(port: int = typer.Option(None), host: str = typer.Option(None),
        workers: int = typer.Option(2, min=0, max=64, help="local worker processes")) -> None:
     """API + UI + scheduler + N local workers in one process tree."""
-    setup_logging()
+    setup_logging(settings().log_level)
     ctx = context(port=port, host=host)
     s = ctx.settings
+    print_admin(ctx, f"http://{s.host}:{s.port}")
     with Running(ctx, s.host, s.port, workers) as running:
-        print_admin(ctx, running.base)
         console.print(f"{workers} local workers started; Ctrl-C stops everything")
         running.wait_forever()
 
@@ -156,7 +162,7 @@ def worker(server: str = typer.Option(None, help="control plane URL (default htt
     from lakehouse.worker.client import ExecutorClient
     from lakehouse.worker.loop import Worker
 
-    setup_logging()
+    setup_logging(Settings().log_level)
     if not token:
         fail("no token: pass --token or set LAKEHOUSE_TOKEN (create one with `lakehouse tokens create`)")
     url = server or f"http://127.0.0.1:{Settings().port}"

@@ -87,13 +87,18 @@ class MoveWriter:
         self.sequences: dict[tuple[int, str], int] = {}
         self.lines_written = 0
 
+    @staticmethod
+    def prefix(kind: str, day: date) -> str:
+        """``sequence_prefix`` of a move of ``kind`` (a move type or "payment") dated ``day``."""
+        code, _, monthly = SEQUENCES[kind]
+        return f"{code}/{day.year}/{day.month:02d}/" if monthly else f"{code}/{day.year}/"
+
     def sequence(self, journal_id: int, kind: str, day: date) -> tuple[str, str, int]:
         """(name, sequence_prefix, sequence_number) of the next number in that journal."""
-        code, digits, monthly = SEQUENCES[kind]
-        prefix = f"{code}/{day.year}/{day.month:02d}/" if monthly else f"{code}/{day.year}/"
+        prefix = self.prefix(kind, day)
         number = self.sequences.get((journal_id, prefix), 0) + 1
         self.sequences[(journal_id, prefix)] = number
-        return f"{prefix}{number:0{digits}d}", prefix, number
+        return f"{prefix}{number:0{SEQUENCES[kind][1]}d}", prefix, number
 
     def write(self, h: Header, lines: list[Line], seq_kind: str | None = None) -> tuple[int, str]:
         """Emit the move and its lines; return its id and name."""

@@ -133,10 +133,7 @@ def warehouse_uri(warehouse: str) -> str:
     scheme = urlparse(warehouse).scheme
     if scheme in ("s3", "s3a", "s3n", "gs", "abfs", "abfss"):
         return warehouse.rstrip("/")
-    if scheme == "file":
-        path = Path(urlparse(warehouse).path)
-    else:
-        path = Path(warehouse).expanduser().resolve()
+    path = Path(urlparse(warehouse).path) if scheme == "file" else Path(warehouse).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path.as_uri()
 

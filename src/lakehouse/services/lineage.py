@@ -27,19 +27,21 @@ _LAYERS = ("bronze", "silver", "gold")
 
 
 def normalize(name: str) -> str:
-    """``Bronze.Account_Move `` → ``bronze.account_move``; ValueError for a name that is not dotted."""
-    n = name.strip().lower()
+    """``Bronze.Account_Move `` → ``bronze.account_move``; ``InvalidInput`` for a name that is not dotted."""
+    n = name.strip().lower() if isinstance(name, str) else ""
     if not _NAME_RE.match(n) or len(n) > 300:
-        raise ValueError(f"lineage names are dotted, like bronze.account_move, not {name!r}")
+        raise InvalidInput(f"lineage names are dotted, like bronze.account_move, not {name!r}",
+                           code="invalid_lineage")
     return n
 
 
 def record_edges(conn: Connection, workspace_id: int, env: str, run_id: str | None, phase: str | None,
                  inputs: list[str], outputs: list[str], now: datetime) -> int:
     """Upsert one edge per (input, output) in the caller's transaction; returns how many were written.
-    An input equal to its output (an incremental merge reading its own table) is not an edge."""
+    An input equal to its output (an incremental merge reading its own table) is not an edge.
+    A name that is not dotted raises ``InvalidInput`` (``invalid_lineage``)."""
     if env not in ENVIRONMENTS:
-        raise ValueError(f"environment must be one of {', '.join(ENVIRONMENTS)}")
+        raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENTS)}", code="invalid_environment")
     srcs = sorted({normalize(n) for n in inputs})
     tgts = sorted({normalize(n) for n in outputs})
     rows = [{"workspace_id": workspace_id, "environment": env, "source": s, "target": t, "run_id": run_id,
@@ -60,11 +62,8 @@ def record(ctx: Context, principal: Principal, env: str, run_id: str | None, pha
            inputs: list[str], outputs: list[str], workspace: str = workspaces.DEFAULT) -> int:
     """:func:`record_edges` in its own transaction, for callers outside one."""
     ws_id = workspaces.resolve_for(ctx, principal, workspace)
-    try:
-        with ctx.db.write() as conn:
-            return record_edges(conn, ws_id, env, run_id, phase, inputs, outputs, ctx.clock())
-    except ValueError as exc:
-        raise InvalidInput(str(exc), code="invalid_lineage") from None
+    with ctx.db.write() as conn:
+        return record_edges(conn, ws_id, env, run_id, phase, inputs, outputs, ctx.clock())
 
 
 def graph(ctx: Context, principal: Principal, table: str, env: str = "dev", workspace: str = workspaces.DEFAULT,
@@ -76,10 +75,7 @@ def graph(ctx: Context, principal: Principal, table: str, env: str = "dev", work
     ``upstream`` or ``downstream``. A table of another workspace is a 404 (the workspace is)."""
     if env not in ENVIRONMENTS:
         raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENTS)}", code="invalid_environment")
-    try:
-        focus = normalize(table)
-    except ValueError as exc:
-        raise InvalidInput(str(exc), code="invalid_table") from None
+    focus = normalize(table)
     ws_id = workspaces.resolve_for(ctx, principal, workspace)
     with ctx.db.read() as conn:
         rows = conn.execute(select(lineage_edges).where(lineage_edges.c.workspace_id == ws_id,

@@ -1,0 +1,357 @@
+"""The SQL service: read-only queries over the lake, their results as artifacts, and query history.
+
+``run_query`` accepts exactly one read-only statement — a SELECT in any of DuckDB's forms (``WITH``,
+``VALUES``, ``FROM x``, ``SHOW``, ``DESCRIBE``, ``SUMMARIZE``) or ``EXPLAIN [ANALYZE]`` of one — and
+rejects everything else (``sql_not_allowed``). It runs in a sandboxed DuckDB (no file access beyond
+the environment's tables; configuration locked) where the tables are ``bronze.x`` / ``silver.x`` /
+``gold.x`` of the chosen environment and ``at_snapshot('bronze.x', <id>)`` reads a past snapshot.
+The whole result is stored as a Parquet blob (content-addressed, in ``LAKEHOUSE_HOME/artifacts``),
+the answer carries a preview, and every attempt — failures too — is a row of ``query_history``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from base64 import b64encode
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import duckdb
+from sqlalchemy import func, select
+
+from lakehouse.domain.roles import Action
+from lakehouse.domain.runs import ENVIRONMENTS
+from lakehouse.lake import blobs
+from lakehouse.lake.blobstore import BlobStore
+from lakehouse.lake.catalog import catalog_for
+from lakehouse.services import workspaces
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import InvalidInput, NotFound, ServiceError
+from lakehouse.store import dialect
+from lakehouse.store.tables import blobs as blobs_table
+from lakehouse.store.tables import query_history
+from lakehouse.store.tables import workspaces as ws_table
+
+log = logging.getLogger("lakehouse.sql")
+
+ENGINES = ("duckdb", "trino")
+MAX_PREVIEW = 10_000
+MAX_SQL_CHARS = 1_000_000
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+_EXPLAIN_RE = re.compile(r"^\s*EXPLAIN\s+(?:ANALYZE\s+)?(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+# --- statement checks ---------------------------------------------------------------------------
+
+
+def check_read_only(sql: str) -> str:
+    """The kind of an allowed statement (``select`` or ``explain``); raises ``InvalidInput``
+    (``sql_error`` for a syntax error, ``sql_not_allowed`` for anything but one read-only statement)."""
+    if not sql or not sql.strip():
+        raise InvalidInput("the query is empty", code="sql_not_allowed")
+    if len(sql) > MAX_SQL_CHARS:
+        raise InvalidInput(f"the query is longer than {MAX_SQL_CHARS} characters", code="sql_not_allowed")
+    con = duckdb.connect()
+    try:
+        statements = _statements(con, sql)
+        if not statements:
+            raise InvalidInput("the query has no statement", code="sql_not_allowed")
+        if len(statements) > 1:
+            raise InvalidInput(f"one statement at a time: the query has {len(statements)}",
+                               code="sql_not_allowed", details={"statements": len(statements)})
+        stmt = statements[0]
+        kind = stmt.type.name
+        if kind == "EXPLAIN":
+            m = _EXPLAIN_RE.match(stmt.query)
+            inner = _statements(con, m.group(1)) if m else []
+            if len(inner) == 1 and inner[0].type.name == "SELECT" and _serializable(con, inner[0].query):
+                return "explain"
+        elif kind == "SELECT" and _serializable(con, stmt.query):
+            return "select"
+        raise InvalidInput(f"only read-only queries (SELECT, WITH, VALUES, SHOW, DESCRIBE, EXPLAIN) may run "
+                           f"here, not {_verb(stmt.query, kind)}", code="sql_not_allowed",
+                           details={"statement": kind.lower()})
+    finally:
+        con.close()
+
+
+def _statements(con: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
+    try:
+        return list(con.extract_statements(sql))
+    except duckdb.Error as exc:
+        raise sql_error(exc, sql) from None
+
+
+def _serializable(con: duckdb.DuckDBPyConnection, sql: str) -> bool:
+    """A real SELECT tree (``PRAGMA x`` is typed SELECT but is not one)."""
+    row = con.execute("SELECT json_extract(json_serialize_sql(?), '$.error')::BOOLEAN", [sql]).fetchone()
+    return bool(row is not None and row[0] is False)
+
+
+def _verb(sql: str, kind: str) -> str:
+    words = re.sub(r"(--[^\n]*|/\*.*?\*/)", " ", sql, flags=re.DOTALL).split()
+    return words[0].upper() if words else kind
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+_LINE_RE = re.compile(r"LINE (\d+): ([^\n]*)\n( *)\^")
+
+
+def sql_error(exc: BaseException, sql: str) -> InvalidInput:
+    """A DuckDB error as ``InvalidInput(code="sql_error")`` with ``details={"line", "column"}`` (1-based)
+    when DuckDB gives a position; the message is DuckDB's, without its context lines."""
+    text = str(exc)
+    message, _, _ = text.partition("\n\nLINE ")
+    message = " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    details: dict[str, Any] = {"error_type": message.split(":", 1)[0] if ":" in message else type(exc).__name__}
+    pos = error_position(text, sql)
+    if pos is not None:
+        details["line"], details["column"] = pos
+    return InvalidInput(message or "the query failed", code="sql_error", details=details)
+
+
+def error_position(message: str, sql: str) -> tuple[int, int] | None:
+    """(line, column), 1-based, from DuckDB's ``LINE n: …`` context and its caret."""
+    lines = sql.split("\n")
+    m = _LINE_RE.search(message)
+    if m is None:
+        if "at end of input" in message:
+            stripped = sql.rstrip()
+            last = stripped.split("\n")
+            return len(last), len(last[-1]) + 1
+        return None
+    line = int(m.group(1))
+    snippet = m.group(2)
+    caret = len(m.group(3)) - len(f"LINE {m.group(1)}: ")
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    if snippet.startswith("..."):  # DuckDB shortened a long line around the error
+        visible = snippet[3:]
+        tail = visible.endswith("...")
+        if tail:
+            visible = visible[:-3]
+        start = text.find(visible) if tail else len(text) - len(visible)
+        if start < 0:
+            start = 0
+        return line, start + caret - 3 + 1
+    return line, max(caret, 0) + 1
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _check_args(sql: Any, engine: str, env: str, limit_preview: int) -> None:
+    if not isinstance(sql, str):
+        raise InvalidInput("sql must be a string", code="invalid")
+    if engine not in ENGINES:
+        raise InvalidInput(f"engine must be one of {', '.join(ENGINES)}", code="invalid_engine")
+    if env not in ENVIRONMENTS:
+        raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENTS)}", code="invalid_environment")
+    if not 0 <= limit_preview <= MAX_PREVIEW:
+        raise InvalidInput(f"limit_preview must be between 0 and {MAX_PREVIEW}", code="invalid")
+
+
+def run_query(ctx: Context, principal: Principal, sql: str, engine: str = "duckdb", env: str = "dev",
+              workspace: str = "default", limit_preview: int = 100, *, timeout_s: float | None = 300.0,
+              run_id: str | None = None) -> dict[str, Any]:
+    """Run one read-only query; returns ``{query_id, columns: [{name, type}], rows (preview, lists in
+    column order), row_count, truncated, duration_ms, snapshot_ids: [{table, snapshot_id}],
+    result_sha256, engine, env, workspace}``. Errors are ``InvalidInput`` (``sql_error`` with
+    line/column, ``sql_not_allowed``, ``engine_unavailable``, ``query_timeout``) and are recorded too."""
+    principal.require(Action.QUERY)
+    _check_args(sql, engine, env, limit_preview)
+    ws_id = workspaces.resolve_for(ctx, principal, workspace)
+    started_at = ctx.clock()
+    t0 = time.perf_counter()
+    try:
+        if engine == "trino":
+            raise InvalidInput("the trino engine needs a Trino connection and none is configured: "
+                               "Trino runs outside this machine; use engine duckdb", code="engine_unavailable")
+        check_read_only(sql)
+        result = _run_duckdb(ctx, sql, env, workspace, limit_preview, timeout_s)
+    except ServiceError as exc:
+        _record(ctx, ws_id, env, principal, engine, sql, "failed", exc.message, started_at, t0, run_id=run_id)
+        raise
+    except Exception as exc:
+        _record(ctx, ws_id, env, principal, engine, sql, "failed", f"internal error: {type(exc).__name__}",
+                started_at, t0, run_id=run_id)
+        raise
+    duration_ms = (time.perf_counter() - t0) * 1000
+    query_id = _record(ctx, ws_id, env, principal, engine, sql, "succeeded", None, started_at, t0,
+                       rows=result["row_count"], snapshot_ids=result["snapshot_ids"],
+                       result=(result["result_sha256"], result.pop("_size"), result.pop("_uri")), run_id=run_id,
+                       duration_ms=duration_ms)
+    return {"query_id": query_id, **result, "duration_ms": round(duration_ms, 3), "engine": engine, "env": env,
+            "workspace": workspace}
+
+
+def _run_duckdb(ctx: Context, sql: str, env: str, workspace: str, limit_preview: int,
+                timeout_s: float | None) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from lakehouse.lake import duck
+
+    store = BlobStore(ctx.settings.artifacts_dir)
+    tmp = blobs.temp_path(store, ".parquet")
+    timer: threading.Timer | None = None
+    interrupted = threading.Event()
+    try:
+        lake = duck.connect(catalog_for(ctx.settings), env, workspace=workspace, views=False, sandbox=True)
+        try:
+            if timeout_s:
+                def _interrupt() -> None:
+                    interrupted.set()
+                    lake.con.interrupt()
+
+                timer = threading.Timer(timeout_s, _interrupt)
+                timer.daemon = True
+                timer.start()
+            try:
+                lake.prepare(sql)
+                reads = lake.reads(sql)
+                cur = lake.con.execute(sql)
+                columns = [{"name": d[0], "type": str(d[1])} for d in (cur.description or [])]
+                reader = cur.to_arrow_reader(64 * 1024)
+                preview: list[list[Any]] = []
+                count = 0
+                with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
+                    for batch in reader:
+                        if batch.num_rows == 0:
+                            continue
+                        writer.write_batch(batch)
+                        if len(preview) < limit_preview:
+                            take = batch.slice(0, limit_preview - len(preview))
+                            cols = [take.column(i).to_pylist() for i in range(take.num_columns)]
+                            preview.extend([jsonable(v) for v in row] for row in zip(*cols, strict=True))
+                        count += batch.num_rows
+            except duckdb.Error as exc:
+                if interrupted.is_set():
+                    raise InvalidInput(f"the query ran longer than {timeout_s:g} s and was stopped",
+                                       code="query_timeout") from None
+                raise sql_error(exc, sql) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            lake.close()
+        sha, size = blobs.put_file(store, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"columns": columns, "rows": preview, "row_count": count, "truncated": count > len(preview),
+            "snapshot_ids": reads, "result_sha256": sha, "_size": size, "_uri": store.uri(sha)}
+
+
+def _record(ctx: Context, ws_id: int, env: str, principal: Principal, engine: str, sql: str, status: str,
+            error: str | None, started_at: datetime, t0: float, *, rows: int | None = None,
+            snapshot_ids: list[dict[str, Any]] | None = None, result: tuple[str, int, str] | None = None,
+            run_id: str | None = None, duration_ms: float | None = None) -> int:
+    if duration_ms is None:
+        duration_ms = (time.perf_counter() - t0) * 1000
+    with ctx.db.write() as conn:
+        if result is not None:
+            dialect.insert_ignore(conn, blobs_table, [{"sha256": result[0], "size_bytes": result[1],
+                                                       "uri": result[2], "stored_at": ctx.clock()}], "sha256")
+        return int(conn.execute(query_history.insert().values(
+            workspace_id=ws_id, environment=env, user_name=principal.name, engine=engine, sql_text=sql,
+            status=status, error=error, started_at=started_at, duration_ms=duration_ms, rows=rows,
+            snapshot_ids=snapshot_ids, result_sha256=result[0] if result else None, run_id=run_id,
+        ).returning(query_history.c.id)).scalar_one())
+
+
+def jsonable(value: Any) -> Any:
+    """A value of a result row as JSON can carry it: decimals as strings (exact), times as ISO text,
+    bytes as base64, NaN/±inf as strings."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | dtime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return b64encode(bytes(value)).decode()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(x, tuple) and len(x) == 2 for x in value):  # an Arrow map
+            return {str(k): jsonable(v) for k, v in value}
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+def _render(row: Any) -> dict[str, Any]:
+    return {"query_id": row["id"], "workspace": row["workspace"], "env": row["environment"],
+            "user": row["user_name"], "engine": row["engine"], "sql": row["sql_text"], "status": row["status"],
+            "error": row["error"], "started_at": row["started_at"], "duration_ms": row["duration_ms"],
+            "rows": row["rows"], "snapshot_ids": row["snapshot_ids"] or [], "result_sha256": row["result_sha256"],
+            "run_id": row["run_id"]}
+
+
+def _base(principal: Principal) -> Any:
+    stmt = select(query_history, ws_table.c.slug.label("workspace")).join(
+        ws_table, ws_table.c.id == query_history.c.workspace_id)
+    if principal.workspace_ids is not None:
+        stmt = stmt.where(query_history.c.workspace_id.in_(principal.workspace_ids))
+    return stmt
+
+
+def search_history(ctx: Context, principal: Principal, q: str | None = None, user: str | None = None,
+                   status: str | None = None, limit: int = 50, before: int | None = None, *,
+                   workspace: str | None = None, env: str | None = None) -> list[dict[str, Any]]:
+    """Queries of the principal's workspaces, newest first; ``q`` is a case-insensitive substring of the
+    SQL text; keyset pagination: pass the last ``query_id`` as ``before``."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be between 1 and 1000", code="invalid")
+    stmt = _base(principal)
+    if workspace:
+        stmt = stmt.where(query_history.c.workspace_id == workspaces.resolve_for(ctx, principal, workspace))
+    if env:
+        stmt = stmt.where(query_history.c.environment == env)
+    if q:
+        stmt = stmt.where(func.lower(query_history.c.sql_text).contains(q.lower(), autoescape=True))
+    if user:
+        stmt = stmt.where(query_history.c.user_name == user)
+    if status:
+        stmt = stmt.where(query_history.c.status == status)
+    if before is not None:
+        stmt = stmt.where(query_history.c.id < before)
+    stmt = stmt.order_by(query_history.c.id.desc()).limit(limit)
+    with ctx.db.read() as conn:
+        return [_render(r) for r in conn.execute(stmt).mappings()]
+
+
+def get_query(ctx: Context, principal: Principal, query_id: int) -> dict[str, Any]:
+    with ctx.db.read() as conn:
+        row = conn.execute(_base(principal).where(query_history.c.id == query_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"query {query_id} not found", code="query_not_found")
+    return _render(row)
+
+
+def result_file(ctx: Context, principal: Principal, query_id: int) -> Path:
+    """The Parquet file of a query's full result (404 when the query failed or is not visible)."""
+    q = get_query(ctx, principal, query_id)
+    store = BlobStore(ctx.settings.artifacts_dir)
+    if not q["result_sha256"] or not store.exists(q["result_sha256"]):
+        raise NotFound(f"query {query_id} has no stored result", code="result_not_found")
+    return store.path(q["result_sha256"])

@@ -1,0 +1,184 @@
+"""Pipelines, Catalog and SQL pages over the data-plane services (imported lazily: they may be absent)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from lakehouse.domain.roles import Action
+from lakehouse.domain.runs import ENVIRONMENTS
+from lakehouse.services.auth import Principal
+from lakehouse.services.errors import InvalidInput, ServiceError
+from lakehouse.web import queries
+from lakehouse.web.render import context, is_htmx, mark_web, page, user
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_web)])
+
+
+def _service(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"lakehouse.services.{name}")
+    except ImportError:
+        return None
+
+
+# --- pipelines ------------------------------------------------------------------------------------
+
+@router.get("/pipelines")
+def pipelines_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+    p.require(Action.READ)
+    svc = _service("pipelines")
+    ctx = context(request)
+    specs = svc.list_specs(ctx.settings.pipelines_dir) if svc and ctx.settings.pipelines_dir.is_dir() else []
+    last = queries.last_success_by_spec(ctx, p)
+    return page(request, "pipelines.html", nav="pipelines", specs=specs, last=last, envs=ENVIRONMENTS,
+                available=svc is not None, folder=str(ctx.settings.pipelines_dir))
+
+
+@router.get("/pipelines/{name}")
+def pipeline_page(name: str, request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+    p.require(Action.READ)
+    svc = _service("pipelines")
+    ctx = context(request)
+    if svc is None:
+        raise InvalidInput("pipeline specs are not available in this build", code="unavailable")
+    spec = next((s for s in svc.list_specs(ctx.settings.pipelines_dir) if s["name"] == name), None)
+    if spec is None:
+        from lakehouse.services.errors import NotFound
+
+        raise NotFound(f"pipeline {name!r} not found in {ctx.settings.pipelines_dir}", code="pipeline_not_found")
+    from pathlib import Path
+
+    text = Path(spec["path"]).read_text(errors="replace")
+    rows, _ = queries.list_runs(ctx, p, queries.RunFilter(spec_slug=name), limit=10)
+    return page(request, "pipeline.html", nav="pipelines", spec=spec, text=text, runs=rows, envs=ENVIRONMENTS,
+                error=request.query_params.get("error"))
+
+
+@router.post("/pipelines/{name}/runs")
+def start_pipeline(name: str, request: Request, environment: str = Form("dev"), params: str = Form(""),
+                   p: Principal = Depends(user)) -> Response:
+    p.require(Action.RUN_CREATE)
+    svc = _service("pipelines")
+    if svc is None:
+        raise InvalidInput("pipeline specs are not available in this build", code="unavailable")
+    parsed: dict[str, Any] = {}
+    if params.strip():
+        import orjson
+
+        try:
+            parsed = orjson.loads(params)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"parameters must be a JSON object: {exc}", code="invalid_params") from None
+        if not isinstance(parsed, dict):
+            raise InvalidInput("parameters must be a JSON object", code="invalid_params")
+    run, _ = svc.start_run(context(request), p, name, environment, parsed)
+    return RedirectResponse(f"/runs/{run['run_id']}", status_code=303)
+
+
+# --- catalog --------------------------------------------------------------------------------------
+
+@router.get("/catalog")
+def catalog_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+    p.require(Action.READ)
+    svc = _service("catalog")
+    env = request.query_params.get("env") or "dev"
+    layer = request.query_params.get("layer") or None
+    tables: list[dict[str, Any]] = []
+    error = None
+    if svc is not None:
+        try:
+            tables = svc.list_tables(context(request), p, env=env, layer=layer)
+        except ServiceError as exc:
+            error = exc.message
+    return page(request, "catalog.html", nav="catalog", tables=tables, env=env, layer=layer, envs=ENVIRONMENTS,
+                available=svc is not None, error=error)
+
+
+@router.get("/catalog/{env}/{layer}/{table}")
+def table_page(env: str, layer: str, table: str, request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+    p.require(Action.READ)
+    svc = _service("catalog")
+    if svc is None:
+        raise InvalidInput("the catalog is not available in this build", code="unavailable")
+    ctx = context(request)
+    tables = svc.list_tables(ctx, p, env=env, layer=layer)
+    ref = next((t for t in tables if t["table"] == table), None)
+    if ref is None:
+        from lakehouse.services.errors import NotFound
+
+        raise NotFound(f"table {layer}.{table} not found in {env}", code="table_not_found")
+    info = svc.describe_table(ctx, p, ref["namespace"], table, env=env, sample=20)
+    lineage_svc = _service("lineage")
+    graph = None
+    if lineage_svc is not None:
+        try:
+            graph = lineage_svc.graph(ctx, p, f"{layer}.{table}", env=env)
+        except ServiceError:
+            graph = None
+    return page(request, "table.html", nav="catalog", t=info, env=env, graph=graph)
+
+
+# --- sql ------------------------------------------------------------------------------------------
+
+@router.get("/sql")
+def sql_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+    p.require(Action.READ)
+    svc = _service("sql")
+    q = request.query_params
+    history = svc.search_history(context(request), p, q=q.get("q") or None, limit=30) if svc else []
+    text = q.get("sql", "")
+    if q.get("query", "").isdigit() and svc is not None:
+        text = svc.get_query(context(request), p, int(q["query"]))["sql"]
+    return page(request, "sql.html", nav="sql", history=history, text=text, env=q.get("env", "dev"),
+                envs=ENVIRONMENTS, available=svc is not None, search=q.get("q", ""))
+
+
+@router.post("/sql")
+def run_sql(request: Request, sql: str = Form(""), env: str = Form("dev"), p: Principal = Depends(user)
+            ) -> HTMLResponse:
+    svc = _service("sql")
+    if svc is None:
+        raise InvalidInput("the SQL service is not available in this build", code="unavailable")
+    p.require(Action.QUERY)
+    result = error = None
+    try:
+        result = svc.run_query(context(request), p, sql, "duckdb", env, limit_preview=200)
+    except InvalidInput as exc:
+        error = {"message": exc.message, "details": exc.details or {}}
+    template = "sql_result.html" if is_htmx(request) else "sql.html"
+    history = [] if is_htmx(request) else svc.search_history(context(request), p, limit=30)
+    return page(request, template, nav="sql", result=result, error=error, text=sql, env=env, envs=ENVIRONMENTS,
+                history=history, available=True, search="", status_code=200)
+
+
+@router.get("/sql/queries/{query_id}/result.{fmt}")
+def download_result(query_id: int, fmt: str, request: Request, p: Principal = Depends(user)) -> Response:
+    svc = _service("sql")
+    if svc is None or fmt not in ("csv", "parquet"):
+        raise InvalidInput("download as .csv or .parquet", code="invalid_format")
+    path = svc.result_file(context(request), p, query_id)
+    if fmt == "parquet":
+        return FileResponse(path, media_type="application/vnd.apache.parquet",
+                            filename=f"query-{query_id}.parquet")
+
+    def rows() -> Any:
+        import io
+
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        first = True
+        for batch in pf.iter_batches(batch_size=10_000):
+            buf = io.BytesIO()
+            pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=first))
+            first = False
+            yield buf.getvalue()
+
+    return StreamingResponse(rows(), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="query-{query_id}.csv"'})
