@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from lakehouse.cli import admin, demo, pipelines, runs, server, sql
+from lakehouse.cli import audit as audit_cli
+from lakehouse.cli import odoo as odoo_cli
+from lakehouse.cli import secrets as secrets_cli
 
 app = typer.Typer(help="Lakehouse Control Room.", no_args_is_help=True, pretty_exceptions_enable=False,
                   add_completion=False)
@@ -18,6 +21,9 @@ app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(runs.app, name="runs")
 app.command("sql")(sql.sql)
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(odoo_cli.app, name="odoo")
+app.add_typer(secrets_cli.app, name="secrets")
+app.add_typer(audit_cli.app, name="audit")
 
 
 @app.command("openapi")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from decimal import Decimal
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg

@@ -188,7 +188,7 @@ class Documents:
                     display_type="payment_term", date_maturity=due)
         payment_state = "not_paid"
         if state == "posted":
-            payment_state = self._settle(company, move_type, day, partner, currency, items, lines, term, rate)
+            payment_state = self._settle(company, move_type, day, partner, currency, lines, term, rate)
         lines.append(term)
         header = Header(company, move_type, m.journals[(company.id, "sale" if out else "purchase")], day, state,
                         currency, partner, created, written, uid, ref=ref,
@@ -199,18 +199,19 @@ class Documents:
             self.last_reversal["origin"] = origin_ref
 
     def _settle(self, company: Company, move_type: str, day: date, partner: int, currency: int,
-                items: list[Item], lines: list[Line], term: Line, rate: Decimal) -> str:
+                lines: list[Line], term: Line, rate: Decimal) -> str:
         """Decide the invoice's fate (paid, partial, reversed…), queue its payment or credit note."""
         rng = self.rng
         r = rng.random()
         if r < 0.05:
             when = day + timedelta(days=rng.randrange(5, 40))
+            matching = self._matching("A")
             reversal = {"company": company, "move_type": move_type, "partner": partner, "currency": currency,
-                        "lines": [*lines, term], "origin": (0, ""), "matching": self._matching("A")}
+                        "lines": [*lines, term], "origin": (0, ""), "matching": matching}
             if not self._schedule(when, "credit_note", reversal):
                 return "not_paid"
             self.last_reversal = reversal  # _invoice fills in the origin once the move has its id
-            term.residual, term.matching_number = (ZERO, ZERO), reversal["matching"]
+            term.residual, term.matching_number = (ZERO, ZERO), matching
             term.written = self.stamp(when)
             return "reversed"
         if r < 0.35:

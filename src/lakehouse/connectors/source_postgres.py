@@ -22,7 +22,7 @@ from psycopg import sql
 from lakehouse.connectors.arrow_types import pg_arrow_type, pg_select_expr
 from lakehouse.connectors.duck import load_extension
 from lakehouse.connectors.errors import SourceError, SourceUnavailable, first_line
-from lakehouse.connectors.sources import Source, Watermark
+from lakehouse.connectors.sources import Source, Watermark, sort_by_id
 from lakehouse.connectors.urls import SourceUrl
 
 _COLUMNS = """
@@ -105,20 +105,23 @@ class PostgresSource(Source):
               watermark: Watermark | None) -> pa.Table:
         arrow_types = dict(self.schema(table))
         typnames = self._typnames[table]
-        select = ", ".join(pg_select_expr(c, typnames[c], arrow_types[c]) for c in columns)
+        fetched = ["id", *columns] if order_by_id and "id" not in columns else columns
+        select = ", ".join(pg_select_expr(c, typnames[c], arrow_types[c]) for c in fetched)
         query = f"SELECT {select} FROM {_ident(table)}"
         if watermark is not None:
             column, value = watermark
             query += f" WHERE {_ident(column)} >= {self._literal(value, typnames[column])}"
-        if order_by_id:
-            query += ' ORDER BY "id"'
         try:
             result = self._duckdb().execute("SELECT * FROM postgres_query('src', ?)", [query]).to_arrow_table()
         except duckdb.Error as exc:
             message = first_line(exc)
-            if "connect" in message.lower() or "connection" in message.lower():
+            if "connect" in message.lower():
                 raise SourceUnavailable(f"{self.url.display}: {message}") from None
             raise SourceError(f"{self.url.display}: {message}") from None
+        if order_by_id:  # sorted here, not by PostgreSQL: the heap is usually in id order already
+            result = sort_by_id(result)
+            if fetched is not columns:
+                result = result.drop_columns(["id"])
         target = pa.schema([(c, arrow_types[c]) for c in columns])
         return result if result.schema.equals(target) else result.cast(target)
 

@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.connectors.errors import SourceError, SourceUnavailable
 from lakehouse.connectors.urls import SourceUrl, parse_url
@@ -119,6 +120,16 @@ class Source(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sort_by_id(table: pa.Table) -> pa.Table:
+    """``table`` ordered by its ``id`` column (returned as is when it already is)."""
+    if table.num_rows < 2:
+        return table
+    ids = table.column("id").combine_chunks()
+    if pc.all(pc.less_equal(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py():
+        return table
+    return table.take(pc.sort_indices(ids))
 
 
 def open_source(url: str) -> Source:

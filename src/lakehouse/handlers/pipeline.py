@@ -188,13 +188,13 @@ def _dedupe_and_deletes(con: Any, data: pa.Table, existing: pa.Table | None, inc
             keep = con.execute(
                 f"SELECT i.* FROM incoming i LEFT JOIN ({latest}) l ON l.id = i.id AND NOT l._deleted "
                 f"AND l.{incremental} IS NOT DISTINCT FROM i.{incremental} WHERE l.id IS NULL ORDER BY i.id"
-            ).fetch_arrow_table()
+            ).to_arrow_table()
             data = keep.cast(data.schema) if keep.num_rows else data.slice(0, 0)
         deleted = None
         if source_ids is not None:
             con.register("src_ids", pa.table({"id": source_ids}))
             gone = con.execute(f"SELECT id FROM ({latest}) l WHERE NOT l._deleted AND l.id NOT IN "
-                               "(SELECT id FROM src_ids) ORDER BY id").fetch_arrow_table()
+                               "(SELECT id FROM src_ids) ORDER BY id").to_arrow_table()
             con.unregister("src_ids")
             if gone.num_rows:
                 from lakehouse.lake import tables as lake_tables
@@ -204,7 +204,7 @@ def _dedupe_and_deletes(con: Any, data: pa.Table, existing: pa.Table | None, inc
                 con.register("gone_full", full)
                 deleted = con.execute(
                     "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY id ORDER BY "
-                    "_loaded_at DESC) AS rn FROM gone_full) WHERE rn = 1 ORDER BY id").fetch_arrow_table()
+                    "_loaded_at DESC) AS rn FROM gone_full) WHERE rn = 1 ORDER BY id").to_arrow_table()
                 con.unregister("gone_full")
                 deleted = deleted.select([c for c in data.column_names if c in deleted.column_names])
         return data, deleted
@@ -265,7 +265,7 @@ def transform(ctx: PhaseContext) -> dict[str, Any]:
                 inputs = t.get("inputs") or references(text)
                 try:
                     rel = lake.sql(text)
-                    result = rel.fetch_arrow_table() if hasattr(rel, "fetch_arrow_table") else rel.arrow()
+                    result = rel.to_arrow_table()
                 except duckdb.Error as exc:
                     raise PhaseError(f"transform {t['name']} ({t['sql']}): {exc}", retryable=False) from None
             else:

@@ -20,9 +20,7 @@ def run_sql(ctx: PhaseContext) -> dict[str, Any]:
         rel = con.sql(sql)
         if rel is None:
             raise PhaseError("the SQL returned no result set", retryable=False)
-        table = rel.arrow()
-        if hasattr(table, "read_all"):
-            table = table.read_all()
+        table = rel.to_arrow_table()
     except duckdb.Error as exc:
         raise PhaseError(f"SQL error: {exc}", retryable=False) from None
     finally:

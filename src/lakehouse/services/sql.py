@@ -73,9 +73,9 @@ def check_read_only(sql: str) -> str:
         if kind == "EXPLAIN":
             m = _EXPLAIN_RE.match(stmt.query)
             inner = _statements(con, m.group(1)) if m else []
-            if len(inner) == 1 and inner[0].type.name == "SELECT" and _serializable(con, inner[0].query):
+            if len(inner) == 1 and inner[0].type.name == "SELECT" and m and _serializable(con, m.group(1)):
                 return "explain"
-        elif kind == "SELECT" and _serializable(con, stmt.query):
+        elif kind == "SELECT" and _serializable(con, sql):  # the text as written: PRAGMA x reads as SELECT
             return "select"
         raise InvalidInput(f"only read-only queries (SELECT, WITH, VALUES, SHOW, DESCRIBE, EXPLAIN) may run "
                            f"here, not {_verb(stmt.query, kind)}", code="sql_not_allowed",

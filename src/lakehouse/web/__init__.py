@@ -6,6 +6,7 @@ routers and the static files. Front-end libraries come from npm at build time in
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -40,7 +41,8 @@ def install(app: FastAPI) -> None:
         if request.scope.get("lakehouse_web"):
             return error_page(request, exc.status, exc.message)
         if api_handler is not None:
-            return await api_handler(request, exc)  # type: ignore[no-any-return]
+            answer = api_handler(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         return JSONResponse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
                             status_code=exc.status)
 

@@ -8,7 +8,7 @@ Requests with an ``Authorization`` header (API clients) carry no ambient credent
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,7 +17,7 @@ FIELD = "csrf_token"
 HEADER = "x-csrf-token"
 MAX_FORM_BYTES = 1_048_576
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class FormTooLarge(Exception):
@@ -45,7 +45,7 @@ def replay(body: bytes, receive: Receive) -> Receive:
     """A receive callable that gives ``body`` once, then defers to the original (for disconnects)."""
     sent = False
 
-    async def _receive() -> dict[str, Any]:
+    async def _receive() -> MutableMapping[str, Any]:
         nonlocal sent
         if not sent:
             sent = True

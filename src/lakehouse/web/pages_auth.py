@@ -41,7 +41,7 @@ async def login(request: Request, name: str = Form(""), password: str = Form("")
                 next: str = Form("/")) -> Response:
     ctx = context(request)
     try:
-        value, sess = await run_in_threadpool(sessions.login, ctx, name, password, address(request))
+        value, _session = await run_in_threadpool(sessions.login, ctx, name, password, address(request))
     except ServiceError as exc:
         return _login_page(request, error=exc.message, name=name, status=exc.status)
     resp = RedirectResponse(_safe_next(next), status_code=303)

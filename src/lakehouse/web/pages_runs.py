@@ -156,7 +156,7 @@ def artifact_preview(run_id: str, sha256: str, request: Request, p: Principal = 
     if not arts:
         raise NotFound(f"artifact {sha256} not found in run {run_id}", code="artifact_not_found")
     art = arts[0]
-    meta, store = artifacts.open_blob(ctx, sha256, p)
+    _meta, store = artifacts.open_blob(ctx, sha256, p)
     text = None
     if art["media_type"].startswith(TEXT_TYPES) or art["name"].endswith((".json", ".csv", ".txt", ".sql", ".md",
                                                                          ".log", ".yaml", ".yml")):

@@ -114,7 +114,7 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
     now = ctx.clock()
     since = now - DAY
     with ctx.db.read() as conn:
-        by_status = dict(conn.execute(_visible(
+        by_status: dict[str, int] = dict(conn.execute(_visible(
             select(runs.c.status, func.count()).where(runs.c.created_at >= since), principal)
             .group_by(runs.c.status)).all())
         queued = conn.execute(_visible(

@@ -50,7 +50,7 @@ def duration(seconds: float | None) -> str:
         return "—"
     if seconds < 1:
         return f"{int(seconds * 1000)} ms"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s} s"
     m, s = divmod(s, 60)
@@ -153,12 +153,12 @@ def mark_web(request: Request) -> None:
     request.scope["lakehouse_web"] = True
 
 
-def page(request: Request, name: str, status_code: int = 200, **data: Any) -> HTMLResponse:
+def page(request: Request, template: str, status_code: int = 200, **data: Any) -> HTMLResponse:
     s: Session | None = getattr(request.state, "session", None)
     p = s.principal if s else None
     ctx: Context = request.app.state.ctx
     data.setdefault("now", ctx.clock())
-    return templates.TemplateResponse(request, name, {
+    return templates.TemplateResponse(request, template, {
         "user": p, "csrf_token": s.csrf_token if s else "", "can": (lambda a: bool(p and p.can(a))),
         "nav": data.pop("nav", ""), **data}, status_code=status_code)
 

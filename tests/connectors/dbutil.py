@@ -1,0 +1,48 @@
+"""Small helpers the connector tests use to look at a database directly (not through the connectors)."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from typing import Any
+
+import psycopg
+
+
+def is_pg(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    if is_pg(url):
+        with psycopg.connect(url) as conn:
+            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def execute(url: str, sql: str) -> None:
+    if is_pg(url):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+        return
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    with conn:
+        conn.execute(sql)
+    conn.close()
+
+
+def content_hash(url: str, table: str) -> str:
+    """sha256 of every row of ``table`` in id order, as the database renders it."""
+    digest = hashlib.sha256()
+    if is_pg(url):
+        with psycopg.connect(url) as conn, conn.cursor() as cur:
+            with cur.copy(f'COPY (SELECT * FROM "{table}" ORDER BY id) TO STDOUT') as copy:  # type: ignore[arg-type]
+                for chunk in copy:
+                    digest.update(chunk)
+        return digest.hexdigest()
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY id'):
+        digest.update(repr(row).encode())
+    conn.close()
+    return digest.hexdigest()

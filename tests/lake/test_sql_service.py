@@ -1,0 +1,188 @@
+"""The SQL service: results, Parquet artifact, history (failures too), errors with positions, read-only."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+
+from lakehouse.lake.tables import write_table
+from lakehouse.services import auth, sql, workspaces
+from lakehouse.services.auth import SYSTEM, Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import Forbidden, InvalidInput, NotFound
+from lakehouse.store.tables import blobs, memberships, query_history, users
+
+
+def _analyst(ctx: Context) -> Principal:
+    auth.create_user(ctx, "ana", "analyst", "long enough pw")
+    return auth.authenticate_password(ctx, "ana", "long enough pw")
+
+
+def _outsider(ctx: Context) -> Principal:
+    """An analyst who belongs to workspace ``acme`` only."""
+    auth.create_user(ctx, "eve", "analyst", "long enough pw")
+    acme = workspaces.create(ctx, "acme")
+    with ctx.db.write() as conn:
+        uid = conn.execute(select(users.c.id).where(users.c.name == "eve")).scalar_one()
+        conn.execute(memberships.delete().where(memberships.c.user_id == uid))
+        conn.execute(memberships.insert().values(workspace_id=acme, user_id=uid, role="analyst"))
+    return auth.authenticate_password(ctx, "eve", "long enough pw")
+
+
+def test_a_query_returns_rows_stores_its_result_and_is_recorded(ctx: Context, catalog: Any) -> None:
+    v = write_table(catalog, "silver", "dev", "invoices",
+                    pa.table({"id": [1, 2, 3], "amount": pa.array([Decimal("10.50"), Decimal("2.25"), None],
+                                                                 pa.decimal128(12, 2)), "partner": ["a", "b", "a"]}))
+    write_table(catalog, "silver", "prod", "invoices", pa.table({"id": [99], "amount": [1.0], "partner": ["z"]}))
+    p = _analyst(ctx)
+    query = "SELECT partner, sum(amount) AS total, count(*) AS n\nFROM silver.invoices GROUP BY partner ORDER BY partner"
+    out = sql.run_query(ctx, p, query, limit_preview=1)
+    assert out["columns"] == [{"name": "partner", "type": "VARCHAR"}, {"name": "total", "type": "DECIMAL(38,2)"},
+                              {"name": "n", "type": "BIGINT"}]
+    assert out["rows"] == [["a", "10.50", 2]] and out["row_count"] == 2 and out["truncated"]
+    assert out["snapshot_ids"] == [{"table": "silver.invoices", "snapshot_id": v.snapshot_id}]
+    assert out["duration_ms"] > 0 and out["env"] == "dev" and out["engine"] == "duckdb"
+
+    stored = pq.read_table(sql.result_file(ctx, p, out["query_id"]))
+    assert stored.num_rows == 2 and stored.column_names == ["partner", "total", "n"]
+    with ctx.db.read() as conn:
+        blob = conn.execute(select(blobs).where(blobs.c.sha256 == out["result_sha256"])).mappings().one()
+        row = conn.execute(select(query_history).where(query_history.c.id == out["query_id"])).mappings().one()
+    assert blob["size_bytes"] > 0
+    assert (row["status"], row["user_name"], row["engine"], row["rows"], row["sql_text"]) == (
+        "succeeded", "ana", "duckdb", 2, query)
+    assert row["snapshot_ids"] == out["snapshot_ids"] and row["result_sha256"] == out["result_sha256"]
+
+    again = sql.run_query(ctx, p, query)  # same result, same content address
+    assert again["result_sha256"] == out["result_sha256"] and again["query_id"] != out["query_id"]
+    prod = sql.run_query(ctx, p, "SELECT id FROM silver.invoices", env="prod")
+    assert prod["rows"] == [[99]]
+
+
+def test_values_become_json(ctx: Context, catalog: Any) -> None:
+    out = sql.run_query(ctx, SYSTEM, "SELECT 1.5::DECIMAL(10,3) AS d, DATE '2026-01-02' AS day, "
+                        "TIMESTAMPTZ '2026-01-02 03:04:05+00' AS at, 'nan'::DOUBLE AS f, '\\x01'::BLOB AS b, "
+                        "[1, 2] AS l, {'k': 1} AS s, MAP {'a': 1} AS m, NULL AS n, 1 AS n")
+    assert out["rows"] == [["1.500", "2026-01-02", "2026-01-02T03:04:05+00:00", "NaN", "AQ==", [1, 2],
+                            {"k": 1}, {"a": 1}, None, 1]]
+
+
+def test_sql_errors_carry_line_and_column(ctx: Context, catalog: Any) -> None:
+    write_table(catalog, "bronze", "dev", "t", pa.table({"id": [1]}))
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT id,\n       nosuch\nFROM bronze.t")
+    assert err.value.code == "sql_error"
+    assert err.value.details["line"] == 2 and err.value.details["column"] == 8
+    assert "nosuch" in err.value.message and "LINE" not in err.value.message
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT *\nFROM bronze.t\nWHERE id = = 1")
+    assert err.value.code == "sql_error" and (err.value.details["line"], err.value.details["column"]) == (3, 12)
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT * FROM silver.missing")
+    assert err.value.code == "sql_error" and err.value.details["column"] == 15
+    history = sql.search_history(ctx, SYSTEM, status="failed")
+    assert len(history) == 3 and all(h["error"] for h in history)
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO t VALUES (1)", "UPDATE t SET a = 1", "DELETE FROM t", "CREATE TABLE x (a INT)",
+    "CREATE VIEW v AS SELECT 1", "DROP TABLE t", "ATTACH 'x.db' AS x", "DETACH x", "COPY (SELECT 1) TO 'x.csv'",
+    "INSTALL httpfs", "LOAD httpfs", "PRAGMA version", "PRAGMA enable_profiling", "SET threads = 1", "RESET threads",
+    "USE bronze", "CALL pragma_version()", "EXPORT DATABASE 'x'", "CHECKPOINT", "BEGIN", "VACUUM",
+    "SELECT 1; DROP TABLE t", "SELECT 1; SELECT 2", "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+    "EXPLAIN INSERT INTO t VALUES (1)", "PIVOT bronze.t ON id", "", "  -- only a comment",
+])
+def test_only_read_only_statements_pass(statement: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        sql.check_read_only(statement)
+    assert err.value.code == "sql_not_allowed", statement
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT 1", "select 1;", "WITH a AS (SELECT 1) SELECT * FROM a", "VALUES (1), (2)", "FROM bronze.t",
+    "SHOW TABLES", "DESCRIBE bronze.t", "SUMMARIZE bronze.t", "EXPLAIN SELECT 1", "EXPLAIN ANALYZE SELECT 1",
+    "SELECT 1 -- ; DROP TABLE t", "/* a */ SELECT 2",
+])
+def test_read_only_statements(statement: str) -> None:
+    assert sql.check_read_only(statement) in ("select", "explain")
+
+
+def test_disallowed_and_unavailable_are_recorded(ctx: Context, catalog: Any) -> None:
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT 1; DELETE FROM bronze.t")
+    assert err.value.code == "sql_not_allowed" and "one statement" in err.value.message
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "DROP TABLE bronze.t")
+    assert err.value.code == "sql_not_allowed" and "DROP" in err.value.message
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT 1", engine="trino")
+    assert err.value.code == "engine_unavailable" and "Trino" in err.value.message
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT * FROM read_csv('/etc/passwd')")
+    assert err.value.code == "sql_error" and "disabled" in err.value.message
+    assert [h["status"] for h in sql.search_history(ctx, SYSTEM)] == ["failed"] * 4
+    with pytest.raises(InvalidInput):
+        sql.run_query(ctx, SYSTEM, "SELECT 1", env="qa")
+
+
+def test_a_query_that_runs_too_long_is_stopped(ctx: Context, catalog: Any) -> None:
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT count(*) FROM range(1000000000000) a", timeout_s=0.3)
+    assert err.value.code == "query_timeout"
+
+
+def test_history_search_and_pagination(ctx: Context, catalog: Any) -> None:
+    ana = _analyst(ctx)
+    for i in range(5):
+        sql.run_query(ctx, ana if i % 2 else SYSTEM, f"SELECT {i} AS Value_{i}")
+    with pytest.raises(InvalidInput):
+        sql.run_query(ctx, ana, "SELECT nope")
+    everything = sql.search_history(ctx, SYSTEM)
+    assert len(everything) == 6 and everything[0]["status"] == "failed"
+    assert [h["query_id"] for h in everything] == sorted((h["query_id"] for h in everything), reverse=True)
+    assert [h["sql"] for h in sql.search_history(ctx, SYSTEM, q="value_3")] == ["SELECT 3 AS Value_3"]
+    assert len(sql.search_history(ctx, SYSTEM, q="%")) == 0  # LIKE wildcards are literal
+    assert {h["user"] for h in sql.search_history(ctx, SYSTEM, user="ana")} == {"ana"}
+    assert len(sql.search_history(ctx, SYSTEM, user="ana", status="succeeded")) == 2
+    page1 = sql.search_history(ctx, SYSTEM, limit=4)
+    page2 = sql.search_history(ctx, SYSTEM, limit=4, before=page1[-1]["query_id"])
+    assert len(page1) == 4 and len(page2) == 2
+    assert not {h["query_id"] for h in page1} & {h["query_id"] for h in page2}
+    assert sql.get_query(ctx, ana, page1[0]["query_id"])["status"] == "failed"
+
+
+def test_workspaces_are_walls(ctx: Context, catalog: Any) -> None:
+    write_table(catalog, "gold", "dev", "secret", pa.table({"id": [42]}))
+    write_table(catalog, "gold", "dev", "secret", pa.table({"id": [7]}), workspace="acme")
+    out = sql.run_query(ctx, SYSTEM, "SELECT id FROM gold.secret")
+    eve = _outsider(ctx)
+    with pytest.raises(NotFound):
+        sql.run_query(ctx, eve, "SELECT id FROM gold.secret")  # the default workspace is not hers
+    assert sql.run_query(ctx, eve, "SELECT id FROM gold.secret", workspace="acme")["rows"] == [[7]]
+    assert [h["workspace"] for h in sql.search_history(ctx, eve)] == ["acme"]
+    with pytest.raises(NotFound):
+        sql.get_query(ctx, eve, out["query_id"])
+    with pytest.raises(NotFound):
+        sql.result_file(ctx, eve, out["query_id"])
+    with pytest.raises(NotFound):
+        sql.search_history(ctx, eve, workspace="default")
+    viewer = Principal(name="vic", role="viewer")
+    with pytest.raises(Forbidden):
+        sql.run_query(ctx, viewer, "SELECT 1")
+
+
+@pytest.mark.parametrize(("message", "query", "expected"), [
+    ('Binder Error: x\n\nLINE 1: select a, nosuch\n                  ^', "select a, nosuch", (1, 11)),
+    ("Parser Error: syntax error at end of input", "select 1 from t\nwhere ", (2, 6)),
+    ("Binder Error: x\n\nLINE 1: ...+1+1+1+nosuch\n                  ^", "select " + "1+" * 40 + "nosuch",
+     (1, 88)),
+    ("Binder Error: x\n\nLINE 2:   c0, c1, c2,...\n              ^", "select 1,\n  c0, c1, c2, c3, c4", (2, 7)),
+    ("Catalog Error: no position", "select 1", None),
+])
+def test_error_positions(message: str, query: str, expected: tuple[int, int] | None) -> None:
+    assert sql.error_position(message, query) == expected
