@@ -6,7 +6,7 @@
 Prints one JSON document on stdout and a human-readable summary on stderr. Figures:
 
 1. enqueue→start latency of single one-phase ``noop`` runs with one idle (long-polling) worker, each
-   run submitted after the previous one finished. Primary figure: PHASE_STARTED.ts − RUN_CREATED.ts
+   run submitted after the previous one finished. Primary figure: PHASE_STARTED.ts - RUN_CREATED.ts
    (both written by the server in the transactions that made those transitions). Also reported:
    client submit (before the POST) → PHASE_STARTED.ts, and RUN_CREATED → RUN_SUCCEEDED.
 2. phases/s of one-phase ``noop`` runs with 2 workers, unbatched (max_phases 1) and batched
@@ -36,6 +36,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] 
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -49,8 +50,8 @@ from typing import Any  # noqa: E402
 
 from _common import (  # noqa: E402
     Api,
-    CpuMeter,
     Backend,
+    CpuMeter,
     Procs,
     Server,
     backend,
@@ -391,7 +392,7 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
         succeeded = {e["phase"]: ts(e["ts"]) for e in events if e["type"] == "PHASE_SUCCEEDED"}
         names = [p["name"] for p in body["phases"]]
         cycles.extend(succeeded[nm] - started[nm] for nm in names)
-        handoffs.extend(started[b] - succeeded[a] for a, b in zip(names, names[1:], strict=False))
+        handoffs.extend(started[b] - succeeded[a] for a, b in itertools.pairwise(names))
         executors.append(sorted({e["payload"].get("executor_id") for e in events if e["type"] == "PHASE_CLAIMED"}))
         time.sleep(0.2)
     cpu.__exit__()
@@ -418,6 +419,7 @@ def run_backend(name: str, cfg: argparse.Namespace, prof: Profiler) -> dict[str,
     out: dict[str, Any] = {}
     with backend(name, cfg.src) as b:
         t_backend = time.monotonic()
+        out["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
         tokens = prepare(b)
         probe = DbProbe(b.database_url)
         try:
@@ -449,6 +451,7 @@ def run_backend(name: str, cfg: argparse.Namespace, prof: Profiler) -> dict[str,
         finally:
             probe.close()
         out["backend_seconds"] = round(time.monotonic() - t_backend, 1)
+        out["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
@@ -501,8 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="smoke mode: few runs, about 1 minute")
     ap.add_argument("--latency-runs", type=int, default=None, help="runs for the latency figure (default 200)")
-    ap.add_argument("--tput-runs", type=int, default=None, help="runs per throughput figure (default 3000)")
-    ap.add_argument("--chain-repeats", type=int, default=None, help="40-phase runs per worker count (default 5)")
+    ap.add_argument("--tput-runs", type=int, default=None, help="runs per throughput figure (default 1000)")
+    ap.add_argument("--chain-repeats", type=int, default=None, help="40-phase runs per worker count (default 3)")
     ap.add_argument("--batch", type=int, default=50, help="max_phases of the batched workers")
     ap.add_argument("--create-threads", type=int, default=8)
     ap.add_argument("--profile", type=Path, default=None, help="record py-spy profiles into this folder")
@@ -510,8 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run server/workers/CLI from this source tree (e.g. a `git archive` of a commit)")
     cfg = ap.parse_args(argv)
     cfg.latency_runs = cfg.latency_runs or (30 if cfg.quick else 200)
-    cfg.tput_runs = cfg.tput_runs or (300 if cfg.quick else 3000)
-    cfg.chain_repeats = cfg.chain_repeats or (1 if cfg.quick else 5)
+    cfg.tput_runs = cfg.tput_runs or (300 if cfg.quick else 1000)
+    cfg.chain_repeats = cfg.chain_repeats or (1 if cfg.quick else 3)
     cfg.warmup = 3 if cfg.quick else 10
     cfg.gap_s = 0.02
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from lakehouse.connectors import seed
+from lakehouse.connectors import mutate, open_source, seed
 
 PG_ADMIN = os.environ.get("LAKEHOUSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SEEDED_SCALE = 2
+NOW = datetime(2026, 1, 2, 9, 30, 0, 123456)
+WATCHED = ("account_move", "account_move_line", "res_partner", "sale_order", "sale_order_line")
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +77,29 @@ def seeded_pair(tmp_path_factory: pytest.TempPathFactory, pg_factory: Callable[[
     seed(lite, 1)
     seed(pg, 1)
     return lite, pg
+
+
+def pair_url(pair: tuple[str, str], backend: str) -> str:
+    return pair[1] if backend == "postgres" else pair[0]
+
+
+@dataclass(frozen=True)
+class Mutated:
+    """A scale-1 database before and after one ``mutate(url, 5, NOW)``."""
+
+    url: str
+    watermarks: dict[str, datetime]  # max(write_date) per table before the change
+    ids: dict[str, list[int]]  # every id per table before the change
+    changes: dict[str, dict[str, list[int]]]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def mutated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            pg_factory: Callable[[], str]) -> Mutated:
+    url = new_url(request.param, tmp_path_factory.mktemp("mutated"), pg_factory)
+    seed(url, 1)
+    with open_source(url) as src:
+        watermarks = {t: src.max_value(t, "write_date") for t in WATCHED}
+        ids = {t: src.ids(t).to_pylist() for t in WATCHED}
+    changes: Any = mutate(url, 5, NOW)
+    return Mutated(url, watermarks, ids, changes)

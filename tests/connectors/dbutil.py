@@ -36,10 +36,10 @@ def content_hash(url: str, table: str) -> str:
     """sha256 of every row of ``table`` in id order, as the database renders it."""
     digest = hashlib.sha256()
     if is_pg(url):
-        with psycopg.connect(url) as conn, conn.cursor() as cur:
-            with cur.copy(f'COPY (SELECT * FROM "{table}" ORDER BY id) TO STDOUT') as copy:  # type: ignore[arg-type]
-                for chunk in copy:
-                    digest.update(chunk)
+        statement = f'COPY (SELECT * FROM "{table}" ORDER BY id) TO STDOUT'
+        with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[arg-type]
+            for chunk in copy:
+                digest.update(chunk)
         return digest.hexdigest()
     conn = sqlite3.connect(url.removeprefix("sqlite:///"))
     for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY id'):

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from lakehouse.connectors import SourceError, mutate, seed
-from tests.connectors.conftest import new_url
+from tests.connectors.conftest import NOW, Mutated, new_url
 from tests.connectors.dbutil import content_hash, is_pg, query
 
-NOW = datetime(2026, 1, 2, 9, 30, 0, 123456)
 
-
-def test_mutate_changes_rows_and_keeps_moves_balanced(fresh_url: str) -> None:
-    seed(fresh_url, 1)
-    before = {r[0] for r in query(fresh_url, "SELECT id FROM account_move")}
-    changes = mutate(fresh_url, 5, NOW)
+def test_mutate_changes_rows_and_keeps_moves_balanced(mutated: Mutated) -> None:
+    fresh_url, changes = mutated.url, mutated.changes
+    before = set(mutated.ids["account_move"])
     updated, inserted, deleted = changes["updated"], changes["inserted"], changes["deleted"]
     assert len(updated["account_move"]) == 2 and len(updated["res_partner"]) == 3
     assert len(updated["sale_order"]) == 2 and updated["sale_order_line"]

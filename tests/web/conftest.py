@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from lakehouse.api.app import create_app
@@ -42,6 +43,12 @@ def login(client: TestClient, name: str, password: str = PASSWORD):  # type: ign
                        follow_redirects=False)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Still argon2id, with the cheapest parameters: the default costs ~0.7 s a hash on this machine."""
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture
 def app(ctx: Context):  # type: ignore[no-untyped-def]
     return create_app(ctx, reaper=False)
@@ -52,7 +59,7 @@ def people(ctx: Context) -> dict[str, str]:
     """One user per role in the default workspace (name == role)."""
     for role in ROLES:
         auth.create_user(ctx, role, role, PASSWORD)
-    auth.create_user(ctx, "robot", "executor", PASSWORD)
+    auth.create_user(ctx, "bot", "executor", PASSWORD)
     return {r: r for r in ROLES}
 
 
@@ -61,8 +68,7 @@ def browser_for(app, people) -> Iterator:  # type: ignore[no-untyped-def]
     clients: list[TestClient] = []
 
     def make(name: str) -> Browser:
-        c = TestClient(app)
-        c.__enter__()
+        c = TestClient(app)  # no lifespan: no Postgres listener per browser (the waker is in-process)
         clients.append(c)
         r = login(c, name)
         assert r.status_code == 303, r.text
@@ -73,7 +79,7 @@ def browser_for(app, people) -> Iterator:  # type: ignore[no-untyped-def]
 
     yield make
     for c in clients:
-        c.__exit__(None, None, None)
+        c.close()
 
 
 @pytest.fixture
@@ -83,8 +89,9 @@ def admin_browser(browser_for) -> Browser:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def anon(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    with TestClient(app) as c:
-        yield c
+    c = TestClient(app)
+    yield c
+    c.close()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def test_login_sets_a_safe_cookie_and_lands_on_next(anon: TestClient, people: di
     r = anon.post("/login", data={"name": "viewer", "password": PASSWORD, "csrf_token": token, "next": "/executors"},
                   follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/executors"
-    cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("lh_session=")][0]
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("lh_session="))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
     assert anon.get("/executors").status_code == 200
     # an open redirect through ?next= is refused
@@ -41,10 +41,10 @@ def test_login_sets_a_safe_cookie_and_lands_on_next(anon: TestClient, people: di
 
 
 def test_cookie_is_secure_over_tls(app, people: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    with TestClient(app, base_url="https://lakehouse.test") as c:
-        r = login(c, "viewer")
-        cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith("lh_session=")][0]
-        assert "Secure" in cookie
+    c = TestClient(app, base_url="https://lakehouse.test")
+    r = login(c, "viewer")
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("lh_session="))
+    assert "Secure" in cookie
 
 
 def test_wrong_password_and_executor_accounts_are_refused(anon: TestClient, people: dict[str, str],
@@ -52,7 +52,7 @@ def test_wrong_password_and_executor_accounts_are_refused(anon: TestClient, peop
     r = login(anon, "viewer", "wrong password")
     assert r.status_code == 401 and "wrong user name or password" in r.text
     assert "lh_session=" not in r.headers.get("set-cookie", "")
-    r = login(anon, "robot")
+    r = login(anon, "bot")
     assert r.status_code == 403 and "executor accounts cannot log in" in r.text
     with ctx.db.read() as conn:
         actions = [a for (a,) in conn.execute(select(audit_log.c.action).where(audit_log.c.action.like("login%")))]
@@ -96,17 +96,17 @@ def test_password_change(browser_for, ctx: Context) -> None:  # type: ignore[no-
     assert r.status_code == 303
     assert first.get("/").status_code == 200  # this session stays
     assert second.get("/", follow_redirects=False).status_code == 303  # the other one ended
-    with TestClient(first.client.app) as c:
-        assert login(c, "engineer").status_code == 401
-        assert login(c, "engineer", "a new password").status_code == 303
+    c = TestClient(first.client.app)
+    assert login(c, "engineer").status_code == 401
+    assert login(c, "engineer", "a new password").status_code == 303
 
 
 def test_disabled_user_loses_sessions(browser_for, ctx: Context) -> None:  # type: ignore[no-untyped-def]
     viewer = browser_for("viewer")
     users.set_disabled(ctx, auth.Principal(name="admin", role="admin"), "viewer", True)
     assert viewer.get("/", follow_redirects=False).status_code == 303
-    with TestClient(viewer.client.app) as c:
-        assert login(c, "viewer").status_code == 401
+    c = TestClient(viewer.client.app)
+    assert login(c, "viewer").status_code == 401
 
 
 def test_csrf_is_required_on_every_cookie_authenticated_change(admin_browser: Browser, anon: TestClient,

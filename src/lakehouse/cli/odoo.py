@@ -13,6 +13,11 @@ from lakehouse.cli.common import console, fail
 app = typer.Typer(help="Odoo source.", no_args_is_help=True)
 
 
+@app.callback()
+def odoo() -> None:
+    """Odoo source."""
+
+
 @app.command("seed")
 def seed(
     url: str = typer.Option(..., "--url", help="postgresql://user@host:port/db or sqlite:///path/to/odoo.db"),

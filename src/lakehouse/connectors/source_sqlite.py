@@ -10,7 +10,7 @@ compared numerically.
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -60,6 +60,8 @@ def _to_python(value: Any, arrow_type: pa.DataType) -> Any:
 
 def _param(value: Any) -> Any:
     if isinstance(value, datetime):
+        if value.tzinfo is not None:  # naive columns hold UTC (as Odoo's)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value.isoformat(sep=" ")
     if isinstance(value, date):
         return value.isoformat()

@@ -31,7 +31,7 @@ class Action(StrEnum):
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
-    Role.ENGINEER: frozenset({Action.READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY, Action.EXECUTE,
+    Role.ENGINEER: frozenset({Action.READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY,
                               Action.CONNECTION_READ, Action.CONNECTION_MANAGE}),
     Role.ANALYST: frozenset({Action.READ, Action.QUERY, Action.CONNECTION_READ}),
     Role.VIEWER: frozenset({Action.READ}),

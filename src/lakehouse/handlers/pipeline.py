@@ -135,7 +135,7 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
                         raise PhaseError(f"schema drift in {table} beyond policy {policy}: {drift}",
                                          retryable=False)
                 mark = (marks_in.get(table) or {}).get("value") if incremental else None
-                where = (incremental, _parse_mark(mark)) if mark else None
+                where = (incremental, _parse_mark(mark)) if incremental and mark else None
                 data = source.read_table(table, where_watermark=where)
                 new_mark = source.max_value(table, incremental) if incremental else None
                 existing = None

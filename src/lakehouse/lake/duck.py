@@ -27,7 +27,8 @@ import importlib
 import importlib.util
 import json
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,30 +57,64 @@ def extension_path(name: str) -> Path | None:
 
 
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Load a DuckDB extension offline: ``duckdb_extensions.import_extension`` when that helper
-    package is installed, else the file of the ``duckdb-extension-<name>`` wheel, else an extension
-    already installed in DuckDB's home. Never downloads."""
-    try:
-        helper = importlib.import_module("duckdb_extensions")
-    except ImportError:
-        helper = None
-    if helper is not None and hasattr(helper, "import_extension"):
-        try:
-            helper.import_extension(name, con=con)
-            con.execute(f"LOAD {name}")
-            return
-        except Exception:  # pragma: no cover - fall back to the wheel file
-            pass
+    """Load a DuckDB extension offline: the file of the ``duckdb-extension-<name>`` wheel, else the
+    ``duckdb_extensions.import_extension`` helper when installed, else an extension already installed
+    in DuckDB's home. Never downloads."""
     path = extension_path(name)
     try:
         if path is not None:
             con.execute(f"LOAD '{path.as_posix()}'")
-        else:
-            con.execute(f"LOAD {name}")
+            return
+        try:
+            helper = importlib.import_module("duckdb_extensions")
+        except ImportError:
+            helper = None
+        if helper is not None and hasattr(helper, "import_extension"):
+            helper.import_extension(name, con=con)
+        con.execute(f"LOAD {name}")
     except duckdb.Error as exc:
         raise ExtensionMissing(
             f"DuckDB extension {name!r} is not available offline; install duckdb-extension-{name}=="
             f"{duckdb.__version__}") from exc
+
+
+_verified: dict[str, tuple[float, int]] = {}
+_verify_lock = threading.Lock()
+_BASE_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def _verified_paths(names: Sequence[str]) -> dict[str, Path | None]:
+    """The wheels' extension files, once DuckDB has checked their signatures in this process (checking
+    costs ~0.2-0.5 s a load here, so it is done once per file and process, not per connection)."""
+    paths = {name: extension_path(name) for name in names}
+    stats = {str(p): (p.stat().st_mtime, p.stat().st_size) for p in paths.values() if p is not None}
+    with _verify_lock:
+        if any(_verified.get(k) != v for k, v in stats.items()):
+            probe = duckdb.connect(config=dict(_BASE_CONFIG))
+            try:
+                for path in paths.values():  # in order: iceberg needs avro loaded first
+                    if path is not None:
+                        probe.execute(f"LOAD '{path.as_posix()}'")  # the signature is verified here
+            finally:
+                probe.close()
+            _verified.update(stats)
+    return paths
+
+
+def new_connection(*extensions: str) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB with some extensions loaded (in order), offline, no autoloading."""
+    paths = _verified_paths(extensions)
+    con = duckdb.connect(config={**_BASE_CONFIG, "allow_unsigned_extensions": all(paths.values())})
+    try:
+        for name, path in paths.items():
+            if path is not None:
+                con.execute(f"LOAD '{path.as_posix()}'")
+            else:
+                load_extension(con, name)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _lit(value: str) -> str:
@@ -188,20 +223,17 @@ def connect(catalog: Any, env: str = "dev", *, workspace: str = DEFAULT_WORKSPAC
     """
     check_env(env)
     refs = {r.sql_name: r for r in list_tables(catalog, env=env, workspace=workspace)}
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    props = dict(catalog.properties)
+    remote = str(props.get("warehouse", "")).startswith("s3") or any(
+        r.metadata_location.startswith("s3") for r in refs.values())
+    con = new_connection("avro", "iceberg", *(["httpfs"] if remote else []))
     try:
         con.execute("SET TimeZone = 'UTC'")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
-        load_extension(con, "avro")
-        load_extension(con, "iceberg")
-        props = dict(catalog.properties)
-        warehouse = str(props.get("warehouse", ""))
         secret = duckdb_s3_secret(props)
-        if warehouse.startswith("s3") or any(r.metadata_location.startswith("s3") for r in refs.values()):
-            load_extension(con, "httpfs")
-            if secret:
-                con.execute(secret)
+        if remote and secret:
+            con.execute(secret)
         for layer in LAYERS:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(layer)}")
         _create_macros(con, refs)

@@ -69,7 +69,7 @@ def register(ctx: Context, body: dict[str, Any], principal: Principal) -> tuple[
                                code="artifact_immutable")
             return render(existing), False
         now = ctx.clock()
-        row_id = conn.execute(artifacts.insert().values(
+        row_id: int = conn.execute(artifacts.insert().values(
             run_id=body["run_id"], phase=body["phase"], name=body["name"], sha256=body["sha256"],
             size_bytes=body["size_bytes"], media_type=body["media_type"],
             uri=body.get("uri") or (blob["uri"] if blob else None), metadata=body.get("metadata") or {},

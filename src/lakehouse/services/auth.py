@@ -81,7 +81,7 @@ def create_user(ctx: Context, name: str, role: str, password: str | None, actor:
 
     try:
         with ctx.db.write() as conn:
-            user_id = conn.execute(users.insert().values(
+            user_id: int = conn.execute(users.insert().values(
                 name=name, role=role, password_hash=hash_password(password) if password else None,
                 disabled=False, created_at=now,
             ).returning(users.c.id)).scalar_one()

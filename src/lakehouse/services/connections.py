@@ -188,6 +188,9 @@ def _validate(type_: str, config: dict[str, Any], secrets: dict[str, str]) -> tu
     unknown = sorted(set(config) - known) + sorted(set(secrets) - known)
     if unknown:
         raise InvalidInput(f"unknown field(s) for {type_}: {', '.join(unknown)}", code="unknown_field")
+    leaked = sorted(f.name for f in spec if f.secret and config.get(f.name))
+    if leaked:
+        raise InvalidInput(f"{', '.join(leaked)} must be given as secrets, not settings", code="secret_in_config")
     clean: dict[str, str] = {}
     for f in spec:
         if f.secret:

@@ -86,7 +86,7 @@ def get_run(ctx: Context, run_id: str, principal: Principal) -> dict[str, Any]:
 
 
 def _render(conn: Connection, row: RowMapping) -> dict[str, Any]:
-    ws_slug = conn.execute(select(ws_table.c.slug).where(ws_table.c.id == row["workspace_id"])).scalar_one()
+    ws_slug: str = conn.execute(select(ws_table.c.slug).where(ws_table.c.id == row["workspace_id"])).scalar_one()
     return {
         "run_id": row["id"], "status": row["status"], "spec_slug": row["spec_slug"], "git_sha": row["git_sha"],
         "environment": row["environment"], "workspace": ws_slug, "created_at": row["created_at"],

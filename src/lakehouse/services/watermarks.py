@@ -17,7 +17,7 @@ def current(ctx: Context, workspace_id: int, environment: str, pipeline: str) ->
         rows = conn.execute(select(watermarks.c.source_table, watermarks.c.column_name, watermarks.c.value).where(
             watermarks.c.workspace_id == workspace_id, watermarks.c.environment == environment,
             watermarks.c.pipeline == pipeline)).all()
-    return {t: {"column": c, "value": v} for t, c, v in rows}
+    return {str(t): {"column": c, "value": v} for t, c, v in rows}
 
 
 def advance(conn: Connection, workspace_id: int, environment: str, pipeline: str, marks: dict[str, Any],

@@ -81,7 +81,7 @@ def append_events(conn: Connection, run_id: str, events: Sequence[dict[str, Any]
         rows = fresh
         if not rows:
             return 0
-    last = conn.execute(
+    last: int = conn.execute(
         update(runs).where(runs.c.id == run_id).values(last_seq=runs.c.last_seq + len(rows))
         .returning(runs.c.last_seq)
     ).scalar_one()
@@ -159,7 +159,7 @@ def previous_outputs(conn: Connection, run_id: str, idx: int) -> dict[str, Any]:
         .where(phases.c.run_id == run_id, phases.c.idx < idx, phases.c.status == PhaseStatus.SUCCEEDED.value)
         .order_by(phases.c.idx)
     )
-    return {name: manifest for name, manifest in rows}
+    return {str(name): manifest for name, manifest in rows}
 
 
 # --- lease holder calls -----------------------------------------------------------------------

@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
-from lakehouse.services import audit, connections, users
+from lakehouse.services import connections, users
 from lakehouse.services.auth import Principal
 from lakehouse.services.errors import ServiceError
-from lakehouse.store.tables import audit_log
+from lakehouse.web import queries
 from lakehouse.web.render import address, context, is_htmx, mark_web, page, user
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_web)])
@@ -127,28 +127,16 @@ def delete_connection(conn_id: int, request: Request, p: Principal = Depends(use
 
 @router.get("/audit")
 def audit_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
-    p.require(Action.AUDIT_VIEW)
     q = request.query_params
-    stmt = select(audit_log)
-    if q.get("actor"):
-        stmt = stmt.where(audit_log.c.actor == q["actor"])
-    if q.get("action"):
-        stmt = stmt.where(audit_log.c.action.startswith(q["action"], autoescape=True))
-    if q.get("object"):
-        stmt = stmt.where(audit_log.c.object_id == q["object"])
-    if q.get("days", "").isdigit():
-        stmt = stmt.where(audit_log.c.ts >= datetime.now(UTC) - timedelta(days=int(q["days"])))
+    days = q.get("days", "")
+    f = queries.AuditFilter(actor=q.get("actor") or None, action=q.get("action") or None,
+                            object_id=q.get("object") or None,
+                            since=datetime.now(UTC) - timedelta(days=int(days)) if days.isdigit() else None)
     before = q.get("before", "")
-    if before.isdigit():
-        stmt = stmt.where(audit_log.c.id < int(before))
     ctx = context(request)
-    with ctx.db.read() as conn:
-        rows = [dict(r) for r in conn.execute(stmt.order_by(audit_log.c.id.desc()).limit(101)).mappings()]
-        verified = audit.verify(conn) if q.get("verify") else None
-    more = len(rows) > 100
-    rows = rows[:100]
-    return page(request, "audit.html", nav="audit", rows=rows, next_before=rows[-1]["id"] if more else None,
-                verified=verified)
+    rows, next_before = queries.audit_entries(ctx, p, f, int(before) if before.isdigit() else None)
+    verified = queries.audit_verify(ctx, p) if q.get("verify") else None
+    return page(request, "audit.html", nav="audit", rows=rows, next_before=next_before, verified=verified)
 
 
 # --- users and tokens ----------------------------------------------------------------------------

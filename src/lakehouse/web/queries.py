@@ -12,10 +12,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, func, literal_column, or_, select
 
+from lakehouse.domain.roles import Action
 from lakehouse.domain.states import PHASE_FINISHED, PhaseStatus
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
-from lakehouse.store.tables import artifacts, executors, lineage_edges, phases, run_events, runs, workspaces
+from lakehouse.store.tables import (
+    artifacts,
+    audit_log,
+    executors,
+    lineage_edges,
+    phases,
+    run_events,
+    runs,
+    workspaces,
+)
 
 DAY = timedelta(hours=24)
 
@@ -221,3 +231,41 @@ def executor_leases(ctx: Context) -> dict[str, dict[str, Any]]:
                             .join(runs, runs.c.id == phases.c.run_id)
                             .where(phases.c.status.in_(["claimed", "running"]))).mappings().all()
     return {r["executor_id"]: dict(r) for r in rows}
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    object_id: str | None = None
+    since: datetime | None = None
+
+
+def audit_entries(ctx: Context, principal: Principal, f: AuditFilter, before: int | None = None,
+                  limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+    """Audit entries, newest first, keyset-paginated by id (admins only)."""
+    principal.require(Action.AUDIT_VIEW)
+    stmt = select(audit_log)
+    if f.actor:
+        stmt = stmt.where(audit_log.c.actor == f.actor)
+    if f.action:
+        stmt = stmt.where(audit_log.c.action.startswith(f.action, autoescape=True))
+    if f.object_id:
+        stmt = stmt.where(audit_log.c.object_id == f.object_id)
+    if f.since:
+        stmt = stmt.where(audit_log.c.ts >= f.since)
+    if before is not None:
+        stmt = stmt.where(audit_log.c.id < before)
+    with ctx.db.read() as conn:
+        rows = [dict(r) for r in conn.execute(stmt.order_by(audit_log.c.id.desc()).limit(limit + 1)).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["id"] if more and rows else None)
+
+
+def audit_verify(ctx: Context, principal: Principal) -> tuple[bool, int | None]:
+    principal.require(Action.AUDIT_VIEW)
+    from lakehouse.services import audit
+
+    with ctx.db.read() as conn:
+        return audit.verify(conn)

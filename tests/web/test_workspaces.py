@@ -1,0 +1,110 @@
+"""Cross-workspace isolation: a member of another workspace tries every endpoint and page with the ids
+of objects in workspace ``acme`` and must get 403/404 and never any of its data."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from lakehouse.services import auth, connections, workspaces
+from lakehouse.services.context import Context
+from tests.web.conftest import Browser
+
+SECRET = "acme-top-secret-pw-4711"
+MARKERS = ("acme_private_pipeline", "acme-warehouse", SECRET, "acme-artifact.json", "acme_sql_marker")
+
+
+def _seed(ctx: Context, client: TestClient, admin_token: str, executor_token: str) -> dict[str, str]:
+    workspaces.create(ctx, "acme")
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    ex = {"Authorization": f"Bearer {executor_token}"}
+    run = client.post("/ops/runs", headers=admin, json={
+        "spec_slug": "acme_private_pipeline", "git_sha": "abc", "workspace": "acme",
+        "input_manifest": {"db": "acme-warehouse"}, "phases": [{"name": "p", "type": "acme-only"}]}).json()
+    body = b'{"acme": "acme-artifact.json"}'
+    sha = hashlib.sha256(body).hexdigest()
+    assert client.put(f"/ops/artifacts/{sha}", content=body, headers=ex).status_code == 200
+    r = client.post("/ops/artifacts", headers=ex, json={"run_id": run["run_id"], "phase": "p",
+                    "name": "acme-artifact.json", "sha256": sha, "size_bytes": len(body),
+                    "media_type": "application/json", "metadata": {}})
+    assert r.status_code == 201, r.text
+    sysadmin = auth.Principal(name="admin", role="admin")
+    conn = connections.create(ctx, sysadmin, workspace="acme", environment="dev", name="acme-warehouse",
+                              type_="postgres", config={"host": "127.0.0.1", "database": "x", "user": "u"},
+                              secrets={"password": SECRET})
+    ids = {"run_id": run["run_id"], "sha256": sha, "conn_id": str(conn["id"]), "query_id": "1"}
+    try:
+        from lakehouse.services import sql
+
+        q = sql.run_query(ctx, sysadmin, "SELECT 'acme_sql_marker' AS m", workspace="acme")
+        ids["query_id"] = str(q["query_id"])
+    except ImportError:
+        pass
+    return ids
+
+
+def every_route(app: Any) -> list[tuple[str, str]]:
+    """(method, path) of every API endpoint (from the OpenAPI document) and every page."""
+    from lakehouse.web import pages_admin, pages_auth, pages_data, pages_runs
+
+    out = [(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops]
+    for router in (pages_auth.router, pages_runs.router, pages_admin.router, pages_data.router):
+        out += [(m, r.path) for r in router.routes if isinstance(r, APIRoute) for m in r.methods - {"HEAD"}]
+    return sorted(set(out))
+
+
+def _url(path: str, ids: dict[str, str]) -> str:
+    fill = {"run_id": ids["run_id"], "sha256": ids["sha256"], "conn_id": ids["conn_id"], "query_id": ids["query_id"],
+            "name": "x", "env": "dev", "layer": "bronze", "table": "x", "fmt": "csv"}
+    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m.group(1), "x"), path)
+
+
+def test_every_route_refuses_a_foreign_workspace(ctx: Context, app: Any, outsider: Browser, admin_token: str,
+                                                 executor_token: str) -> None:
+    ids = _seed(ctx, outsider.client, admin_token, executor_token)
+    tried = 0
+    for method, path in every_route(app):
+        if path in ("/login", "/logout", "/health"):
+            continue
+        url = _url(path, ids)
+        headers = {"X-CSRF-Token": outsider.csrf, "Accept": "text/html"}
+        if method == "GET":
+            r = outsider.client.get(url, headers=headers, follow_redirects=False)
+        elif "/ops/" in url or url.startswith("/api/"):
+            r = outsider.client.request(method, url, headers=headers, json={})
+        else:
+            r = outsider.client.request(method, url, headers=headers, data={"csrf_token": outsider.csrf},
+                                        follow_redirects=False)
+        tried += 1
+        leaked = [m for m in MARKERS if m in r.text]
+        assert not leaked, f"{method} {url} -> {r.status_code} leaks {leaked}"
+        has_id = "{" in path and any(k in path for k in ("run_id", "sha256", "conn_id", "query_id"))
+        if has_id:
+            assert r.status_code in (403, 404, 422), f"{method} {url} -> {r.status_code}"
+        assert r.status_code < 500, f"{method} {url} -> {r.status_code}: {r.text[:300]}"
+    assert tried > 40
+    # and nothing moved: the run is still queued, the connection still there
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    assert outsider.client.get(f"/ops/runs/{ids['run_id']}", headers=admin).json()["status"] == "queued"
+    assert connections.get(ctx, auth.Principal(name="admin", role="admin"), int(ids["conn_id"]))["name"] == \
+        "acme-warehouse"
+
+
+def test_members_see_their_workspace(ctx: Context, browser_for, admin_token: str,  # type: ignore[no-untyped-def]
+                                     executor_token: str) -> None:
+    from lakehouse.services import users
+
+    eng = browser_for("engineer")
+    ids = _seed(ctx, eng.client, admin_token, executor_token)
+    assert eng.get(f"/runs/{ids['run_id']}").status_code == 404
+    users.set_membership(ctx, auth.Principal(name="admin", role="admin"), "engineer", "acme", True)
+    eng = browser_for("engineer")  # memberships changed: log in again
+    page = eng.get(f"/runs/{ids['run_id']}")
+    assert page.status_code == 200 and "acme_private_pipeline" in page.text
+    assert "acme_private_pipeline" in eng.get("/runs").text
+    assert "acme-warehouse" in eng.get("/connections").text
+    assert SECRET not in eng.get(f"/connections/{ids['conn_id']}").text
