@@ -202,8 +202,10 @@ def bench_latency(stack: Stack, n: int, warmup: int, gap_s: float) -> dict[str, 
     body = run_body("bench-latency", [{"name": "p0", "type": "noop"}])
     server_lat, client_lat, run_total, claim_to_done = [], [], [], []
     cpu = stack.cpu()
+    counters: PgCounters | None = None
     for i in range(warmup + n):
         if i == warmup:
+            counters = PgCounters(stack.probe)
             cpu.__enter__()
         t0 = time.time()
         run = api.create_run(body)
@@ -229,6 +231,7 @@ def bench_latency(stack: Stack, n: int, warmup: int, gap_s: float) -> dict[str, 
         "measured_as": "server event timestamps PHASE_STARTED.ts - RUN_CREATED.ts from GET /ops/runs/{id}/events; "
                        "client_submit = wall clock just before POST /ops/runs (same host clock)",
         "cpu": cpu.result(per=n),
+        "postgres_per_run": counters.per_phase(n) if counters else None,
     }
 
 
@@ -273,8 +276,43 @@ class DbProbe:
         return {"finished": sorted(x.timestamp() for x in fin if x is not None),
                 "claims": [(x.timestamp(), ex) for x, ex in claims if x is not None]}
 
+    def pg_counters(self) -> dict[str, int] | None:
+        """Write transactions and row writes per table of the benchmark's database (PostgreSQL only;
+        its statistics are flushed by the backends within about a second, so sleep first)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        from sqlalchemy import text
+
+        with self.engine.connect() as c:
+            c.execute(text("SELECT pg_stat_clear_snapshot()"))
+            out = {"commits": int(c.execute(text(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).scalar_one())}
+            for rel, ins, upd in c.execute(text(
+                    "SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname IN "
+                    "('runs', 'phases', 'phase_attempts', 'run_events', 'executors', 'audit_log')")):
+                out[f"{rel}_inserted"] = int(ins)
+                out[f"{rel}_updated"] = int(upd)
+        return out
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+class PgCounters:
+    """Deltas of :meth:`DbProbe.pg_counters` over a window, per phase."""
+
+    def __init__(self, probe: DbProbe) -> None:
+        self.probe = probe
+        time.sleep(1.2)
+        self.start = probe.pg_counters()
+
+    def per_phase(self, phases: int) -> dict[str, float] | None:
+        if self.start is None:
+            return None
+        time.sleep(1.2)
+        end = self.probe.pg_counters()
+        assert end is not None
+        return {k: round((end[k] - self.start.get(k, 0)) / phases, 2) for k in end if end[k] != self.start.get(k, 0)}
 
 
 def create_many(stack: Stack, slug: str, n: int, threads: int) -> float:
@@ -321,6 +359,7 @@ def bench_throughput(stack: Stack, n: int, threads: int, label: str, prof: Profi
     stack.signal_workers(signal.SIGSTOP)
     try:
         create_s = create_many(stack, slug, n, threads)
+        counters = PgCounters(probe)
         cpu = stack.cpu()
         with prof.record(prof_name, stack.pids()), cpu:
             t_resume = time.time()
@@ -362,6 +401,7 @@ def bench_throughput(stack: Stack, n: int, threads: int, label: str, prof: Profi
         "create_runs_per_s": round(n / create_s, 1),
         "create_threads": threads,
         "cpu_during_window": cpu.result(per=n),
+        "postgres_per_phase": counters.per_phase(n),
     }
 
 
@@ -377,6 +417,7 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
     wait_run(stack, api.create_run(warm)["run_id"], timeout=60, every=0.02)
     time.sleep(0.2)
     walls, clients, cycles, handoffs, executors = [], [], [], [], []
+    counters = PgCounters(stack.probe)
     cpu = stack.cpu()
     cpu.__enter__()
     for _ in range(repeats):
@@ -399,6 +440,7 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
     stack.check_alive()
     return {
         "cpu": cpu.result(per=repeats * phases),
+        "postgres_per_phase": counters.per_phase(repeats * phases),
         "what": f"one run of {phases} sequential sleep {sleep_s} s phases, {len(stack.workers)} idle workers",
         "repeats": repeats, "workers": len(stack.workers),
         "wall_s_median": round(pct(walls, 50), 3), "wall_s_min": round(min(walls), 3),

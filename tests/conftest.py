@@ -56,8 +56,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _truncate_pg(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        names = [f'"{t.name}"' for t in metadata.sorted_tables]
+        # pyiceberg's SQL catalog keeps its tables in the same database: clear them too
+        names += [f'"{n}"' for (n,) in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'iceberg%'"))]
+        conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
     engine.dispose()
 
 

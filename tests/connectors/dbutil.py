@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import psycopg
@@ -17,8 +18,8 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     if is_pg(url):
         with psycopg.connect(url) as conn:
             return conn.execute(sql).fetchall()  # type: ignore[arg-type]
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        return conn.execute(sql).fetchall()
+    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as lite:
+        return lite.execute(sql).fetchall()
 
 
 def execute(url: str, sql: str) -> None:
@@ -26,10 +27,10 @@ def execute(url: str, sql: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql)  # type: ignore[arg-type]
         return
-    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-    with conn:
-        conn.execute(sql)
-    conn.close()
+    lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+    with lite:
+        lite.execute(sql)
+    lite.close()
 
 
 def content_hash(url: str, table: str) -> str:
@@ -41,8 +42,8 @@ def content_hash(url: str, table: str) -> str:
             for chunk in copy:
                 digest.update(chunk)
         return digest.hexdigest()
-    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-    for row in conn.execute(f'SELECT * FROM "{table}" ORDER BY id'):
+    lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+    for row in lite.execute(f'SELECT * FROM "{table}" ORDER BY id'):
         digest.update(repr(row).encode())
-    conn.close()
+    lite.close()
     return digest.hexdigest()

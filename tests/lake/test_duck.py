@@ -58,7 +58,7 @@ def test_time_travel_and_what_a_query_reads(catalog: Any) -> None:
         expected = [("bronze.t", v1.snapshot_id), ("bronze.t", v2.snapshot_id),
                     ("gold.g", lake.pinned_snapshot_id("gold.g"))]
         assert sorted((r["table"], r["snapshot_id"]) for r in lake.reads(both)) == sorted(expected)
-        with pytest.raises(duckdb.Error, match="no lake table silver.nope"):
+        with pytest.raises(duckdb.Error, match=r"no lake table silver\.nope"):
             lake.sql("SELECT * FROM at_snapshot('silver.nope', 1)").fetchall()
 
 

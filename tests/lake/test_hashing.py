@@ -15,7 +15,8 @@ from lakehouse.lake.hashing import content_hash
 
 def _rows(n: int = 300) -> list[dict[str, object]]:
     return [{"id": i, "amount": Decimal(i) / 4, "name": f"n{i % 7}" if i % 11 else None,
-             "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i), "day": dt.date(2026, 1, 1 + i % 28),
+             "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i),
+             "day": dt.date(2026, 1, 1 + i % 28),
              "ok": i % 2 == 0, "ratio": i / 3, "tags": [f"t{i % 3}", "x"], "blob": bytes([i % 256])}
             for i in range(n)]
 
@@ -43,7 +44,8 @@ def test_the_documented_format() -> None:
 
 
 def test_physical_types_are_canonicalised() -> None:
-    base = pa.table({"i": pa.array([1, 2], pa.int64()), "d": pa.array([Decimal("1.5"), Decimal("2")], pa.decimal128(10, 1)),
+    base = pa.table({"i": pa.array([1, 2], pa.int64()),
+                     "d": pa.array([Decimal("1.5"), Decimal("2")], pa.decimal128(10, 1)),
                      "s": pa.array(["a", "b"], pa.string()),
                      "t": pa.array([dt.datetime(2026, 1, 1, 12), dt.datetime(2026, 1, 2)], pa.timestamp("us")),
                      "z": pa.array([dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)] * 2, pa.timestamp("us", "UTC"))})

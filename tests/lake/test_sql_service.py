@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from decimal import Decimal
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from lakehouse.lake.tables import write_table
-from lakehouse.services import auth, sql, workspaces
+from lakehouse.services import auth, connections, sql, workspaces
 from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, InvalidInput, NotFound
@@ -40,7 +43,8 @@ def test_a_query_returns_rows_stores_its_result_and_is_recorded(ctx: Context, ca
                                                                  pa.decimal128(12, 2)), "partner": ["a", "b", "a"]}))
     write_table(catalog, "silver", "prod", "invoices", pa.table({"id": [99], "amount": [1.0], "partner": ["z"]}))
     p = _analyst(ctx)
-    query = "SELECT partner, sum(amount) AS total, count(*) AS n\nFROM silver.invoices GROUP BY partner ORDER BY partner"
+    query = ("SELECT partner, sum(amount) AS total, count(*) AS n\n"
+             "FROM silver.invoices GROUP BY partner ORDER BY partner")
     out = sql.run_query(ctx, p, query, limit_preview=1)
     assert out["columns"] == [{"name": "partner", "type": "VARCHAR"}, {"name": "total", "type": "DECIMAL(38,2)"},
                               {"name": "n", "type": "BIGINT"}]
@@ -186,3 +190,68 @@ def test_workspaces_are_walls(ctx: Context, catalog: Any) -> None:
 ])
 def test_error_positions(message: str, query: str, expected: tuple[int, int] | None) -> None:
     assert sql.error_position(message, query) == expected
+
+
+class _FakeTrino(BaseHTTPRequestHandler):
+    """Enough of Trino's client protocol (POST /v1/statement, one page) for the client library."""
+
+    statements: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.statements.append((body, self.headers.get("X-Trino-Catalog")))
+        if "nosuch" in body:
+            doc: dict[str, Any] = {"id": "q2", "infoUri": "http://trino/q2", "stats": {"state": "FAILED"}, "error": {
+                "message": "line 2:3: Column 'nosuch' cannot be resolved", "errorCode": 47,
+                "errorName": "COLUMN_NOT_FOUND", "errorType": "USER_ERROR",
+                "errorLocation": {"lineNumber": 2, "columnNumber": 3}}}
+        else:
+            doc = {"id": "q1", "infoUri": "http://trino/q1", "stats": {"state": "FINISHED"}, "columns": [
+                {"name": "id", "type": "integer", "typeSignature": {"rawType": "integer", "arguments": []}},
+                {"name": "amount", "type": "decimal(10,2)", "typeSignature": {"rawType": "decimal", "arguments": [
+                    {"kind": "LONG", "value": 10}, {"kind": "LONG", "value": 2}]}},
+                {"name": "tags", "type": "array(varchar)", "typeSignature": {"rawType": "array", "arguments": [
+                    {"kind": "TYPE", "value": {"rawType": "varchar", "arguments": []}}]}}],
+                "data": [[1, "10.50", ["a"]], [2, None, []]]}
+        out = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_trino_engine_through_a_configured_connection(ctx: Context) -> None:
+    """Trino cannot run here: a stand-in HTTP server speaks its protocol to the real ``trino`` client."""
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT 1", engine="trino")
+    assert err.value.code == "engine_unavailable" and "none is configured" in err.value.message
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeTrino)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connections.create(ctx, SYSTEM, workspace="default", environment="dev", name="trino", type_="trino",
+                           config={"host": "127.0.0.1", "port": str(server.server_address[1]), "user": "lake"},
+                           secrets={})
+        out = sql.run_query(ctx, SYSTEM, "SELECT id, amount, tags FROM iceberg.bronze_dev.t", engine="trino")
+        assert out["columns"] == [{"name": "id", "type": "integer"}, {"name": "amount", "type": "decimal(10,2)"},
+                                  {"name": "tags", "type": "array(varchar)"}]
+        assert out["rows"] == [[1, "10.50", '["a"]'], [2, None, "[]"]] and out["snapshot_ids"] == []
+        assert pq.read_table(sql.result_file(ctx, SYSTEM, out["query_id"])).num_rows == 2
+        assert _FakeTrino.statements[-1] == ("SELECT id, amount, tags FROM iceberg.bronze_dev.t", "iceberg")
+        with pytest.raises(InvalidInput) as err:
+            sql.run_query(ctx, SYSTEM, "SELECT id,\n  nosuch FROM t", engine="trino")
+        assert err.value.code == "sql_error" and (err.value.details["line"], err.value.details["column"]) == (2, 3)
+        with pytest.raises(InvalidInput) as err:
+            sql.run_query(ctx, SYSTEM, "DELETE FROM iceberg.bronze_dev.t", engine="trino")
+        assert err.value.code == "sql_not_allowed"
+        with pytest.raises(InvalidInput) as err:
+            sql.run_query(ctx, SYSTEM, "SELECT 1", engine="trino", env="prod")
+        assert err.value.code == "engine_unavailable"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [h["engine"] for h in sql.search_history(ctx, SYSTEM)] == ["trino"] * 5

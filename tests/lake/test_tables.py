@@ -97,7 +97,8 @@ def test_a_failing_write_leaves_the_previous_snapshot(catalog: Any) -> None:
 
 
 def test_a_streamed_write_and_arrow_types_iceberg_lacks(catalog: Any) -> None:
-    batches = [pa.record_batch({"id": pa.array([i], pa.uint32()), "at": pa.array([i * 10**9], pa.timestamp("ns", "Europe/Paris")),
+    batches = [pa.record_batch({"id": pa.array([i], pa.uint32()),
+                                "at": pa.array([i * 10**9], pa.timestamp("ns", "Europe/Paris")),
                                 "kind": pa.array(["x"]).dictionary_encode(), "nothing": pa.nulls(1)})
                for i in range(3)]
     res = write_table(catalog, "bronze", "dev", "s", pa.RecordBatchReader.from_batches(batches[0].schema, batches))

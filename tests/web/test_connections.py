@@ -108,7 +108,7 @@ def test_connections_end_to_end_and_no_secret_leaks(admin_browser: Browser, ctx:
     secrets = (SECRET, HOOK_SECRET, "hook-token-98765")
     answers = [b.get(u).text for u in ("/", "/runs", "/connections", f"/connections/{pg}", f"/connections/{hook}",
                                        "/audit", "/admin/users", "/executors", "/account")]
-    for text_ in answers + [caplog.text]:
+    for text_ in [*answers, caplog.text]:
         assert not any(s in text_ for s in secrets)
     with ctx.db.read() as conn:
         for table in metadata.sorted_tables:

@@ -1,4 +1,4 @@
-"""The permission matrix: docs/permissions.md equals domain/roles.py, and every role × action is
+"""The permission matrix: docs/permissions.md equals domain/roles.py, and every role and action is
 tried against the service layer (or, where the API is the guard, over HTTP with that role's token)."""
 
 from __future__ import annotations

@@ -51,4 +51,4 @@ def seed(
     lines = counts.get("account_move_line", 0)
     console.print(f"seeded Odoo 17 (scale {scale}, seed {seed_}): {total:,} rows in {elapsed:.1f} s, "
                   f"{total / elapsed:,.0f} rows/s "
-                  f"({lines / elapsed:,.0f} journal items/s)", highlight=False)
+                  f"({lines / elapsed:,.0f} journal items/s)", highlight=False, soft_wrap=True)

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
-from lakehouse.connectors.errors import SourceUnavailable, first_line
+from lakehouse.connectors.errors import SourceError, SourceUnavailable, first_line
 from lakehouse.connectors.odoo_schema import Table
 from lakehouse.connectors.urls import SourceUrl
 
@@ -31,6 +32,22 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+@contextmanager
+def driver_errors(display: str) -> Iterator[None]:
+    """Turn driver exceptions into ``SourceUnavailable`` (connection trouble) or ``SourceError``."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise SourceUnavailable(f"{display}: {first_line(exc)}") from None
+    except sqlite3.OperationalError as exc:
+        message = first_line(exc)
+        if "locked" in message or "unable to open" in message or "disk" in message:
+            raise SourceUnavailable(f"{display}: {message}") from None
+        raise SourceError(f"{display}: {message}") from None
+    except (psycopg.Error, sqlite3.Error) as exc:
+        raise SourceError(f"{display}: {first_line(exc)}") from None
 
 
 def _decimal_text(value: Decimal) -> str:

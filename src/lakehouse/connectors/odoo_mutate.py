@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from lakehouse.connectors.errors import SourceError
-from lakehouse.connectors.odoo_db import SeedDb
+from lakehouse.connectors.odoo_db import SeedDb, driver_errors
 from lakehouse.connectors.odoo_master import ADMIN_UID, CENT, Company, Master
 from lakehouse.connectors.odoo_moves import INVOICE_TYPES, ZERO, Header, Line, MoveWriter
 from lakehouse.connectors.odoo_schema import BY_NAME
@@ -41,7 +41,8 @@ def mutate(url: str, seed: int, now: datetime) -> Changes:
         now = now.astimezone(UTC).replace(tzinfo=None)
     rng = random.Random(seed)
     changes: Changes = {"updated": {}, "inserted": {}, "deleted": {}}
-    with SeedDb(parse_url(url)) as db:
+    parsed = parse_url(url)
+    with driver_errors(parsed.display), SeedDb(parsed) as db:
         missing = sorted(set(BY_NAME) - set(db.existing_tables(BY_NAME)))
         if missing:
             raise SourceError(f"{db.url.display} is not a seeded Odoo database (missing {', '.join(missing[:3])})")

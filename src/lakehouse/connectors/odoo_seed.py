@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import Any
 
 from lakehouse.connectors.errors import SeedError
-from lakehouse.connectors.odoo_db import SeedDb
+from lakehouse.connectors.odoo_db import SeedDb, driver_errors
 from lakehouse.connectors.odoo_docs import Documents
 from lakehouse.connectors.odoo_master import build_master
 from lakehouse.connectors.odoo_schema import BY_NAME, TABLES
@@ -44,7 +44,9 @@ def seed(url: str, scale: int, seed: int = 17, reset: bool = False, progress: bo
     if scale < 1:
         raise SeedError(f"scale must be at least 1, got {scale}")
     target = LINES_PER_SCALE * scale
-    with SeedDb(parse_url(url), create=True) as db, _progress_bar(progress, target) as advance:
+    parsed = parse_url(url)
+    with driver_errors(parsed.display), SeedDb(parsed, create=True) as db, \
+            _progress_bar(progress, target) as advance:
         existing = db.existing_tables(BY_NAME)
         if existing and not reset:
             raise SeedError(f"{db.url.display} already has Odoo tables ({', '.join(existing[:3])}"

@@ -129,12 +129,12 @@ def write_table(catalog: Any, layer: str, env: str, name: str, data: pa.Table | 
       and small ints widened, dictionaries decoded, ``null`` columns → string, views → plain types.
     """
     from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
+    from sqlalchemy.exc import IntegrityError
 
     if mode not in ("overwrite", "append"):
         raise ValueError("mode must be 'overwrite' or 'append'")
     ns, tname = identifier(layer, env, name, workspace)
     props = {str(k): str(v) for k, v in (snapshot_properties or {}).items()}
-    catalog.create_namespace_if_not_exists(ns)
     streaming = isinstance(data, pa.RecordBatchReader)
     attempts = 1 if streaming else max(1, retries)
     last: Exception | None = None
@@ -142,7 +142,7 @@ def write_table(catalog: Any, layer: str, env: str, name: str, data: pa.Table | 
         prepared, counter = _prepare(data)
         try:
             result = _write_once(catalog, (ns, tname), prepared, mode, props)
-        except (CommitFailedException, TableAlreadyExistsError) as exc:
+        except (CommitFailedException, TableAlreadyExistsError, IntegrityError) as exc:  # a concurrent writer won
             last = exc
             continue
         return WriteResult(table=f"{layer}.{tname}", identifier=f"{ns}.{tname}", snapshot_id=result[0],
@@ -184,6 +184,7 @@ def _write_once(catalog: Any, ident: tuple[str, str], data: pa.Table | pa.Record
     try:
         table = catalog.load_table(ident)
     except NoSuchTableError:
+        catalog.create_namespace_if_not_exists(ident[0])
         txn = catalog.create_table_transaction(ident, schema=data.schema)
         _guard(lambda: txn.append(data, snapshot_properties=props))  # a new table: append == overwrite
         created = txn.commit_transaction()

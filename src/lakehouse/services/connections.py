@@ -221,7 +221,7 @@ def create(ctx: Context, principal: Principal, *, workspace: str, environment: s
     now = ctx.clock()
     try:
         with ctx.db.write() as conn:
-            conn_id = conn.execute(connections.insert().values(
+            conn_id: int = conn.execute(connections.insert().values(
                 workspace_id=ws_id, environment=environment, name=name, type=type_, config=clean,
                 secrets_enc=encrypt(ctx, secret_values), secret_keys=sorted(secret_values), created_by=principal.name,
                 created_at=now, updated_at=now).returning(connections.c.id)).scalar_one()

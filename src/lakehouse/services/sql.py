@@ -7,6 +7,11 @@ the environment's tables; configuration locked) where the tables are ``bronze.x`
 ``gold.x`` of the chosen environment and ``at_snapshot('bronze.x', <id>)`` reads a past snapshot.
 The whole result is stored as a Parquet blob (content-addressed, in ``LAKEHOUSE_HOME/artifacts``),
 the answer carries a preview, and every attempt — failures too — is a row of ``query_history``.
+
+``engine="trino"`` sends the query to the Trino connection (type ``trino``) of the workspace and
+environment (``engine_unavailable`` when there is none); there the tables are named as Trino sees the
+Iceberg catalog: ``iceberg.bronze_dev.account_move``. Its read-only check is lexical (see
+:func:`check_read_only_trino`); give Trino a read-only user as well.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 from uuid import UUID
 
 import duckdb
+import orjson
+import pyarrow as pa
 from sqlalchemy import func, select
 
 from lakehouse.domain.roles import Action
@@ -174,10 +181,11 @@ def run_query(ctx: Context, principal: Principal, sql: str, engine: str = "duckd
     t0 = time.perf_counter()
     try:
         if engine == "trino":
-            raise InvalidInput("the trino engine needs a Trino connection and none is configured: "
-                               "Trino runs outside this machine; use engine duckdb", code="engine_unavailable")
-        check_read_only(sql)
-        result = _run_duckdb(ctx, sql, env, workspace, limit_preview, timeout_s)
+            check_read_only_trino(sql)
+            result = _run_trino(ctx, principal, sql, env, workspace, limit_preview, timeout_s)
+        else:
+            check_read_only(sql)
+            result = _run_duckdb(ctx, sql, env, workspace, limit_preview, timeout_s)
     except ServiceError as exc:
         _record(ctx, ws_id, env, principal, engine, sql, "failed", exc.message, started_at, t0, run_id=run_id)
         raise
@@ -194,14 +202,51 @@ def run_query(ctx: Context, principal: Principal, sql: str, engine: str = "duckd
             "workspace": workspace}
 
 
+class _ResultSink:
+    """Streams result batches into a Parquet file in the blob store and keeps a preview."""
+
+    def __init__(self, ctx: Context, limit_preview: int) -> None:
+        self.store = BlobStore(ctx.settings.artifacts_dir)
+        self.path = blobs.temp_path(self.store, ".parquet")
+        self.limit = limit_preview
+        self.preview: list[list[Any]] = []
+        self.count = 0
+        self._writer: Any = None
+
+    def open(self, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self._writer.write_batch(batch)
+        if len(self.preview) < self.limit:
+            take = batch.slice(0, self.limit - len(self.preview))
+            cols = [take.column(i).to_pylist() for i in range(take.num_columns)]
+            self.preview.extend([jsonable(v) for v in row] for row in zip(*cols, strict=True))
+        self.count += batch.num_rows
+
+    def finish(self, columns: list[dict[str, str]], reads: list[dict[str, Any]]) -> dict[str, Any]:
+        self._writer.close()
+        self._writer = None
+        sha, size = blobs.put_file(self.store, self.path)
+        return {"columns": columns, "rows": self.preview, "row_count": self.count,
+                "truncated": self.count > len(self.preview), "snapshot_ids": reads, "result_sha256": sha,
+                "_size": size, "_uri": self.store.uri(sha)}
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.path.unlink(missing_ok=True)
+
+
 def _run_duckdb(ctx: Context, sql: str, env: str, workspace: str, limit_preview: int,
                 timeout_s: float | None) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
     from lakehouse.lake import duck
 
-    store = BlobStore(ctx.settings.artifacts_dir)
-    tmp = blobs.temp_path(store, ".parquet")
+    sink = _ResultSink(ctx, limit_preview)
     timer: threading.Timer | None = None
     interrupted = threading.Event()
     try:
@@ -221,18 +266,9 @@ def _run_duckdb(ctx: Context, sql: str, env: str, workspace: str, limit_preview:
                 cur = lake.con.execute(sql)
                 columns = [{"name": d[0], "type": str(d[1])} for d in (cur.description or [])]
                 reader = cur.to_arrow_reader(64 * 1024)
-                preview: list[list[Any]] = []
-                count = 0
-                with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
-                    for batch in reader:
-                        if batch.num_rows == 0:
-                            continue
-                        writer.write_batch(batch)
-                        if len(preview) < limit_preview:
-                            take = batch.slice(0, limit_preview - len(preview))
-                            cols = [take.column(i).to_pylist() for i in range(take.num_columns)]
-                            preview.extend([jsonable(v) for v in row] for row in zip(*cols, strict=True))
-                        count += batch.num_rows
+                sink.open(reader.schema)
+                for batch in reader:
+                    sink.write(batch)
             except duckdb.Error as exc:
                 if interrupted.is_set():
                     raise InvalidInput(f"the query ran longer than {timeout_s:g} s and was stopped",
@@ -242,11 +278,129 @@ def _run_duckdb(ctx: Context, sql: str, env: str, workspace: str, limit_preview:
             if timer is not None:
                 timer.cancel()
             lake.close()
-        sha, size = blobs.put_file(store, tmp)
+        return sink.finish(columns, reads)
     finally:
-        tmp.unlink(missing_ok=True)
-    return {"columns": columns, "rows": preview, "row_count": count, "truncated": count > len(preview),
-            "snapshot_ids": reads, "result_sha256": sha, "_size": size, "_uri": store.uri(sha)}
+        sink.discard()
+
+
+# --- trino --------------------------------------------------------------------------------------
+
+_TRINO_FIRST = {"SELECT", "WITH", "VALUES", "SHOW", "DESCRIBE", "TABLE", "EXPLAIN"}
+_TRINO_WRITES = {"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "GRANT", "REVOKE",
+                 "CALL", "SET", "RESET", "USE", "PREPARE", "EXECUTE", "DEALLOCATE", "COMMENT", "COMMIT",
+                 "ROLLBACK", "START", "REFRESH", "DENY", "ANALYZE"}
+
+
+def check_read_only_trino(sql: str) -> None:
+    """Trino SQL is not DuckDB SQL, so this check is lexical: one statement (``;`` outside strings and
+    comments only at the end) that starts with SELECT/WITH/VALUES/SHOW/DESCRIBE/TABLE/EXPLAIN (not
+    EXPLAIN ANALYZE of a write) and has no write keyword. The Trino user should be read-only too."""
+    if not sql or not sql.strip():
+        raise InvalidInput("the query is empty", code="sql_not_allowed")
+    tokens = duckdb.tokenize(sql)
+    words = [(sql[start:(tokens[i + 1][0] if i + 1 < len(tokens) else len(sql))].strip(), kind)
+             for i, (start, kind) in enumerate(tokens)]
+    while words and words[-1][0] == ";":
+        words.pop()
+    if not words:
+        raise InvalidInput("the query has no statement", code="sql_not_allowed")
+    if any(w == ";" or w.startswith(";") for w, _ in words):
+        raise InvalidInput("one statement at a time", code="sql_not_allowed")
+    first = words[0][0].upper()
+    keywords = {w.upper() for w, kind in words if kind == duckdb.token_type.keyword}
+    explain_analyze = first == "EXPLAIN" and len(words) > 1 and words[1][0].upper() == "ANALYZE"
+    writes = set() if first in ("SHOW", "DESCRIBE") else _TRINO_WRITES - ({"ANALYZE"} if explain_analyze else set())
+    if first not in _TRINO_FIRST or keywords & writes:
+        raise InvalidInput(f"only read-only queries may run here, not {first}", code="sql_not_allowed")
+
+
+def _trino_connection(ctx: Context, principal: Principal, workspace: str, env: str
+                      ) -> tuple[dict[str, Any], dict[str, str]]:
+    from lakehouse.services import connections
+
+    try:
+        found = [c for c in connections.list_connections(ctx, principal, environment=env)
+                 if c["type"] == "trino" and c["workspace"] == workspace]
+    except ServiceError:
+        found = []
+    if not found:
+        raise InvalidInput(f"the trino engine needs a Trino connection in workspace {workspace!r}, environment "
+                           f"{env!r}, and none is configured: add one (type trino) or use engine duckdb",
+                           code="engine_unavailable")
+    return connections.resolve(ctx, principal, int(found[0]["id"]))
+
+
+def _run_trino(ctx: Context, principal: Principal, sql: str, env: str, workspace: str, limit_preview: int,
+               timeout_s: float | None) -> dict[str, Any]:
+    """Run the query on a configured Trino (tables are ``<catalog>.<namespace>.<table>`` there, e.g.
+    ``iceberg.bronze_dev.account_move``)."""
+    config, secrets = _trino_connection(ctx, principal, workspace, env)
+    try:
+        import trino
+        from trino.exceptions import TrinoQueryError, TrinoUserError
+    except ImportError:
+        raise InvalidInput("the trino engine needs the Trino client: pip install 'lakehouse[trino]'",
+                           code="engine_unavailable") from None
+    auth = trino.auth.BasicAuthentication(config.get("user", "lakehouse"), secrets["password"]) \
+        if secrets.get("password") else None
+    sink = _ResultSink(ctx, limit_preview)
+    try:
+        conn = trino.dbapi.connect(
+            host=config["host"], port=int(config.get("port", 8080)), user=config.get("user", "lakehouse"),
+            catalog=config.get("catalog", "iceberg"), http_scheme=config.get("http_scheme", "http"), auth=auth,
+            request_timeout=timeout_s or 300.0,
+            session_properties={"query_max_run_time": f"{int(timeout_s)}s"} if timeout_s else None)
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            columns = [{"name": d[0], "type": str(d[1])} for d in (cur.description or [])]
+            schema = pa.schema([(c["name"], _arrow_type(c["type"])) for c in columns])
+            sink.open(schema)
+            while rows := cur.fetchmany(10_000):
+                sink.write(_batch(schema, rows))
+        except TrinoUserError as exc:
+            details: dict[str, Any] = {"error_type": exc.error_name}
+            if exc.error_location:
+                details["line"], details["column"] = exc.error_location
+            raise InvalidInput(exc.message, code="sql_error", details=details) from None
+        except TrinoQueryError as exc:
+            raise InvalidInput(exc.message, code="sql_error", details={"error_type": exc.error_name}) from None
+        except (OSError, trino.exceptions.HttpError, trino.exceptions.TrinoConnectionError) as exc:
+            raise InvalidInput(f"cannot reach Trino at {config['host']}:{config.get('port', 8080)}: "
+                               f"{type(exc).__name__}", code="engine_unavailable") from None
+        finally:
+            conn.close()
+        return sink.finish(columns, [])
+    finally:
+        sink.discard()
+
+
+def _arrow_type(trino_type: str) -> pa.DataType:
+    t = trino_type.lower()
+    simple = {"boolean": pa.bool_(), "tinyint": pa.int8(), "smallint": pa.int16(), "integer": pa.int32(),
+              "bigint": pa.int64(), "real": pa.float32(), "double": pa.float64(), "date": pa.date32(),
+              "varbinary": pa.binary()}
+    if t in simple:
+        return simple[t]
+    if m := re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", t):
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    if t.startswith("timestamp"):
+        return pa.timestamp("us", tz="UTC" if "with time zone" in t else None)
+    if t.startswith("time") and "with time zone" not in t:
+        return pa.time64("us")
+    return pa.string()  # varchar, char, json, uuid, arrays, maps, rows, intervals: as text
+
+
+def _batch(schema: pa.Schema, rows: list[list[Any]]) -> pa.RecordBatch:
+    arrays = []
+    for i, field in enumerate(schema):
+        values = [r[i] for r in rows]
+        if pa.types.is_string(field.type):
+            values = [v if v is None or isinstance(v, str) else (orjson.dumps(v, default=str).decode()
+                                                                 if isinstance(v, list | dict) else str(v))
+                      for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _record(ctx: Context, ws_id: int, env: str, principal: Principal, engine: str, sql: str, status: str,

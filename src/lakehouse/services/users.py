@@ -19,7 +19,7 @@ def list_users(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
     with ctx.db.read() as conn:
         rows = conn.execute(select(users.c.id, users.c.name, users.c.role, users.c.disabled, users.c.created_at)
                             .order_by(users.c.name)).mappings().all()
-        ms = conn.execute(select(memberships.c.user_id, workspaces.c.slug)
+        ms: Any = conn.execute(select(memberships.c.user_id, workspaces.c.slug)
                           .join(workspaces, workspaces.c.id == memberships.c.workspace_id)).all()
         toks = conn.execute(select(api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.prefix, api_tokens.c.role,
                                    api_tokens.c.name, api_tokens.c.created_at, api_tokens.c.revoked_at)

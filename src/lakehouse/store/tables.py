@@ -320,3 +320,7 @@ connections = Table(
     Column("last_test_message", Text, nullable=True),
     UniqueConstraint("workspace_id", "environment", "name", name="uq_connections_ws_env_name"),
 )
+
+# Keyset pages of the Runs list for admins and multi-workspace members (no workspace prefix to use).
+Index("ix_runs_created_id", runs.c.created_at, runs.c.id)
+Index("ix_runs_status_created_id", runs.c.status, runs.c.created_at, runs.c.id)

@@ -24,17 +24,33 @@ STATE_EVENTS = ("RUN_", "PHASE_CLAIMED", "PHASE_STARTED", "PHASE_SUCCEEDED", "PH
                 "PHASE_SKIPPED", "LEASE_EXPIRED", "ARTIFACT_REGISTERED")
 
 
+FRESHNESS_SLO = timedelta(hours=24)
+
+
 def _freshness(request: Request, p: Principal) -> list[dict[str, Any]] | None:
-    """Gold tables and when they were last written, from the catalog service when it is there."""
+    """Gold tables with the age of their last snapshot against a 24 h SLO (from the catalog service)."""
     try:
         from lakehouse.services import catalog
     except ImportError:
         return None
+    ctx = context(request)
+    now = ctx.clock()
     try:
-        tables = catalog.list_tables(context(request), p, env="prod", layer="gold")
-    except Exception:
+        tables = catalog.list_tables(ctx, p, layer="gold")
+    except Exception:  # the warehouse may be unreachable; the overview still answers
         return None
-    return tables if isinstance(tables, list) else None
+    out = []
+    for t in sorted(tables, key=lambda t: (t["env"] != "prod", t["sql_name"]))[:12]:
+        try:
+            info = catalog.describe_table(ctx, p, t["namespace"], t["table"], env=t["env"], sample=0)
+        except Exception:
+            continue
+        last = info["snapshots"][-1]["timestamp"] if info["snapshots"] else None
+        age = (now - last).total_seconds() if last else None
+        slo = FRESHNESS_SLO.total_seconds()
+        out.append({**t, "last": last, "age_s": age, "slo_s": slo, "late": age is None or age > slo,
+                    "fill": min(100.0, 100 * (age or slo) / slo)})
+    return out
 
 
 @router.get("/")
@@ -74,7 +90,8 @@ def runs_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
 def _run_view(request: Request, run_id: str, p: Principal) -> dict[str, Any]:
     ctx = context(request)
     run = runs.get_run(ctx, run_id, p)
-    events = runs.read_events(ctx, run_id, p, 0, 2000)
+    window = 1000  # the newest events; older ones stay one API call away (/ops/runs/{id}/events?after=)
+    events = runs.read_events(ctx, run_id, p, max(0, int(run["last_seq"]) - window), window)
     arts = artifacts.list_for_run(ctx, run_id, p)
     now = ctx.clock()
     t0 = run["created_at"]
@@ -97,7 +114,7 @@ def _run_view(request: Request, run_id: str, p: Principal) -> dict[str, Any]:
     failed = next((ph for ph in run["phases"] if ph["status"] == "failed"), None)
     before_failure = [e for e in events if failed and e["phase"] == failed["name"]][-8:] if failed else []
     dq = [e for e in events if e["type"] == "DQ_RESULT"]
-    return {"run": run, "events": events[-500:], "event_total": len(events), "artifacts": arts, "bars": bars,
+    return {"run": run, "events": events, "event_total": run["last_seq"], "artifacts": arts, "bars": bars,
             "span_total": total, "failed_phase": failed, "before_failure": before_failure, "dq": dq,
             "lineage": queries.run_lineage(ctx, run_id), "finished": run["status"] in ("succeeded", "failed",
                                                                                         "cancelled")}
@@ -113,7 +130,8 @@ def run_page(run_id: str, request: Request, p: Principal = Depends(user)) -> HTM
 @router.get("/runs/{run_id}/live")
 def run_live(run_id: str, request: Request, p: Principal = Depends(user)) -> HTMLResponse:
     """The part of the run page that changes with its state (header, timeline, failure, artifacts)."""
-    return page(request, "run_live.html", nav="runs", **_run_view(request, run_id, p))
+    return page(request, "run_live.html", nav="runs", tab=request.query_params.get("tab", "events"),
+                **_run_view(request, run_id, p))
 
 
 @router.post("/runs/{run_id}/cancel")

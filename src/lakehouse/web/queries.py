@@ -54,6 +54,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     if not cursor or "~" not in cursor:
         return None
     ts, _, run_id = cursor.partition("~")
+    ts = ts.replace(" ", "+")  # a '+' of the offset that was not URL-encoded
     try:
         return datetime.fromisoformat(ts), run_id
     except ValueError:
@@ -97,7 +98,8 @@ def list_runs(ctx: Context, principal: Principal, f: RunFilter, before: str | No
 
 
 def _workspace_slugs(conn: Connection) -> dict[int, str]:
-    return {int(i): s for i, s in conn.execute(select(workspaces.c.id, workspaces.c.slug))}
+    pairs: list[Any] = list(conn.execute(select(workspaces.c.id, workspaces.c.slug)))
+    return {int(i): str(s) for i, s in pairs}
 
 
 def _attach_phase_strips(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -107,7 +109,8 @@ def _attach_phase_strips(conn: Connection, rows: list[dict[str, Any]]) -> None:
     strips: dict[str, list[tuple[str, str]]] = {r["id"]: [] for r in rows}
     q = (select(phases.c.run_id, phases.c.name, phases.c.status, phases.c.attempt)
          .where(phases.c.run_id.in_(list(strips))).order_by(phases.c.run_id, phases.c.idx))
-    for run_id, name, status, attempt in conn.execute(q):
+    found: list[Any] = list(conn.execute(q))
+    for run_id, name, status, attempt in found:
         shown = "retrying" if status == PhaseStatus.QUEUED.value and attempt > 0 else status
         strips[run_id].append((name, shown))
     for r in rows:
@@ -127,18 +130,18 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
         by_status: dict[str, int] = dict(conn.execute(_visible(
             select(runs.c.status, func.count()).where(runs.c.created_at >= since), principal)
             .group_by(runs.c.status)).all())
-        queued = conn.execute(_visible(
+        queued: int = conn.execute(_visible(
             select(func.count()).select_from(phases.join(runs, runs.c.id == phases.c.run_id))
             .where(phases.c.status == PhaseStatus.QUEUED.value, phases.c.available_at <= now), principal)).scalar_one()
-        backoff = conn.execute(_visible(
+        backoff: int = conn.execute(_visible(
             select(func.count()).select_from(phases.join(runs, runs.c.id == phases.c.run_id))
             .where(phases.c.status == PhaseStatus.QUEUED.value, phases.c.available_at > now), principal)).scalar_one()
-        phase_rows = conn.execute(_visible(
+        phase_rows: Any = conn.execute(_visible(
             select(phases.c.name, phases.c.status, func.count())
             .select_from(phases.join(runs, runs.c.id == phases.c.run_id))
             .where(runs.c.created_at >= since, phases.c.status.in_([s.value for s in PHASE_FINISHED]))
             .group_by(phases.c.name, phases.c.status), principal)).all()
-        lease_timeouts = conn.execute(_visible(
+        lease_timeouts: int = conn.execute(_visible(
             select(func.count()).select_from(run_events.join(runs, runs.c.id == run_events.c.run_id))
             .where(runs.c.created_at >= since, run_events.c.type == "LEASE_EXPIRED"), principal)).scalar_one()
         durations = [(r[1] - r[0]).total_seconds() for r in conn.execute(_visible(
@@ -154,7 +157,7 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
             select(runs.c.id, runs.c.spec_slug, runs.c.environment, runs.c.started_at, runs.c.created_at)
             .where(runs.c.status.in_(["running", "queued"])), principal)
             .order_by(runs.c.created_at.desc()).limit(8)).mappings()]
-        ex = conn.execute(select(executors.c.last_seen_at)).scalars().all()
+        ex: list[Any] = list(conn.execute(select(executors.c.last_seen_at)).scalars().all())
     success: dict[str, dict[str, int]] = {}
     for name, status, n in phase_rows:
         d = success.setdefault(name, {"succeeded": 0, "total": 0})
@@ -186,7 +189,7 @@ def _hourly(conn: Connection, principal: Principal, since: datetime) -> dict[str
         bucket = func.date_trunc(literal_column("'hour'"), runs.c.created_at)
     else:
         bucket = func.strftime("%Y-%m-%dT%H:00:00", runs.c.created_at)
-    rows = conn.execute(_visible(select(bucket.label("h"), runs.c.status, func.count())
+    rows: Any = conn.execute(_visible(select(bucket.label("h"), runs.c.status, func.count())
                                  .where(runs.c.created_at >= since), principal).group_by("h", runs.c.status)).all()
     start = since.replace(minute=0, second=0, microsecond=0)
     hours = [start + timedelta(hours=i) for i in range(26)]
@@ -209,7 +212,7 @@ def run_lineage(ctx: Context, run_id: str) -> list[dict[str, Any]]:
 
 def last_success_by_spec(ctx: Context, principal: Principal) -> dict[str, dict[str, Any]]:
     with ctx.db.read() as conn:
-        rows = conn.execute(_visible(
+        rows: Any = conn.execute(_visible(
             select(runs.c.spec_slug, runs.c.status, func.max(runs.c.created_at)), principal)
             .group_by(runs.c.spec_slug, runs.c.status)).all()
     out: dict[str, dict[str, Any]] = {}

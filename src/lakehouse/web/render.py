@@ -88,7 +88,8 @@ def ago(dt: datetime | None, now: datetime | None = None) -> Markup:
 
 
 def short(value: str | None, n: int = 8) -> str:
-    return (value or "")[:n]
+    value = value or ""
+    return value.split(":", 1)[1][:n] if value.startswith("sha256:") else value[:n]
 
 
 def tojson_script(value: Any) -> Markup:

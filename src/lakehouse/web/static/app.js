@@ -63,7 +63,7 @@
       if (pending) return;
       pending = setTimeout(function () {
         pending = null;
-        fetch("/runs/" + runId + "/live", { headers: { "HX-Request": "true" } })
+        fetch("/runs/" + runId + "/live?tab=" + encodeURIComponent(page.dataset.tab || "events"), { headers: { "HX-Request": "true" } })
           .then(function (r) { return r.ok ? r.text() : null; })
           .then(function (html) {
             if (!html) return;
@@ -115,16 +115,31 @@
     const d = JSON.parse(data.textContent);
     const names = ["succeeded", "failed", "running", "queued", "cancelled"];
     const colours = { succeeded: css("--ok"), failed: css("--bad"), running: css("--run"), queued: css("--wait"), cancelled: css("--warn") };
+    // stacked bars: draw the running totals, tallest first, so each status shows as its own band
+    const stacks = [];
+    let acc = d.x.map(function () { return 0; });
+    names.forEach(function (n) { acc = acc.map(function (v, i) { return v + (d[n][i] || 0); }); stacks.push(acc.slice()); });
+    const order = names.map(function (_, i) { return i; }).reverse();
+    const bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8, 40] }) : null;
     const opts = {
-      width: el.clientWidth || 600, height: 220,
-      series: [{}].concat(names.map(function (n) {
-        return { label: n, stroke: colours[n], fill: colours[n] + "33", width: 2, points: { show: false } };
+      width: el.clientWidth || 600, height: 220, legend: { show: false },
+      cursor: { points: { show: false } },
+      series: [{}].concat(order.map(function (i) {
+        const n = names[i];
+        return { label: n, stroke: colours[n], fill: colours[n], width: 0, paths: bars, points: { show: false } };
       })),
       axes: [{ stroke: css("--pico-muted-color"), grid: { stroke: css("--line") } },
-             { stroke: css("--pico-muted-color"), grid: { stroke: css("--line") } }],
-      scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
+             { stroke: css("--pico-muted-color"), grid: { stroke: css("--line") }, size: 40 }],
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
     };
-    const plot = new uPlot(opts, [d.x].concat(names.map(function (n) { return d[n]; })), el);
+    const plot = new uPlot(opts, [d.x].concat(order.map(function (i) { return stacks[i]; })), el);
+    const legend = document.createElement("p");
+    legend.className = "chart-legend small";
+    legend.innerHTML = names.map(function (n) {
+      const total = d[n].reduce(function (a, b) { return a + b; }, 0);
+      return '<span><i style="background:' + colours[n] + '"></i>' + n + " " + total + "</span>";
+    }).join(" ");
+    el.appendChild(legend);
     window.addEventListener("resize", function () { plot.setSize({ width: el.clientWidth, height: 220 }); });
   }
 

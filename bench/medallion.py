@@ -1,0 +1,161 @@
+"""The three reference pipelines at scale, through real workers, beside the same silver/gold SQL in
+pyspark ``local[2]`` on the same bronze data, in one run.
+
+    .venv/bin/python bench/medallion.py [--scale 1000] [--skip-spark]
+
+``--scale 1000`` seeds ~1M Odoo journal lines into a PostgreSQL source. The control plane runs
+embedded (SQLite metadata, local Iceberg warehouse) with two `lakehouse worker` processes. Spark
+reads the Parquet data files of the bronze Iceberg snapshot (no Iceberg runtime jar can be had
+offline; STACK.md) and runs the same SQL files, translated where the dialects differ
+(``json_extract_string`` → ``get_json_object``, ``getvariable('as_of')`` → a literal).
+Prints one JSON document on stdout and a summary on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+sys.path[:] = [p for p in sys.path if not p.endswith("/bench")]  # bench/queue.py must not shadow stdlib queue
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import psycopg  # noqa: E402
+
+ADMIN = os.environ.get("LAKEHOUSE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).parents[1]
+AS_OF = "2025-12-31"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def seconds(a: Any, b: Any) -> float:
+    return round((b - a).total_seconds(), 3) if a and b else 0.0
+
+
+def run_ours(home: Path, source: str, workers: int) -> dict[str, Any]:
+    os.environ.update({"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_ODOO_URL": source,
+                       "LAKEHOUSE_PIPELINES_DIR": str(ROOT / "pipelines"), "LAKEHOUSE_LOG_LEVEL": "WARNING"})
+    os.environ.pop("LAKEHOUSE_DATABASE_URL", None)
+    os.environ.pop("LAKEHOUSE_WAREHOUSE", None)
+    from lakehouse.cli.demo import watch
+    from lakehouse.cli.server import Running
+    from lakehouse.services import pipelines
+    from lakehouse.services.auth import SYSTEM
+    from lakehouse.services.context import open_context
+    from lakehouse.settings import Settings
+    from lakehouse.store.migrations import upgrade
+
+    settings = Settings(port=_free_port())
+    settings.ensure_home()
+    upgrade(settings.database_url)
+    ctx = open_context(settings)
+    out: dict[str, Any] = {}
+    with Running(ctx, settings.host, settings.port, workers, worker_log_level="WARNING"):
+        for name, params in (("odoo_ingest_bronze", None), ("bronze_to_silver", None),
+                             ("silver_to_gold", {"as_of": AS_OF})):
+            run, _ = pipelines.start_run(ctx, SYSTEM, name, "dev", params)
+            final = watch(ctx, run["run_id"], timeout_s=3600, title=name)
+            if final["status"] != "succeeded":
+                raise SystemExit(f"{name} {final['status']}: {final['error']}")
+            out[name] = {"wall_s": seconds(final["created_at"], final["finished_at"]),
+                         "phases": {p["name"]: seconds(p["started_at"], p["finished_at"]) for p in final["phases"]}}
+            log(f"{name}: {out[name]['wall_s']} s {out[name]['phases']}")
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spark_sql(text: str) -> str:
+    text = re.sub(r"json_extract_string\(([^,]+),", r"get_json_object(\1,", text)
+    return text.replace("getvariable('as_of')", f"DATE '{AS_OF}'")
+
+
+def run_spark(home: Path) -> dict[str, Any]:
+    import yaml
+    from pyspark.sql import SparkSession
+
+    from lakehouse.lake import tables as lake_tables
+    from lakehouse.lake.catalog import open_catalog
+
+    catalog = open_catalog(f"sqlite:///{home / 'control.db'}", str(home / "warehouse"))
+    t0 = time.perf_counter()
+    spark = (SparkSession.builder.master("local[2]").appName("medallion-bench")
+             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false")
+             .config("spark.sql.warehouse.dir", str(home / "spark-warehouse")).getOrCreate())
+    startup = time.perf_counter() - t0
+    spark.sparkContext.setLogLevel("ERROR")
+    for layer in ("bronze", "silver", "gold"):
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+    for ref in lake_tables.list_tables(catalog, env="dev", layer="bronze"):
+        table = lake_tables.load(catalog, "bronze", "dev", ref.name)
+        files = [t.file.file_path for t in table.scan().plan_files()]
+        spark.read.parquet(*files).createOrReplaceTempView(f"bronze_{ref.name}")
+        spark.sql(f"CREATE OR REPLACE VIEW bronze.{ref.name} AS SELECT * FROM bronze_{ref.name}")
+    timings: dict[str, float] = {}
+    for pipeline in ("bronze_to_silver", "silver_to_gold"):
+        spec = yaml.safe_load((ROOT / "pipelines" / f"{pipeline}.yaml").read_text())
+        start = time.perf_counter()
+        for t in spec["transforms"]:
+            sql = spark_sql((ROOT / "pipelines" / t["sql"]).read_text())
+            layer, name = t["output"].split(".")
+            df = spark.sql(sql)
+            df.write.mode("overwrite").parquet(str(home / "spark-out" / layer / name))
+            spark.read.parquet(str(home / "spark-out" / layer / name)).createOrReplaceTempView(f"{layer}_{name}")
+            spark.sql(f"CREATE OR REPLACE VIEW {layer}.{name} AS SELECT * FROM {layer}_{name}")
+        timings[pipeline] = round(time.perf_counter() - start, 3)
+        log(f"spark {pipeline}: {timings[pipeline]} s")
+    spark.stop()
+    return {"startup_s": round(startup, 3), **timings}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--skip-spark", action="store_true")
+    args = ap.parse_args()
+    from lakehouse.connectors.odoo_seed import seed
+
+    name = f"lakehouse_bench_medallion_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    source = ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        t0 = time.perf_counter()
+        counts = seed(source, args.scale, progress=True)
+        log(f"seeded scale {args.scale}: {counts['account_move_line']:,} journal lines in "
+            f"{time.perf_counter() - t0:.1f} s")
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            ours = run_ours(home, source, args.workers)
+            spark = None if args.skip_spark else run_spark(home)
+        result: dict[str, Any] = {"scale": args.scale, "journal_lines": counts["account_move_line"],
+                                  "lakehouse": ours, "spark_local2": spark}
+        if spark:
+            for p in ("bronze_to_silver", "silver_to_gold"):
+                ours_transform = ours[p]["phases"]["transform"]
+                result[f"speedup_{p}_transform"] = round(spark[p] / ours_transform, 2) if ours_transform else None
+        print(json.dumps(result, indent=2))
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
