@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRAS ?= dev,trino,dbt,spark
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev demo up test lint typecheck unit openapi bench-queue clean
+.PHONY: help install install-dev demo up test lint unit openapi bench-queue bench-ingest bench-medallion clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,7 @@ lint: $(DEV_STAMP) ## ruff and mypy
 test: $(DEV_STAMP) ## lint, then the whole suite (unit, SQLite, PostgreSQL, end to end)
 	bash scripts/ensure-services.sh
 	$(MAKE) lint
+	$(BIN)/lakehouse pipelines validate pipelines/
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: $(DEV_STAMP) ## only the fast tests (no processes spawned)
@@ -52,6 +53,12 @@ openapi: $(STAMP) ## rewrite contracts/lakehouse-executor.openapi.yaml from the 
 
 bench-queue: $(DEV_STAMP) ## queue benchmark on PostgreSQL and SQLite (prints JSON)
 	$(BIN)/python bench/queue.py
+
+bench-ingest: $(DEV_STAMP) ## Postgres → bronze Iceberg rows/s vs psql \copy and dlt (prints JSON)
+	$(BIN)/python bench/ingest.py
+
+bench-medallion: $(DEV_STAMP) ## the three pipelines at ~1M journal lines vs pyspark local[2] (prints JSON)
+	$(BIN)/python bench/medallion.py
 
 clean: ## remove the venv and build output
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

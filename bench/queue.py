@@ -277,16 +277,16 @@ class DbProbe:
                 "claims": [(x.timestamp(), ex) for x, ex in claims if x is not None]}
 
     def pg_counters(self) -> dict[str, int] | None:
-        """Write transactions and row writes per table of the benchmark's database (PostgreSQL only;
-        its statistics are flushed by the backends within about a second, so sleep first)."""
+        """Rows inserted and updated per table of the benchmark's database (PostgreSQL only). Backends
+        flush these statistics about once a second while busy (later when idle), so the counts of a
+        window are approximate at its edges."""
         if self.engine.dialect.name != "postgresql":
             return None
         from sqlalchemy import text
 
         with self.engine.connect() as c:
             c.execute(text("SELECT pg_stat_clear_snapshot()"))
-            out = {"commits": int(c.execute(text(
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).scalar_one())}
+            out: dict[str, int] = {}
             for rel, ins, upd in c.execute(text(
                     "SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname IN "
                     "('runs', 'phases', 'phase_attempts', 'run_events', 'executors', 'audit_log')")):
@@ -303,13 +303,14 @@ class PgCounters:
 
     def __init__(self, probe: DbProbe) -> None:
         self.probe = probe
-        time.sleep(1.2)
+        if probe.engine.dialect.name == "postgresql":
+            time.sleep(1.0)
         self.start = probe.pg_counters()
 
     def per_phase(self, phases: int) -> dict[str, float] | None:
         if self.start is None:
             return None
-        time.sleep(1.2)
+        time.sleep(1.0)
         end = self.probe.pg_counters()
         assert end is not None
         return {k: round((end[k] - self.start.get(k, 0)) / phases, 2) for k in end if end[k] != self.start.get(k, 0)}
@@ -546,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="smoke mode: few runs, about 1 minute")
     ap.add_argument("--latency-runs", type=int, default=None, help="runs for the latency figure (default 200)")
-    ap.add_argument("--tput-runs", type=int, default=None, help="runs per throughput figure (default 1000)")
+    ap.add_argument("--tput-runs", type=int, default=None, help="runs per throughput figure (default 800)")
     ap.add_argument("--chain-repeats", type=int, default=None, help="40-phase runs per worker count (default 3)")
     ap.add_argument("--batch", type=int, default=50, help="max_phases of the batched workers")
     ap.add_argument("--create-threads", type=int, default=8)
@@ -555,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run server/workers/CLI from this source tree (e.g. a `git archive` of a commit)")
     cfg = ap.parse_args(argv)
     cfg.latency_runs = cfg.latency_runs or (30 if cfg.quick else 200)
-    cfg.tput_runs = cfg.tput_runs or (300 if cfg.quick else 1000)
+    cfg.tput_runs = cfg.tput_runs or (300 if cfg.quick else 800)
     cfg.chain_repeats = cfg.chain_repeats or (1 if cfg.quick else 3)
     cfg.warmup = 3 if cfg.quick else 10
     cfg.gap_s = 0.02

@@ -324,3 +324,6 @@ connections = Table(
 # Keyset pages of the Runs list for admins and multi-workspace members (no workspace prefix to use).
 Index("ix_runs_created_id", runs.c.created_at, runs.c.id)
 Index("ix_runs_status_created_id", runs.c.status, runs.c.created_at, runs.c.id)
+# Lease timeouts of the last 24 h on the Overview: a partial index, so it costs nothing on other events.
+Index("ix_run_events_lease_expired", run_events.c.ts, postgresql_where=run_events.c.type == "LEASE_EXPIRED",
+      sqlite_where=run_events.c.type == "LEASE_EXPIRED")

@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
 
 from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
@@ -47,14 +46,7 @@ def _connections_page(request: Request, p: Principal, status: int = 200, **extra
 
 
 def _my_workspaces(request: Request, p: Principal) -> list[str]:
-    slugs = users.list_workspaces(context(request))
-    if p.workspace_ids is None:
-        return slugs
-    from lakehouse.store.tables import workspaces
-
-    with context(request).db.read() as conn:
-        return list(conn.execute(select(workspaces.c.slug).where(workspaces.c.id.in_(sorted(p.workspace_ids)))
-                                 .order_by(workspaces.c.slug)).scalars())
+    return queries.visible_workspaces(context(request), p)
 
 
 @router.get("/connections")

@@ -84,6 +84,7 @@ def runs_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
     template = "runs_rows.html" if is_htmx(request) and q.get("before") else "runs.html"
     return page(request, template, nav="runs", rows=rows, next_cursor=nxt, f=f, envs=ENVIRONMENTS,
                 statuses=[s.value for s in RunStatus], pipelines=queries.spec_slugs(context(request), p),
+                workspaces=queries.visible_workspaces(context(request), p),
                 from_=q.get("from", ""), to=q.get("to", ""), first_page=not q.get("before"))
 
 

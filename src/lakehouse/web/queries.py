@@ -28,6 +28,7 @@ from lakehouse.store.tables import (
 )
 
 DAY = timedelta(hours=24)
+SAMPLE_RUNS = 1000  # success rate by phase and p50/p95 use the newest runs of the 24 h window
 
 
 def _visible(stmt: Select[Any], principal: Principal) -> Select[Any]:
@@ -127,28 +128,28 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
     now = ctx.clock()
     since = now - DAY
     with ctx.db.read() as conn:
-        by_status: dict[str, int] = dict(conn.execute(_visible(
-            select(runs.c.status, func.count()).where(runs.c.created_at >= since), principal)
-            .group_by(runs.c.status)).all())
         queued: int = conn.execute(_visible(
             select(func.count()).select_from(phases.join(runs, runs.c.id == phases.c.run_id))
             .where(phases.c.status == PhaseStatus.QUEUED.value, phases.c.available_at <= now), principal)).scalar_one()
         backoff: int = conn.execute(_visible(
             select(func.count()).select_from(phases.join(runs, runs.c.id == phases.c.run_id))
             .where(phases.c.status == PhaseStatus.QUEUED.value, phases.c.available_at > now), principal)).scalar_one()
-        phase_rows: Any = conn.execute(_visible(
+        recent = _visible(select(runs.c.id).where(runs.c.created_at >= since), principal) \
+            .order_by(runs.c.created_at.desc()).limit(SAMPLE_RUNS).subquery()
+        phase_rows: Any = conn.execute(
             select(phases.c.name, phases.c.status, func.count())
-            .select_from(phases.join(runs, runs.c.id == phases.c.run_id))
-            .where(runs.c.created_at >= since, phases.c.status.in_([s.value for s in PHASE_FINISHED]))
-            .group_by(phases.c.name, phases.c.status), principal)).all()
+            .select_from(recent.join(phases, phases.c.run_id == recent.c.id))
+            .where(phases.c.status.in_([s.value for s in PHASE_FINISHED]))
+            .group_by(phases.c.name, phases.c.status)).all()
         lease_timeouts: int = conn.execute(_visible(
             select(func.count()).select_from(run_events.join(runs, runs.c.id == run_events.c.run_id))
-            .where(runs.c.created_at >= since, run_events.c.type == "LEASE_EXPIRED"), principal)).scalar_one()
+            .where(run_events.c.type == "LEASE_EXPIRED", run_events.c.ts >= since), principal)).scalar_one()
         durations = [(r[1] - r[0]).total_seconds() for r in conn.execute(_visible(
             select(runs.c.started_at, runs.c.finished_at)
             .where(runs.c.created_at >= since, runs.c.status == "succeeded", runs.c.started_at.is_not(None)), principal)
-            .order_by(runs.c.created_at.desc()).limit(5000))]
+            .order_by(runs.c.created_at.desc()).limit(SAMPLE_RUNS))]
         hourly = _hourly(conn, principal, since)
+        by_status = {s: sum(v) for s, v in hourly.items() if s != "x"}
         failures = [dict(r) for r in conn.execute(_visible(
             select(runs.c.id, runs.c.spec_slug, runs.c.environment, runs.c.finished_at, runs.c.error)
             .where(runs.c.status == "failed", runs.c.created_at >= since), principal)
@@ -192,7 +193,7 @@ def _hourly(conn: Connection, principal: Principal, since: datetime) -> dict[str
     rows: Any = conn.execute(_visible(select(bucket.label("h"), runs.c.status, func.count())
                                  .where(runs.c.created_at >= since), principal).group_by("h", runs.c.status)).all()
     start = since.replace(minute=0, second=0, microsecond=0)
-    hours = [start + timedelta(hours=i) for i in range(26)]
+    hours = [start + timedelta(hours=i) for i in range(25)]
     index = {h.strftime("%Y-%m-%dT%H"): i for i, h in enumerate(hours)}
     series: dict[str, list[int]] = {s: [0] * len(hours) for s in ("succeeded", "failed", "running", "queued",
                                                                   "cancelled")}
@@ -272,3 +273,11 @@ def audit_verify(ctx: Context, principal: Principal) -> tuple[bool, int | None]:
 
     with ctx.db.read() as conn:
         return audit.verify(conn)
+
+
+def visible_workspaces(ctx: Context, principal: Principal) -> list[str]:
+    stmt = select(workspaces.c.slug).order_by(workspaces.c.slug)
+    if principal.workspace_ids is not None:
+        stmt = stmt.where(workspaces.c.id.in_(sorted(principal.workspace_ids)))
+    with ctx.db.read() as conn:
+        return list(conn.execute(stmt).scalars())

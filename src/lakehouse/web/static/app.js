@@ -5,7 +5,7 @@
   function units(s) {
     s = Math.max(0, Math.round(s));
     if (s < 45) return null;
-    if (s < 3600) return Math.floor(s / 60) + " m";
+    if (s < 3600) return Math.max(1, Math.round(s / 60)) + " m";
     if (s < 86400) return Math.floor(s / 3600) + " h";
     return Math.floor(s / 86400) + " d";
   }

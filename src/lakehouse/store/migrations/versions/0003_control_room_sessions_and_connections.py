@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-22 01:36:01.206431
+Create Date: 2026-11-22 01:38:40.423695
 """
 
 from __future__ import annotations
@@ -72,6 +72,15 @@ def upgrade() -> None:
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.create_index("ix_web_sessions_user", ["user_id"], unique=False)
 
+    with op.batch_alter_table("run_events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_run_events_lease_expired",
+            ["ts"],
+            unique=False,
+            postgresql_where=sa.text("type = 'LEASE_EXPIRED'"),
+            sqlite_where=sa.text("type = 'LEASE_EXPIRED'"),
+        )
+
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index("ix_runs_created_id", ["created_at", "id"], unique=False)
         batch_op.create_index("ix_runs_status_created_id", ["status", "created_at", "id"], unique=False)
@@ -84,6 +93,13 @@ def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index("ix_runs_status_created_id")
         batch_op.drop_index("ix_runs_created_id")
+
+    with op.batch_alter_table("run_events", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_run_events_lease_expired",
+            postgresql_where=sa.text("type = 'LEASE_EXPIRED'"),
+            sqlite_where=sa.text("type = 'LEASE_EXPIRED'"),
+        )
 
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_web_sessions_user")
