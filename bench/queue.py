@@ -555,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--src", type=Path, default=None,
                     help="run server/workers/CLI from this source tree (e.g. a `git archive` of a commit)")
     cfg = ap.parse_args(argv)
+    if cfg.profile is not None and not (Path(sys.executable).parent / "py-spy").exists():
+        ap.error("--profile needs py-spy in this venv: .venv/bin/pip install py-spy==0.4.1")
     cfg.latency_runs = cfg.latency_runs or (30 if cfg.quick else 200)
     cfg.tput_runs = cfg.tput_runs or (300 if cfg.quick else 800)
     cfg.chain_repeats = cfg.chain_repeats or (1 if cfg.quick else 3)

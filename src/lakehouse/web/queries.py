@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, literal_column, or_, select
+from sqlalchemy import Connection, Select, bindparam, func, literal_column, select, text, tuple_
 
 from lakehouse.domain.roles import Action
 from lakehouse.domain.states import PHASE_FINISHED, PhaseStatus
@@ -84,8 +84,10 @@ def list_runs(ctx: Context, principal: Principal, f: RunFilter, before: str | No
             stmt = stmt.where(runs.c.workspace_id == (ws_id if ws_id is not None else -1))
         anchor = decode_cursor(before)
         if anchor:
-            stmt = stmt.where(or_(runs.c.created_at < anchor[0],
-                                  and_(runs.c.created_at == anchor[0], runs.c.id < anchor[1])))
+            # a row-value comparison is one index range on both databases (an OR of two is not)
+            stmt = stmt.where(tuple_(runs.c.created_at, runs.c.id) < tuple_(bindparam("anchor_ts", anchor[0],
+                                                                                       type_=runs.c.created_at.type),
+                                                                             anchor[1]))
         rows = [dict(r) for r in conn.execute(
             stmt.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)).mappings()]
         slugs = _workspace_slugs(conn)
@@ -118,10 +120,25 @@ def _attach_phase_strips(conn: Connection, rows: list[dict[str, Any]]) -> None:
         r["phases"] = strips[r["id"]]
 
 
-def spec_slugs(ctx: Context, principal: Principal) -> list[str]:
+def spec_slugs(ctx: Context, principal: Principal, limit: int = 200) -> list[str]:
+    """Distinct pipelines of the visible runs without scanning them: a loose index scan over
+    ix_runs_spec_created, one index probe per pipeline (a recursive CTE; SQLite and Postgres)."""
+    ws = ""
+    params: dict[str, Any] = {"limit": limit}
+    if principal.workspace_ids is not None:
+        ids = sorted(principal.workspace_ids) or [-1]
+        ws = " AND workspace_id IN (" + ", ".join(f":w{i}" for i in range(len(ids))) + ")"
+        params.update({f"w{i}": v for i, v in enumerate(ids)})
+    sql = text(f"""
+        WITH RECURSIVE slugs(s, n) AS (
+            SELECT (SELECT min(spec_slug) FROM runs WHERE 1 = 1{ws}), 1
+            UNION ALL
+            SELECT (SELECT min(spec_slug) FROM runs WHERE spec_slug > slugs.s{ws}), n + 1
+            FROM slugs WHERE slugs.s IS NOT NULL AND n < :limit
+        )
+        SELECT s FROM slugs WHERE s IS NOT NULL""")
     with ctx.db.read() as conn:
-        return list(conn.execute(_visible(select(runs.c.spec_slug).distinct(), principal)
-                                 .order_by(runs.c.spec_slug).limit(200)).scalars())
+        return [str(s) for s in conn.execute(sql, params).scalars()]
 
 
 def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
@@ -149,7 +166,7 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
             .where(runs.c.created_at >= since, runs.c.status == "succeeded", runs.c.started_at.is_not(None)), principal)
             .order_by(runs.c.created_at.desc()).limit(SAMPLE_RUNS))]
         hourly = _hourly(conn, principal, since)
-        by_status = {s: sum(v) for s, v in hourly.items() if s != "x"}
+        by_status: dict[str, int] = {str(k): sum(v) for k, v in hourly.items() if k != "x"}
         failures = [dict(r) for r in conn.execute(_visible(
             select(runs.c.id, runs.c.spec_slug, runs.c.environment, runs.c.finished_at, runs.c.error)
             .where(runs.c.status == "failed", runs.c.created_at >= since), principal)
