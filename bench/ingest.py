@@ -37,7 +37,8 @@ import psycopg
 ADMIN = os.environ.get("LAKEHOUSE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 HERE = Path(__file__).parent
 DLT_VENV = HERE / ".venv-dlt"
-DLT_PINS = ["dlt[parquet]==1.31.0", "sqlalchemy==2.1.9", "connectorx==0.4.6", "psycopg2-binary==2.9.13", "pyarrow==26.0.1"]
+DLT_PINS = ["dlt[parquet]==1.31.0", "sqlalchemy==2.1.9", "connectorx==0.4.6", "psycopg2-binary==2.9.13",
+            "pyarrow==26.0.1"]
 
 DLT_SCRIPT = r"""
 import sys, time, dlt
@@ -74,7 +75,7 @@ def make_source(rows: int) -> str:
             "AND column_name <> 'id' ORDER BY ordinal_position")]
         col_list = ", ".join(f'"{c}"' for c in cols)
         select_list = ", ".join(f'l."{c}"' for c in cols)
-        log(f"multiplying {n:,} seeded lines × {copies + 1} …")
+        log(f"multiplying {n:,} seeded lines x {copies + 1} …")
         conn.execute(f"INSERT INTO account_move_line (id, {col_list}) SELECT l.id + g * {top}, {select_list} "
                      f"FROM account_move_line l, generate_series(1, {copies}) g")
         conn.execute(f"DELETE FROM account_move_line WHERE id > (SELECT id FROM account_move_line ORDER BY id "

@@ -17,17 +17,17 @@ import sys
 
 sys.path[:] = [p for p in sys.path if not p.endswith("/bench")]  # bench/queue.py must not shadow stdlib queue
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import os
+import re
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
 
-import psycopg  # noqa: E402
+import psycopg
 
 ADMIN = os.environ.get("LAKEHOUSE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).parents[1]

@@ -34,21 +34,21 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import contextlib
+import itertools
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from _common import (  # noqa: E402
+from _common import (
     Api,
     Backend,
     CpuMeter,
@@ -259,8 +259,9 @@ class DbProbe:
         from lakehouse.store.tables import runs
 
         with self.engine.connect() as c:
-            rows = dict(c.execute(select(runs.c.status, func.count()).where(runs.c.spec_slug == slug)
-                                  .group_by(runs.c.status)).all())
+            found: list[Any] = list(c.execute(
+                select(runs.c.status, func.count()).where(runs.c.spec_slug == slug).group_by(runs.c.status)))
+        rows = {str(st): int(n) for st, n in found}
         return int(rows.get("succeeded", 0)), int(rows.get("failed", 0) + rows.get("cancelled", 0))
 
     def times(self, slug: str) -> dict[str, Any]:
@@ -269,8 +270,8 @@ class DbProbe:
         from lakehouse.store.tables import phases, runs
 
         with self.engine.connect() as c:
-            fin = [r[0] for r in c.execute(select(runs.c.finished_at).where(runs.c.spec_slug == slug))]
-            claims = list(c.execute(
+            fin: list[Any] = [r[0] for r in c.execute(select(runs.c.finished_at).where(runs.c.spec_slug == slug))]
+            claims: list[Any] = list(c.execute(
                 select(phases.c.claimed_at, phases.c.executor_id).join(runs, runs.c.id == phases.c.run_id)
                 .where(runs.c.spec_slug == slug)))
         return {"finished": sorted(x.timestamp() for x in fin if x is not None),
@@ -287,6 +288,9 @@ class DbProbe:
         with self.engine.connect() as c:
             c.execute(text("SELECT pg_stat_clear_snapshot()"))
             out: dict[str, int] = {}
+            rel: Any
+            ins: Any
+            upd: Any
             for rel, ins, upd in c.execute(text(
                     "SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname IN "
                     "('runs', 'phases', 'phase_attempts', 'run_events', 'executors', 'audit_log')")):
@@ -417,7 +421,11 @@ def bench_chain(stack: Stack, repeats: int, phases: int = 40, sleep_s: float = 0
                                          for i in range(4)])
     wait_run(stack, api.create_run(warm)["run_id"], timeout=60, every=0.02)
     time.sleep(0.2)
-    walls, clients, cycles, handoffs, executors = [], [], [], [], []
+    walls: list[float] = []
+    clients: list[float] = []
+    cycles: list[float] = []
+    handoffs: list[float] = []
+    executors: list[list[Any]] = []
     counters = PgCounters(stack.probe)
     cpu = stack.cpu()
     cpu.__enter__()
@@ -545,7 +553,7 @@ def print_summary(doc: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
-    ap.add_argument("--quick", action="store_true", help="smoke mode: few runs, about 1 minute")
+    ap.add_argument("--quick", action="store_true", help="smoke mode: few runs, about 1 minute per backend")
     ap.add_argument("--latency-runs", type=int, default=None, help="runs for the latency figure (default 200)")
     ap.add_argument("--tput-runs", type=int, default=None, help="runs per throughput figure (default 800)")
     ap.add_argument("--chain-repeats", type=int, default=None, help="40-phase runs per worker count (default 3)")

@@ -4,7 +4,7 @@
 
 Seeds a fresh PostgreSQL database (``lakehouse_bench_<pid>`` on 127.0.0.1:5432, dropped at the end)
 with ``--runs`` runs of 3 phases each and ``--events-per-run`` events per run, spread over the past
-``runs × 5 s``, then times the pages in-process (the FastAPI app through Starlette's TestClient, logged
+``runs * 5`` seconds, then times the pages in-process (the FastAPI app through Starlette's TestClient, logged
 in with a session cookie: the server's own time without network). Figures per page: p50/p95/max of
 ``--requests`` requests after 5 warm-ups. Pages: the first Runs page, a filtered page (status,
 pipeline, environment), a deep keyset page (90 % down the history), a Run detail, and the Overview.

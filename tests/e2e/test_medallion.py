@@ -158,8 +158,8 @@ def test_incremental_reflects_exactly_the_source_changes(lake_ctx: Context, sour
     changes = mutate(source_url, 5, datetime(2026, 2, 1, 12, 0, tzinfo=UTC))
     ingest = run_pipeline(lake_ctx, "odoo_ingest_bronze")
     assert ingest["status"] == "succeeded", ingest["error"]
-    staged = {t: o["rows"] for p in ingest["phases"] for t, o in ((p["output_manifest"] or {}).get("outputs") or {}).items()
-              if p["type"] == "publish"}
+    publish = next(p for p in ingest["phases"] if p["type"] == "publish")
+    staged = {t: o["rows"] for t, o in publish["output_manifest"]["outputs"].items()}
     moves_changed = len(changes["updated"].get("account_move", [])) + len(changes["inserted"].get("account_move", [])) \
         + len(changes["deleted"].get("account_move", []))
     assert staged["bronze.account_move"] == moves_changed  # only the changed rows were loaded

@@ -129,7 +129,7 @@ def test_every_page_renders_fast(admin_browser: Browser) -> None:
         r = b.get(url)
         elapsed = time.perf_counter() - t
         assert r.status_code == 200, (url, r.text[:500])
-        assert r.headers["content-type"].startswith("text/html")
+        assert r.headers["content-type"].startswith("text/html") and "app;dur=" in r.headers["server-timing"]
         assert elapsed < 0.5, f"{url} took {elapsed:.3f} s"
     assert b.get("/runs/00000000-0000-0000-0000-000000000000").status_code == 404
 

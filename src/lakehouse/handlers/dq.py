@@ -48,7 +48,8 @@ def _row_count(con: Any, view: str, data: pa.Table, c: dict[str, Any], published
         delta = abs(n - published) / published * 100
         if delta > c["max_delta_pct"]:
             problems.append(f"row count changed {delta:.1f}% vs published ({published}), over {c['max_delta_pct']}%")
-    return not problems, {"rows": n, "published_rows": published, "delta_pct": delta}, "; ".join(problems) or f"{n} rows"
+    observed = {"rows": n, "published_rows": published, "delta_pct": delta}
+    return not problems, observed, "; ".join(problems) or f"{n} rows"
 
 
 def _not_null(con: Any, view: str, data: pa.Table, c: dict[str, Any], published: int | None,

@@ -145,7 +145,7 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
                 data, deleted = _dedupe_and_deletes(con, data, existing, incremental,
                                                     source.ids(table) if ing.get("detect_deletes") else None,
                                                     catalog, env, table)
-            except (SourceError,) as exc:
+            except SourceError as exc:
                 raise PhaseError(str(exc), retryable=False) from None
             except SourceUnavailable as exc:
                 raise PhaseError(f"source unreachable: {exc}", retryable=True) from None
@@ -328,8 +328,8 @@ def validate(ctx: PhaseContext) -> dict[str, Any]:
             ctx.check()
             r = dq.run_check(con, check, data, published)
             if check["type"] == "row_count" and check["table"].startswith("bronze.") and check["table"] in staged:
-                r = dq.run_check(con, check, {check["table"]: _grown(data[check["table"]], published.get(check["table"]))},
-                                 published)
+                grown = {check["table"]: _grown(data[check["table"]], published.get(check["table"]))}
+                r = dq.run_check(con, check, grown, published)
             results.append(r)
             ctx.log(f"{'✔' if r['passed'] else '✖'} {r['type']} on {r['table']}: {r['message']}",
                     level="info" if r["passed"] else ("error" if r["severity"] == "error" else "warning"),

@@ -138,7 +138,8 @@ def spec_slugs(ctx: Context, principal: Principal, limit: int = 200) -> list[str
         )
         SELECT s FROM slugs WHERE s IS NOT NULL""")
     with ctx.db.read() as conn:
-        return [str(s) for s in conn.execute(sql, params).scalars()]
+        found: Any = conn.execute(sql, params).scalars().all()
+    return [str(slug) for slug in found]
 
 
 def overview(ctx: Context, principal: Principal) -> dict[str, Any]:

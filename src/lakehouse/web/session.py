@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 import orjson
@@ -40,6 +41,7 @@ class SessionMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/static/"):
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         headers = Headers(scope=scope)
         cookies = cookie_parser(headers.get("cookie", ""))
         state = scope.setdefault("state", {})
@@ -76,6 +78,7 @@ class SessionMiddleware:
                 h.setdefault("X-Content-Type-Options", "nosniff")
                 h.setdefault("Referrer-Policy", "same-origin")
                 if h.get("content-type", "").startswith("text/html"):
+                    h.setdefault("Server-Timing", f"app;dur={(time.perf_counter() - started) * 1000:.1f}")
                     h.setdefault("X-Frame-Options", "DENY")
                     h.setdefault("Content-Security-Policy", CSP)
                     h.setdefault("Cache-Control", "no-store")
