@@ -33,7 +33,7 @@ def drive(ctx: Context, run_id: str, max_steps: int = 100) -> dict[str, Any]:
             pctx = PhaseContext(run_id=c["run_id"], phase=c["phase"], phase_type=c["phase_type"],
                                 attempt=c["attempt"], params=c["params"], input_manifest=c["input_manifest"],
                                 previous_outputs=c["previous_outputs"], environment=c["environment"],
-                                spec_slug=c["spec_slug"], git_sha=c["git_sha"], workdir=Path(tmp),
+                                spec_slug=c["spec_slug"], git_sha=c["git_sha"], workdir_path=Path(tmp),
                                 lease_token=c["lease_token"])
             try:
                 manifest = HANDLERS[c["phase_type"]](pctx) or {}

@@ -319,3 +319,44 @@ def test_artifacts_are_content_addressed_and_immutable(ctx: Context, clock: Cloc
     assert art2["sha256"] == sha  # the same content referenced by two runs, stored once
     _meta, store = artifacts.open_blob(ctx, sha, SYSTEM)
     assert b"".join(store.read(sha)) == data
+
+
+def test_release_gives_the_phase_back_without_counting_the_attempt(ctx: Context, clock: Clock) -> None:
+    run, _ = runs.create_run(ctx, req(1), SYSTEM)
+    [c] = protocol.claim(ctx, "leaving", ["noop"])
+    assert protocol.release(ctx, run["run_id"], c["lease_token"])["phase_status"] == "queued"
+    with pytest.raises(LeaseLost):
+        protocol.complete(ctx, run["run_id"], c["lease_token"], {})
+    [again] = protocol.claim(ctx, "staying", ["noop"])
+    assert again["attempt"] == 1
+    protocol.complete(ctx, run["run_id"], again["lease_token"], {})
+    t = types(ctx, run["run_id"])
+    assert t.count("PHASE_REQUEUED") == 1 and t.count("PHASE_SUCCEEDED") == 1 and t[-1] == "RUN_SUCCEEDED"
+
+
+def test_claim_next_prefers_the_same_run(ctx: Context, clock: Clock) -> None:
+    chain, _ = runs.create_run(ctx, req(3), SYSTEM)
+    for _ in range(3):  # older work of other runs is waiting too
+        runs.create_run(ctx, req(1), SYSTEM)
+    [c] = protocol.claim(ctx, "w", ["noop"], run_id=chain["run_id"])
+    for _ in range(2):
+        out = protocol.complete(ctx, chain["run_id"], c["lease_token"], {},
+                                claim_next={"executor_id": "w", "capabilities": ["noop"]})
+        [c] = out["next"]
+        assert c["run_id"] == chain["run_id"]
+
+
+def test_complete_many_answers_each_item_and_claims_the_next_batch(ctx: Context, clock: Clock) -> None:
+    for _ in range(4):
+        runs.create_run(ctx, req(2), SYSTEM)
+    claims = protocol.claim(ctx, "batcher", ["noop"], max_phases=4)
+    items = [{"run_id": c["run_id"], "lease_token": c["lease_token"], "output_manifest": {"i": i}}
+             for i, c in enumerate(claims)]
+    items[1]["lease_token"] = "stale"
+    out = protocol.complete_many(ctx, items, {"executor_id": "batcher", "capabilities": ["noop"], "max_phases": 10})
+    assert [("error" in r) for r in out["results"]] == [False, True, False, False]
+    assert out["results"][1]["error"]["code"] == "lease_lost"
+    assert {c["phase"] for c in out["next"]} == {"p1"} and len(out["next"]) == 3
+    # the refused item changed nothing: its phase is still leased to the batcher under the old token
+    still = runs.get_run(ctx, claims[1]["run_id"], SYSTEM)["phases"][0]
+    assert still["status"] == "running"

@@ -50,15 +50,24 @@ def list_runs(ctx: Context = Depends(context), p: Principal = Depends(require(Ac
     return {"runs": items, "next_before": items[-1]["run_id"] if len(items) == limit else None}
 
 
-async def _long_poll(ctx: Context, body: s.ClaimIn, run_id: str | None) -> list[dict[str, Any]]:
+async def _long_poll(ctx: Context, body: s.ClaimIn, run_id: str | None, request: Request) -> list[dict[str, Any]]:
     deadline = time.monotonic() + body.wait_s
+    waited = False
     while True:
+        if waited and await request.is_disconnected():
+            return []  # the executor went away while waiting: lease nothing to it
         claims = await run_in_threadpool(protocol.claim, ctx, body.executor_id, body.capabilities,
                                          max_phases=body.max_phases, run_id=run_id, start=body.start)
+        if claims and waited and await request.is_disconnected():
+            for c in claims:  # it left between the check and the claim: give the work back
+                await run_in_threadpool(protocol.release, ctx, c["run_id"], c["lease_token"],
+                                        "the executor disconnected before it got the lease")
+            return []
         remaining = deadline - time.monotonic()
         if claims or remaining <= 0 or ctx.waker.closed:
             return claims
         await ctx.waker.wait_ready(remaining)
+        waited = True
 
 
 def _claim_answer(claims: list[dict[str, Any]], body: s.ClaimIn) -> Any:
@@ -70,18 +79,18 @@ def _claim_answer(claims: list[dict[str, Any]], body: s.ClaimIn) -> Any:
 
 
 @router.post("/claim", response_model=s.Claim | s.Claims, responses={204: {"description": "no work"}, **ERRORS})
-async def claim(body: s.ClaimIn, ctx: Context = Depends(context),
+async def claim(body: s.ClaimIn, request: Request, ctx: Context = Depends(context),
                 p: Principal = Depends(require(Action.EXECUTE))) -> Any:
     """Lease the next runnable phase(s) this executor can run; long-polls up to ``wait_s``.
     With ``max_phases`` > 1 the answer is ``{"claims": [...]}``."""
-    return _claim_answer(await _long_poll(ctx, body, None), body)
+    return _claim_answer(await _long_poll(ctx, body, None, request), body)
 
 
 @router.post("/runs/{run_id}/claim", response_model=s.Claim | s.Claims,
              responses={204: {"description": "no work"}, **ERRORS})
-async def claim_run(run_id: str, body: s.ClaimIn, ctx: Context = Depends(context),
+async def claim_run(run_id: str, body: s.ClaimIn, request: Request, ctx: Context = Depends(context),
                     p: Principal = Depends(require(Action.EXECUTE))) -> Any:
-    return _claim_answer(await _long_poll(ctx, body, run_id), body)
+    return _claim_answer(await _long_poll(ctx, body, run_id, request), body)
 
 
 @router.post("/runs/{run_id}/heartbeat", response_model=s.HeartbeatOut, responses=ERRORS)
@@ -106,10 +115,27 @@ def complete(run_id: str, body: s.CompleteIn, ctx: Context = Depends(context),
                              claim_next=nxt)
 
 
+@router.post("/complete", response_model=s.CompleteManyOut, response_model_exclude_none=True, responses=ERRORS)
+def complete_many(body: s.CompleteManyIn, ctx: Context = Depends(context),
+                  p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    """Complete a batch of phases in one transaction (each item answers on its own), and lease the
+    executor's next batch in the same call with ``claim_next``."""
+    items = [{"run_id": c.run_id, "lease_token": c.lease_token, "output_manifest": c.output_manifest,
+              "events": _events(c.events)} for c in body.completions]
+    return protocol.complete_many(ctx, items, body.claim_next.model_dump() if body.claim_next else None)
+
+
 @router.post("/runs/{run_id}/fail", response_model=s.FailOut, responses=ERRORS)
 def fail(run_id: str, body: s.FailIn, ctx: Context = Depends(context),
          p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
     return protocol.fail(ctx, run_id, body.lease_token, body.error, body.retryable, _events(body.events))
+
+
+@router.post("/runs/{run_id}/release", response_model=s.ReleaseOut, responses=ERRORS)
+def release(run_id: str, body: s.ReleaseIn, ctx: Context = Depends(context),
+            p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    """Give a leased phase back without counting the attempt (e.g. the executor is shutting down)."""
+    return protocol.release(ctx, run_id, body.lease_token, body.reason)
 
 
 @router.post("/runs/{run_id}/cancel", response_model=s.RunOut, responses=ERRORS)

@@ -64,11 +64,46 @@ class CompleteIn(Strict):
     claim_next: ClaimNextIn | None = None
 
 
+class CompletionIn(Strict):
+    run_id: str = Field(min_length=1, max_length=36)
+    lease_token: str = Field(min_length=1, max_length=100)
+    output_manifest: dict[str, Any] = Field(default_factory=dict)
+    events: list[EventIn] | None = Field(default=None, max_length=1000)
+
+
+class CompleteManyIn(Strict):
+    completions: list[CompletionIn] = Field(min_length=1, max_length=500)
+    claim_next: ClaimNextIn | None = None
+
+
+class CompletionResult(BaseModel):
+    run_id: str
+    run_status: str | None = None
+    phase: str | None = None
+    phase_status: str | None = None
+    error: ErrorBody | None = None
+
+
+class CompleteManyOut(BaseModel):
+    results: list[CompletionResult]
+    next: list[Claim] | None = None
+
+
 class FailIn(Strict):
     lease_token: str = Field(min_length=1, max_length=100)
     error: str = Field(min_length=1, max_length=100_000)
     retryable: bool = True
     events: list[EventIn] | None = Field(default=None, max_length=1000)
+
+
+class ReleaseIn(Strict):
+    lease_token: str = Field(min_length=1, max_length=100)
+    reason: str = Field(default="released by the executor", max_length=1000)
+
+
+class ReleaseOut(BaseModel):
+    phase: str
+    phase_status: str
 
 
 class ArtifactIn(Strict):

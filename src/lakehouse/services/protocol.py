@@ -17,8 +17,8 @@ from lakehouse.domain.events import EXECUTOR_EVENT_TYPES, LEVELS, EventType
 from lakehouse.domain.retry import backoff_seconds, may_retry
 from lakehouse.domain.states import PhaseStatus, RunStatus
 from lakehouse.services.context import Context
-from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound
-from lakehouse.store import queue
+from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound, ServiceError
+from lakehouse.store import dialect, queue
 
 
 def _ev(type_: EventType | str, now: datetime, message: str, phase: str | None = None,
@@ -180,33 +180,113 @@ def complete(ctx: Context, run_id: str, lease_token: str, output_manifest: dict[
     capabilities, max_phases) leases the next work in the same transaction."""
 
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
-        out = _client_events(phase["name"], events)
-        queue.finish_phase(conn, phase, PhaseStatus.SUCCEEDED, now, output_manifest=output_manifest)
-        took = (now - (phase["started_at"] or phase["claimed_at"] or now)).total_seconds()
-        out.append(_ev(EventType.PHASE_SUCCEEDED, now, f"{phase['name']} succeeded in {took:.3f} s",
-                       phase["name"], attempt=phase["attempt"], duration_s=round(took, 6),
-                       outputs=sorted((output_manifest or {}).get("outputs", {}))
-                       if isinstance((output_manifest or {}).get("outputs"), dict) else None))
-        run = queue.get_run(conn, run_id, lock=True)
-        assert run is not None
-        _record_manifest(conn, run, phase["name"], output_manifest or {}, now)
-        nxt = queue.queue_phase(conn, run_id, phase["idx"] + 1, now)
-        if nxt is None:
-            queue.set_run_status(conn, run, RunStatus.SUCCEEDED, now)
-            out.append(_ev(EventType.RUN_SUCCEEDED, now, "run succeeded"))
-        queue.append_events(conn, run_id, out)
-        if phase["executor_id"]:
-            queue.touch_executor(conn, phase["executor_id"], None, now, None)
-        result: dict[str, Any] = {"run_status": RunStatus.SUCCEEDED.value if nxt is None else run["status"],
-                                  "phase": phase["name"], "phase_status": PhaseStatus.SUCCEEDED.value}
+        result, nxt = _complete_one(conn, phase, now, output_manifest, events)
         if claim_next is not None:
-            result["next"] = _claim(ctx, conn, claim_next["executor_id"], claim_next["capabilities"],
-                                    claim_next.get("max_phases", 1), None, True)
+            result["next"] = _claim_next(ctx, conn, claim_next, run_id if nxt is not None else None)
+        elif phase["executor_id"]:
+            queue.touch_executor(conn, phase["executor_id"], None, now, None)
+        result["_wake"] = _notify_unclaimed(conn, [(run_id, nxt)], result.get("next"))
         return result
 
     result = _with_holder(ctx, run_id, lease_token, fn)
-    if result["run_status"] != RunStatus.SUCCEEDED.value and not result.get("next"):
+    if result.pop("_wake"):
         ctx.waker.ready()
+    return result  # type: ignore[no-any-return]
+
+
+def complete_many(ctx: Context, completions: list[dict[str, Any]], claim_next: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Complete several phases in ONE transaction (batched executors). Each item succeeds or fails on
+    its own (a savepoint each): a lost lease answers that item with an error, not the whole call."""
+    results: list[dict[str, Any]] = []
+    queued: list[tuple[str, RowMapping | None]] = []
+    with ctx.db.write() as conn:
+        now = ctx.clock()
+        for item in completions:
+            try:
+                with conn.begin_nested():
+                    phase = _holder(ctx, conn, item["run_id"], item["lease_token"], now)
+                    result, nxt = _complete_one(conn, phase, now, item.get("output_manifest") or {},
+                                                item.get("events"))
+            except _Expired:
+                results.append({"run_id": item["run_id"], "error": {
+                    "code": "lease_lost", "message": "the lease expired; the reaper requeues the phase"}})
+                continue
+            except ServiceError as exc:
+                results.append({"run_id": item["run_id"], "error": {"code": exc.code, "message": exc.message}})
+                continue
+            results.append({"run_id": item["run_id"], **result})
+            queued.append((item["run_id"], nxt))
+        answer: dict[str, Any] = {"results": results}
+        if claim_next is not None:
+            prefer = next((r for r, n in queued if n is not None), None)
+            answer["next"] = _claim_next(ctx, conn, claim_next, prefer)
+        wake = _notify_unclaimed(conn, queued, answer.get("next"))
+    for r in results:
+        ctx.waker.run_event(r["run_id"])
+    if wake:
+        ctx.waker.ready()
+    return answer
+
+
+def _complete_one(conn: Connection, phase: RowMapping, now: datetime, output_manifest: dict[str, Any],
+                  events: list[dict[str, Any]] | None) -> tuple[dict[str, Any], RowMapping | None]:
+    run_id = phase["run_id"]
+    out = _client_events(phase["name"], events)
+    queue.finish_phase(conn, phase, PhaseStatus.SUCCEEDED, now, output_manifest=output_manifest)
+    took = (now - (phase["started_at"] or phase["claimed_at"] or now)).total_seconds()
+    outputs = (output_manifest or {}).get("outputs")
+    out.append(_ev(EventType.PHASE_SUCCEEDED, now, f"{phase['name']} succeeded in {took:.3f} s",
+                   phase["name"], attempt=phase["attempt"], duration_s=round(took, 6),
+                   outputs=sorted(outputs) if isinstance(outputs, dict) else None))
+    run = queue.get_run(conn, run_id, lock=True)
+    assert run is not None
+    _record_manifest(conn, run, phase["name"], output_manifest or {}, now)
+    nxt = queue.queue_phase(conn, run_id, phase["idx"] + 1, now)
+    if nxt is None:
+        queue.set_run_status(conn, run, RunStatus.SUCCEEDED, now)
+        out.append(_ev(EventType.RUN_SUCCEEDED, now, "run succeeded"))
+    queue.append_events(conn, run_id, out)
+    return {"run_status": RunStatus.SUCCEEDED.value if nxt is None else run["status"], "phase": phase["name"],
+            "phase_status": PhaseStatus.SUCCEEDED.value}, nxt
+
+
+def _notify_unclaimed(conn: Connection, queued: list[tuple[str, RowMapping | None]],
+                      claims: list[dict[str, Any]] | None) -> bool:
+    """Wake other executors only for work this call queued and did not lease itself (no herd)."""
+    taken = {(c["run_id"], c["phase"]) for c in claims or []}
+    left = any(nxt is not None and (run_id, nxt["name"]) not in taken for run_id, nxt in queued)
+    if left:
+        dialect.notify(conn, queue.READY_CHANNEL)
+    return left
+
+
+def _claim_next(ctx: Context, conn: Connection, want: dict[str, Any], run_id: str | None) -> list[dict[str, Any]]:
+    """Lease the executor's next work in the caller's transaction, the same run's next phase first
+    (a chain keeps its executor and its warm caches)."""
+    n = want.get("max_phases", 1)
+    claims = _claim(ctx, conn, want["executor_id"], want["capabilities"], n, run_id, True) if run_id else []
+    if len(claims) < n:
+        claims += _claim(ctx, conn, want["executor_id"], want["capabilities"], n - len(claims), None, True)
+    return claims
+
+
+def release(ctx: Context, run_id: str, lease_token: str, reason: str = "released by the executor") -> dict[str, Any]:
+    """Give a leased phase back without counting the attempt (an executor shutting down, or a
+    long-poll whose client went away before it got its answer)."""
+
+    def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
+        queue.release_lease(conn, phase, now)
+        queue.append_events(conn, run_id, [_ev(EventType.PHASE_REQUEUED, now, f"{phase['name']} released: {reason}",
+                                               phase["name"], next_attempt=phase["attempt"], reason=reason,
+                                               released_by=phase["executor_id"])])
+        if phase["executor_id"]:
+            queue.touch_executor(conn, phase["executor_id"], None, now, None)
+        dialect.notify(conn, queue.READY_CHANNEL)
+        return {"phase": phase["name"], "phase_status": PhaseStatus.QUEUED.value}
+
+    result = _with_holder(ctx, run_id, lease_token, fn)
+    ctx.waker.ready()
     return result  # type: ignore[no-any-return]
 
 
@@ -261,8 +341,6 @@ def _fail_phase(ctx: Context, conn: Connection, phase: RowMapping, now: datetime
                        f"{name} requeued for attempt {phase['attempt'] + 1} of {phase['max_attempts']} "
                        f"in {delay:.2f} s", name, next_attempt=phase["attempt"] + 1,
                        available_at=at.isoformat(), delay_s=round(delay, 3)))
-        from lakehouse.store import dialect
-
         dialect.notify(conn, queue.READY_CHANNEL)
         return out
     queue.finish_phase(conn, phase, PhaseStatus.FAILED, now, error=error, attempt_status=attempt_status)

@@ -217,8 +217,20 @@ def queue_phase(conn: Connection, run_id: str, idx: int, now: datetime) -> RowMa
     phase_transition(row["status"], PhaseStatus.QUEUED)
     conn.execute(update(phases).where(phases.c.id == row["id"], phases.c.status == row["status"])
                  .values(status=PhaseStatus.QUEUED.value, available_at=now))
-    dialect.notify(conn, READY_CHANNEL)
     return row
+
+
+def release_lease(conn: Connection, phase: RowMapping, now: datetime) -> None:
+    """Give a leased phase back untouched: queued again at once, the attempt not counted."""
+    phase_transition(phase["status"], PhaseStatus.QUEUED)
+    result = conn.execute(update(phases).where(
+        phases.c.id == phase["id"], phases.c.lease_token == phase["lease_token"]).values(
+        status=PhaseStatus.QUEUED.value, attempt=phase["attempt"] - 1, lease_token=None, lease_expires_at=None,
+        executor_id=None, claimed_at=None, started_at=None, available_at=now))
+    if result.rowcount != 1:
+        raise RuntimeError(f"phase {phase['id']} changed under us")
+    conn.execute(phase_attempts.delete().where(phase_attempts.c.phase_id == phase["id"],
+                                               phase_attempts.c.attempt == phase["attempt"]))
 
 
 def close_remaining(conn: Connection, run_id: str, target: PhaseStatus, now: datetime) -> list[RowMapping]:

@@ -85,12 +85,24 @@ class ExecutorClient:
             body["claim_next"] = claim_next
         return self._post(f"/ops/runs/{run_id}/complete", body)  # type: ignore[no-any-return]
 
+    def complete_many(self, completions: list[dict[str, Any]], claim_next: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+        body: dict[str, Any] = {"completions": [{k: v for k, v in c.items() if v} | {"output_manifest":
+                                                c.get("output_manifest") or {}} for c in completions]}
+        if claim_next:
+            body["claim_next"] = claim_next
+        return self._post("/ops/complete", body)  # type: ignore[no-any-return]
+
     def fail(self, run_id: str, lease_token: str, error: str, retryable: bool = True,
              events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"lease_token": lease_token, "error": error, "retryable": retryable}
         if events:
             body["events"] = events
         return self._post(f"/ops/runs/{run_id}/fail", body)  # type: ignore[no-any-return]
+
+    def release(self, run_id: str, lease_token: str, reason: str) -> dict[str, Any]:
+        return self._post(f"/ops/runs/{run_id}/release",  # type: ignore[no-any-return]
+                          {"lease_token": lease_token, "reason": reason})
 
     def post_events(self, run_id: str, events: list[dict[str, Any]], lease_token: str | None = None) -> int:
         body: dict[str, Any] = {"events": events}

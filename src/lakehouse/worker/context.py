@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ class PhaseContext:
     environment: str
     spec_slug: str
     git_sha: str
-    workdir: Path
+    workdir_path: Path | None = None  # created on first use of ``workdir``
     client: ExecutorClient | None = None
     lease_token: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -45,6 +47,20 @@ class PhaseContext:
     _progress: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    _owns_workdir: bool = False
+
+    @property
+    def workdir(self) -> Path:
+        """A scratch folder for this phase attempt, removed when the phase ends."""
+        if self.workdir_path is None:
+            self.workdir_path = Path(tempfile.mkdtemp(prefix=f"lh-{self.phase}-"))
+            self._owns_workdir = True
+        return self.workdir_path
+
+    def cleanup(self) -> None:
+        if self._owns_workdir and self.workdir_path is not None:
+            shutil.rmtree(self.workdir_path, ignore_errors=True)
 
     def log(self, message: str, level: str = "info", type_: str = "PHASE_LOG", **payload: Any) -> None:
         with self._lock:

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +43,8 @@ class Worker:
         self.current: PhaseContext | None = None
         self.done = 0
         self._idle = False
+        self.beater = _Beater(client)
+        self.beater.start()
 
     # signals ---------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -70,8 +69,15 @@ class Worker:
 
     def _run(self) -> int:
         pending: list[dict[str, Any]] = []
+        done: list[dict[str, Any]] = []  # finished phases whose completion is batched
         idle_since = time.monotonic()
-        while not self.stopping.is_set():
+        flush_by = 0.0
+        while not self.stopping.is_set() or done:
+            if not pending and done:
+                pending = self._flush(done, claim_next=not self.stopping.is_set())
+                continue
+            if self.stopping.is_set():
+                break
             if not pending:
                 try:
                     self._idle = True
@@ -79,11 +85,7 @@ class Worker:
                                                 wait_s=min(self.wait_s, 1.0) if self.once else self.wait_s,
                                                 max_phases=self.max_phases)
                     self._idle = False
-                except (ContractError, OSError) as exc:
-                    log.warning("claim failed", extra={"error": str(exc)})
-                    self.stopping.wait(1.0)
-                    continue
-                except Exception as exc:  # httpx transport errors
+                except Exception as exc:  # the server is restarting, or the network blinked
                     log.warning("claim failed", extra={"error": str(exc)})
                     self.stopping.wait(1.0)
                     continue
@@ -91,66 +93,97 @@ class Worker:
                     if self.once or (self.max_idle_s is not None and time.monotonic() - idle_since > self.max_idle_s):
                         break
                     continue
+                flush_by = time.monotonic() + min(c.get("lease_ttl_s", 30.0) for c in pending) / 3
             idle_since = time.monotonic()
             claim = pending.pop(0)
-            nxt = self.execute(claim, claim_next=not pending and not self.stopping.is_set())
-            pending.extend(nxt)
+            if self.max_phases == 1:
+                pending.extend(self.execute(claim, claim_next=not pending and not self.stopping.is_set()))
+                continue
+            finished = self._run_phase(claim)
+            if finished is not None:
+                done.append(finished)
+            if done and (not pending or time.monotonic() > flush_by):
+                pending.extend(self._flush(done, claim_next=not pending and not self.stopping.is_set()))
         return self.done
 
     def execute(self, claim: dict[str, Any], claim_next: bool = False) -> list[dict[str, Any]]:
         """Run one claimed phase to its end; returns the next claims if the server handed any."""
-        workdir = Path(tempfile.mkdtemp(prefix=f"lh-{claim['phase']}-"))
+        finished = self._run_phase(claim)
+        if finished is None:
+            return []
+        try:
+            answer = _retrying(lambda: self.client.complete(
+                finished["run_id"], finished["lease_token"], finished["output_manifest"], finished["events"],
+                claim_next=self._claim_next() if claim_next else None))
+        except LeaseLostError:
+            log.warning("lease lost before complete", extra={"run_id": finished["run_id"]})
+            return []
+        self.done += 1
+        return answer.get("next") or []
+
+    def _claim_next(self) -> dict[str, Any]:
+        return {"executor_id": self.executor_id, "capabilities": self.capabilities, "max_phases": self.max_phases}
+
+    def _flush(self, done: list[dict[str, Any]], claim_next: bool) -> list[dict[str, Any]]:
+        """Complete a batch of finished phases in one call (and lease the next batch in it)."""
+        batch = list(done)
+        done.clear()
+        answer = _retrying(lambda: self.client.complete_many(batch, self._claim_next() if claim_next else None))
+        for r in answer["results"]:
+            if "error" in r:
+                log.warning("completion refused", extra={"run_id": r["run_id"], "error": r["error"]["message"]})
+            else:
+                self.done += 1
+        return answer.get("next") or []
+
+    def _run_phase(self, claim: dict[str, Any]) -> dict[str, Any] | None:
+        """Run the handler with heartbeats; report a failure itself; return the completion to send."""
         ctx = PhaseContext(
             run_id=claim["run_id"], phase=claim["phase"], phase_type=claim["phase_type"],
             attempt=claim["attempt"], params=claim.get("params") or {},
             input_manifest=claim.get("input_manifest") or {}, previous_outputs=claim.get("previous_outputs") or {},
             environment=claim.get("environment", "dev"), spec_slug=claim.get("spec_slug", ""),
-            git_sha=claim.get("git_sha", ""), workdir=workdir, client=self.client,
-            lease_token=claim["lease_token"],
+            git_sha=claim.get("git_sha", ""), client=self.client, lease_token=claim["lease_token"],
         )
         self.current = ctx
-        beat = _Heartbeat(self.client, ctx, claim.get("lease_ttl_s", 30.0), claim.get("timeout_s"))
+        self.beater.watch(ctx, claim.get("lease_ttl_s", 30.0), claim.get("timeout_s"))
         handler = self.handlers.get(claim["phase_type"])
         try:
-            beat.start()
             if handler is None:
                 raise PhaseError(f"this executor has no handler for phase type {claim['phase_type']!r}")
             manifest = handler(ctx) or {}
             ctx.check()
         except PhaseCancelled as exc:
-            beat.stop()
-            if not beat.lost:
-                self._fail(ctx, str(exc), retryable=True)
-            return []
+            lost = self.beater.unwatch()
+            if lost:
+                return None
+            if self.stopping.is_set() and ctx.cancel_reason == "worker shut down":
+                try:  # give the phase back untouched: another worker starts it over
+                    _retrying(lambda: self.client.release(ctx.run_id, ctx.lease_token, "worker shut down"), 10)
+                except (LeaseLostError, ContractError, httpx.HTTPError, OSError):
+                    pass
+                return None
+            self._fail(ctx, str(exc), retryable=True)
+            return None
         except PhaseError as exc:
-            beat.stop()
+            self.beater.unwatch()
             self._fail(ctx, str(exc), exc.retryable)
-            return []
+            return None
         except Exception as exc:
-            beat.stop()
+            self.beater.unwatch()
             tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
             self._fail(ctx, tb, retryable=True)
-            return []
+            return None
         finally:
             self.current = None
-            shutil.rmtree(workdir, ignore_errors=True)
-        beat.stop()
-        if beat.lost:
-            return []
+            ctx.cleanup()
+        if self.beater.unwatch():
+            return None
         if ctx.artifacts:
             manifest.setdefault("artifacts", [
                 {"name": a["name"], "sha256": a["sha256"], "size_bytes": a["size_bytes"]} for a in ctx.artifacts])
         events, _ = ctx.drain()
-        try:
-            answer = _retrying(lambda: self.client.complete(
-                ctx.run_id, ctx.lease_token, manifest, events,
-                claim_next={"executor_id": self.executor_id, "capabilities": self.capabilities,
-                            "max_phases": self.max_phases} if claim_next else None))
-        except LeaseLostError:
-            log.warning("lease lost before complete", extra={"run_id": ctx.run_id, "phase": ctx.phase})
-            return []
-        self.done += 1
-        return answer.get("next") or []
+        return {"run_id": ctx.run_id, "lease_token": ctx.lease_token, "output_manifest": manifest, "events": events}
 
     def _fail(self, ctx: PhaseContext, error: str, retryable: bool) -> None:
         events, _ = ctx.drain()
@@ -182,37 +215,54 @@ class _Interrupted(BaseException):
     pass
 
 
-class _Heartbeat(threading.Thread):
-    """Extends the lease every ttl/3, carries buffered events and progress, enforces timeout_s."""
+class _Beater(threading.Thread):
+    """One long-lived thread per worker: extends the lease of the phase being run every ttl/3,
+    carries buffered events and progress, and enforces ``timeout_s``."""
 
-    def __init__(self, client: ExecutorClient, ctx: PhaseContext, ttl_s: float, timeout_s: float | None) -> None:
-        super().__init__(name=f"heartbeat-{ctx.phase}", daemon=True)
+    def __init__(self, client: ExecutorClient) -> None:
+        super().__init__(name="heartbeat", daemon=True)
         self.client = client
-        self.ctx = ctx
-        self.interval = max(0.05, ttl_s / 3)
-        self.deadline = time.monotonic() + timeout_s if timeout_s else None
-        self._halt = threading.Event()
-        self.lost = False
+        self._cv = threading.Condition()
+        self._ctx: PhaseContext | None = None
+        self._interval = 10.0
+        self._deadline: float | None = None
+        self._lost = False
 
-    def stop(self) -> None:
-        self._halt.set()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout=5)
+    def watch(self, ctx: PhaseContext, ttl_s: float, timeout_s: float | None) -> None:
+        with self._cv:
+            self._ctx = ctx
+            self._interval = max(0.05, ttl_s / 3)
+            self._deadline = time.monotonic() + timeout_s if timeout_s else None
+            self._lost = False
+            self._cv.notify()
+
+    def unwatch(self) -> bool:
+        """Stop beating for the current phase; True when its lease was lost meanwhile."""
+        with self._cv:
+            self._ctx = None
+            self._cv.notify()
+            return self._lost
 
     def run(self) -> None:
-        while not self._halt.wait(self.interval):
-            if self.deadline and time.monotonic() > self.deadline:
-                self.ctx.cancel_reason = "phase timed out"
-                self.ctx.cancelled.set()
-            events, progress = self.ctx.drain()
+        while True:
+            with self._cv:
+                ctx = self._ctx
+                self._cv.wait(self._interval if ctx is not None else None)
+                if self._ctx is None or self._ctx is not ctx:
+                    continue
+                if self._deadline and time.monotonic() > self._deadline:
+                    ctx.cancel_reason = "phase timed out"
+                    ctx.cancelled.set()
+            events, progress = ctx.drain()
             try:
-                self.client.heartbeat(self.ctx.run_id, self.ctx.lease_token, progress, events)
+                self.client.heartbeat(ctx.run_id, ctx.lease_token, progress, events)
             except LeaseLostError as exc:
-                self.lost = True
-                self.ctx.cancel_reason = f"lease lost: {exc.message}"
-                self.ctx.cancelled.set()
-                return
+                with self._cv:
+                    if self._ctx is ctx:
+                        self._lost = True
+                ctx.cancel_reason = f"lease lost: {exc.message}"
+                ctx.cancelled.set()
             except Exception as exc:  # transient: the next beat may get through before the lease expires
                 log.warning("heartbeat failed", extra={"error": str(exc)})
-                with self.ctx._lock:
-                    self.ctx._events[:0] = events
+                with ctx._lock:
+                    ctx._events[:0] = events
