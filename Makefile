@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRAS ?= dev,trino,dbt,spark
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev demo up test lint unit openapi bench-queue bench-ingest bench-medallion clean
+.PHONY: help install install-dev web-assets browser-deps demo up test lint unit openapi bench-queue bench-ingest bench-medallion bench-ui clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,14 +25,20 @@ $(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@ $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project
+install: $(STAMP) web-assets ## create .venv and install the project
 
-install-dev: $(DEV_STAMP) ## install the project with every extra and the test tools
+install-dev: $(DEV_STAMP) web-assets ## install the project with every extra and the test tools
 
-demo: $(STAMP) ## run the main job on the embedded default and serve the Control Room (LAKEHOUSE_PORT, default 8000)
+web-assets: ## front-end libraries from npm into src/lakehouse/web/static/vendor/ (git-ignored)
+	bash scripts/web-assets.sh
+
+browser-deps: ## Debian's chromium for the browser tests (never `playwright install`)
+	bash scripts/browser-deps.sh
+
+demo: $(STAMP) web-assets ## run the main job on the embedded default and serve the Control Room (LAKEHOUSE_PORT, default 8000)
 	$(BIN)/lakehouse demo $(if $(LAKEHOUSE_PORT),--port $(LAKEHOUSE_PORT),)
 
-up: $(STAMP) ## start API + UI + scheduler + 2 workers
+up: $(STAMP) web-assets ## start API + UI + scheduler + 2 workers
 	$(BIN)/lakehouse up
 
 lint: $(DEV_STAMP) ## ruff and mypy
@@ -41,6 +47,8 @@ lint: $(DEV_STAMP) ## ruff and mypy
 
 test: $(DEV_STAMP) ## lint, then the whole suite (unit, SQLite, PostgreSQL, end to end)
 	bash scripts/ensure-services.sh
+	bash scripts/browser-deps.sh
+	bash scripts/web-assets.sh
 	$(MAKE) lint
 	$(BIN)/lakehouse pipelines validate pipelines/
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -56,6 +64,9 @@ bench-queue: $(DEV_STAMP) ## queue benchmark on PostgreSQL and SQLite (prints JS
 
 bench-ingest: $(DEV_STAMP) ## Postgres → bronze Iceberg rows/s vs psql \copy and dlt (prints JSON)
 	$(BIN)/python bench/ingest.py
+
+bench-ui: $(DEV_STAMP) ## runs list / run detail server time at 1M runs and 10M events (prints JSON)
+	$(BIN)/python bench/ui.py
 
 bench-medallion: $(DEV_STAMP) ## the three pipelines at ~1M journal lines vs pyspark local[2] (prints JSON)
 	$(BIN)/python bench/medallion.py

@@ -26,7 +26,7 @@ from typing import Any
 _HERE = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
 
-from _common import backend, cli, log, machine, summary_ms  # noqa: E402
+from _common import backend, cli, log, machine, summary_ms
 
 PIPELINES = ["odoo_ingest_bronze", "bronze_to_silver", "silver_to_gold", "revenue_marts", "adhoc"]
 

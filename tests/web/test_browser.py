@@ -29,6 +29,7 @@ version: 1
 description: The smallest pipeline; one SQL transform into gold.
 transforms:
   - {name: greeting, sql: greeting.sql, output: gold.greeting, keys: [id]}
+  - {name: loud, sql: loud.sql, output: gold.loud_greeting, keys: [id]}
 checks:
   - {table: gold.greeting, type: row_count, min: 1}
 """
@@ -44,6 +45,7 @@ def stack(ctx: Context, tmp_path: Path) -> Iterator[dict[str, Any]]:
     pipes.mkdir()
     (pipes / "hello.yaml").write_text(SPEC)
     (pipes / "greeting.sql").write_text("SELECT 1 AS id, 'hello' AS greeting UNION ALL SELECT 2, 'world'\n")
+    (pipes / "loud.sql").write_text("SELECT id, upper(greeting) AS greeting FROM gold.greeting\n")
     auth.create_user(ctx, "ada", "admin", PASSWORD)
     auth.create_user(ctx, "vera", "viewer", PASSWORD)
     auth.create_user(ctx, "bot", "executor", None)
@@ -141,12 +143,14 @@ def test_control_room_in_a_browser(stack: dict[str, Any], browser: Any) -> None:
 
     # the other pages, for the record
     for name, url in [("09-overview", "/"), ("10-runs", "/runs"), ("11-executors", "/executors"),
-                      ("12-catalog", "/catalog"), ("13-table", "/catalog/dev/gold/greeting"),
+                      ("12-catalog", "/catalog"), ("13-table", "/catalog/dev/gold/loud_greeting"),
                       ("14-connections", "/connections?new=postgres"), ("15-audit", "/audit"),
                       ("16-users", "/admin/users"), ("17-pipeline", "/pipelines/hello_gold")]:
         page.goto(f"{base}{url}")
         expect(page.locator("main h1").first).to_be_visible()
         shot(page, name)
+    page.goto(f"{base}/catalog/dev/gold/loud_greeting")
+    expect(page.locator("#lineage-graph canvas").first).to_be_attached()  # cytoscape drew the graph
     dark = browser.new_page(viewport={"width": 1440, "height": 900}, color_scheme="dark")
     dark.context.add_cookies(page.context.cookies())
     dark.goto(f"{base}/runs/{run_id}")

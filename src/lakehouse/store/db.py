@@ -43,8 +43,13 @@ class Database:
                 with conn.begin():
                     yield conn
         else:
-            with self.engine.begin() as conn:
-                yield conn
+            from lakehouse.store.dialect import flush_notify
+
+            with self.engine.connect() as conn:
+                conn.info.pop("lakehouse_notify", None)
+                with conn.begin():
+                    yield conn
+                    flush_notify(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

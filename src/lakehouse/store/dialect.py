@@ -32,9 +32,19 @@ def for_update(conn: Connection, stmt: Select[Any]) -> Select[Any]:
 
 
 def notify(conn: Connection, channel: str, payload: str = "") -> None:
-    """Postgres NOTIFY, delivered at commit; a no-op on SQLite (the process wakes its own waiters)."""
+    """Postgres NOTIFY, delivered at commit; a no-op on SQLite (the process wakes its own waiters).
+    Notifications are collected and sent in one statement just before the commit (``flush_notify``)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+        conn.info.setdefault("lakehouse_notify", set()).add((channel, payload))
+
+
+def flush_notify(conn: Connection) -> None:
+    pending = conn.info.pop("lakehouse_notify", None)
+    if pending:
+        items = sorted(pending)
+        sql = "SELECT " + ", ".join(f"pg_notify(:c{i}, :p{i})" for i in range(len(items)))
+        params = {k: v for i, (c, p) in enumerate(items) for k, v in ((f"c{i}", c), (f"p{i}", p))}
+        conn.execute(text(sql), params)
 
 
 def advisory_xact_lock(conn: Connection, key: int) -> None:

@@ -152,8 +152,8 @@
     const elements = g.nodes.map(function (n) { return { data: { id: n.id, label: n.id, role: n.role } }; })
       .concat(g.edges.map(function (e, i) { return { data: { id: "e" + i, source: e.source, target: e.target } }; }));
     cytoscape({
-      container: el, elements: elements, userZoomingEnabled: false,
-      layout: { name: "breadthfirst", directed: true, spacingFactor: 1.1 },
+      container: el, elements: elements, userZoomingEnabled: false, maxZoom: 1.1, minZoom: 0.3,
+      layout: { name: "breadthfirst", directed: true, spacingFactor: 1.1, padding: 30 },
       style: [
         { selector: "node", style: { label: "data(label)", "font-size": 11, color: css("--pico-color"),
           "background-color": function (n) { return colour[n.data("role")] || css("--wait"); }, "text-valign": "bottom", "text-margin-y": 4 } },
