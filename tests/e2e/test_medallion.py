@@ -286,3 +286,26 @@ def test_schema_drift_beyond_policy_fails_ingest(lake_ctx: Context, source_url: 
     assert run["status"] == "failed"
     failed = next(p for p in run["phases"] if p["status"] == "failed")
     assert failed["name"] == "ingest_masterdata" and "schema drift" in failed["error"] and "phone" in failed["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_query_phase_records_history_and_reads_gold(lake_ctx: Context, source_url: str) -> None:
+    from lakehouse.domain.runs import PhaseSpec, RunRequest
+    from lakehouse.services import sql as sql_service
+
+    assert all(r["status"] == "succeeded" for r in medallion(lake_ctx))
+    req = RunRequest(spec_slug="revenue_report", git_sha="g", phases=[PhaseSpec(
+        name="report", type="query", params={"sql": "SELECT company_id, sum(amount) AS revenue "
+                                                     "FROM gold.revenue_monthly GROUP BY 1 ORDER BY 1"})])
+    run, _ = runs.create_run(lake_ctx, req, SYSTEM)
+    final = drive(lake_ctx, run["run_id"])
+    assert final["status"] == "succeeded", final["error"]
+    manifest = final["phases"][0]["output_manifest"]
+    expected = collections.defaultdict(Decimal)
+    for (company, *_), amount in expected_revenue(source_url).items():
+        expected[company] += amount
+    assert manifest["query"]["rows"] == len(expected)
+    history = sql_service.search_history(lake_ctx, SYSTEM, q="revenue_monthly")
+    assert history and history[0]["run_id"] == run["run_id"] and history[0]["status"] == "succeeded"
+    assert [s["table"] for s in manifest["query"]["snapshot_ids"]] == ["gold.revenue_monthly"]
