@@ -53,29 +53,13 @@ def _staged(ctx: PhaseContext) -> dict[str, dict[str, Any]]:
 
 # --- ingest ---------------------------------------------------------------------------------------
 
-def _category(t: pa.DataType) -> str:
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_decimal(t):
-        return "decimal"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    return str(t)
-
-
 def schema_drift(source: list[tuple[str, pa.DataType]], bronze: pa.Schema | None) -> dict[str, Any]:
     if bronze is None:
         return {"added": [], "removed": [], "retyped": []}
-    known = {f.name: _category(f.type) for f in bronze if f.name not in META_COLUMNS}
-    now = {name: _category(t) for name, t in source}
+    from lakehouse.lake.hashing import type_category
+
+    known = {f.name: type_category(f.type) for f in bronze if f.name not in META_COLUMNS}
+    now = {name: type_category(t) for name, t in source}
     return {
         "added": sorted(set(now) - set(known)),
         "removed": sorted(set(known) - set(now)),

@@ -42,6 +42,12 @@ import pyarrow.compute as pc
 HASH_FORMAT = "lakehouse-content-hash/v1"
 
 
+def type_category(t: pa.DataType) -> str:
+    """The kind of a column's values (int, decimal, string, timestamp, …) whatever its physical
+    width or unit; used by the hash header and by schema-drift detection."""
+    return _category(t)
+
+
 def _category(t: pa.DataType) -> str:
     if pa.types.is_dictionary(t):
         return _category(t.value_type)
