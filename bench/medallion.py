@@ -94,8 +94,10 @@ def run_spark(home: Path) -> dict[str, Any]:
     from lakehouse.lake.catalog import open_catalog
 
     catalog = open_catalog(f"sqlite:///{home / 'control.db'}", str(home / "warehouse"))
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # loopback only
     t0 = time.perf_counter()
     spark = (SparkSession.builder.master("local[2]").appName("medallion-bench")
+             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
              .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false")
              .config("spark.sql.warehouse.dir", str(home / "spark-warehouse")).getOrCreate())
     startup = time.perf_counter() - t0

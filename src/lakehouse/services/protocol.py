@@ -46,39 +46,50 @@ def _claim(ctx: Context, conn: Connection, executor_id: str, capabilities: list[
         raise NotFound(f"run {run_id} not found", code="run_not_found")
     candidates = queue.claim_candidates(conn, capabilities, now, max_phases, run_id) if capabilities else []
     claims = []
-    expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
     for phase in candidates:
-        token = secrets.token_urlsafe(24)
-        attempt = queue.lease_phase(conn, phase, executor_id=executor_id, lease_token=token,
-                                    lease_token_hash=hashlib.sha256(token.encode()).hexdigest(),
-                                    expires_at=expires, now=now, start=start)
-        if not attempt:
-            continue
         run = queue.get_run(conn, phase["run_id"], lock=True)
         assert run is not None
-        events = []
-        if run["status"] == RunStatus.QUEUED.value:
-            queue.set_run_status(conn, run, RunStatus.RUNNING, now)
-            events.append(_ev(EventType.RUN_STARTED, now, "run started"))
-        events.append(_ev(EventType.PHASE_CLAIMED, now, f"{phase['name']} claimed by {executor_id}",
-                          phase["name"], executor_id=executor_id, attempt=attempt,
-                          lease_expires_at=expires.isoformat()))
-        if start:
-            events.append(_ev(EventType.PHASE_STARTED, now, f"{phase['name']} started (attempt {attempt})",
-                              phase["name"], executor_id=executor_id, attempt=attempt))
+        leased = _lease(ctx, conn, phase, run, executor_id, now, start)
+        if leased is None:
+            continue
+        claim, events = leased
         queue.append_events(conn, phase["run_id"], events)
-        claims.append({
-            "run_id": phase["run_id"], "phase": phase["name"], "phase_type": phase["type"],
-            "attempt": attempt, "max_attempts": phase["max_attempts"], "lease_token": token,
-            "lease_expires_at": expires, "lease_ttl_s": ctx.settings.lease_ttl_s,
-            "timeout_s": phase["timeout_s"], "params": phase["params"],
-            "input_manifest": run["input_manifest"], "spec_slug": run["spec_slug"], "git_sha": run["git_sha"],
-            "environment": run["environment"],
-            "previous_outputs": queue.previous_outputs(conn, phase["run_id"], phase["idx"]),
-        })
+        claims.append(claim)
     current = (claims[-1]["run_id"], claims[-1]["phase"]) if claims else None
     queue.touch_executor(conn, executor_id, capabilities, now, current)
     return claims
+
+
+def _lease(ctx: Context, conn: Connection, phase: RowMapping | dict[str, Any], run: RowMapping, executor_id: str,
+           now: datetime, start: bool) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """Lease one queued phase of a (locked) run; returns the claim and the events to append."""
+    expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+    token = secrets.token_urlsafe(24)
+    attempt = queue.lease_phase(conn, phase, executor_id=executor_id, lease_token=token,  # type: ignore[arg-type]
+                                lease_token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                                expires_at=expires, now=now, start=start)
+    if not attempt:
+        return None
+    events = []
+    if run["status"] == RunStatus.QUEUED.value:
+        queue.set_run_status(conn, run, RunStatus.RUNNING, now)
+        events.append(_ev(EventType.RUN_STARTED, now, "run started"))
+    events.append(_ev(EventType.PHASE_CLAIMED, now, f"{phase['name']} claimed by {executor_id}",
+                      phase["name"], executor_id=executor_id, attempt=attempt,
+                      lease_expires_at=expires.isoformat()))
+    if start:
+        events.append(_ev(EventType.PHASE_STARTED, now, f"{phase['name']} started (attempt {attempt})",
+                          phase["name"], executor_id=executor_id, attempt=attempt))
+    claim = {
+        "run_id": phase["run_id"], "phase": phase["name"], "phase_type": phase["type"],
+        "attempt": attempt, "max_attempts": phase["max_attempts"], "lease_token": token,
+        "lease_expires_at": expires, "lease_ttl_s": ctx.settings.lease_ttl_s,
+        "timeout_s": phase["timeout_s"], "params": phase["params"],
+        "input_manifest": run["input_manifest"], "spec_slug": run["spec_slug"], "git_sha": run["git_sha"],
+        "environment": run["environment"],
+        "previous_outputs": queue.previous_outputs(conn, phase["run_id"], phase["idx"]),
+    }
+    return claim, events
 
 
 # --- lease holder calls -------------------------------------------------------------------------
@@ -180,6 +191,10 @@ def complete(ctx: Context, run_id: str, lease_token: str, output_manifest: dict[
     capabilities, max_phases) leases the next work in the same transaction."""
 
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
+        if claim_next is not None:
+            handed = _complete_and_hand_off(ctx, conn, phase, now, output_manifest, events, claim_next)
+            if handed is not None:
+                return handed
         result, nxt = _complete_one(conn, phase, now, output_manifest, events)
         if claim_next is not None:
             result["next"] = _claim_next(ctx, conn, claim_next, run_id if nxt is not None else None)
@@ -229,9 +244,39 @@ def complete_many(ctx: Context, completions: list[dict[str, Any]], claim_next: d
     return answer
 
 
-def _complete_one(conn: Connection, phase: RowMapping, now: datetime, output_manifest: dict[str, Any],
-                  events: list[dict[str, Any]] | None) -> tuple[dict[str, Any], RowMapping | None]:
+def _complete_and_hand_off(ctx: Context, conn: Connection, phase: RowMapping, now: datetime,
+                           output_manifest: dict[str, Any], events: list[dict[str, Any]] | None,
+                           want: dict[str, Any]) -> dict[str, Any] | None:
+    """The chain fast path: when the run's next phase is one this executor can run, lease it to the
+    same executor in the same transaction, with one trail write for both transitions. None when the
+    next phase does not exist or is not for this executor (the general path then runs)."""
+    nxt = queue.next_phase(conn, phase["run_id"], phase["idx"] + 1)
+    if nxt is None or nxt["capability"] not in want["capabilities"]:
+        return None
     run_id = phase["run_id"]
+    out = _succeed(conn, phase, now, output_manifest, events)
+    run = queue.get_run(conn, run_id, lock=True)
+    assert run is not None
+    _record_manifest(conn, run, phase["name"], output_manifest or {}, now)
+    queue.queue_phase(conn, run_id, nxt["idx"], now, row=nxt)
+    leased = _lease(ctx, conn, {**nxt, "status": PhaseStatus.QUEUED.value}, run, want["executor_id"], now, True)
+    if leased is None:  # pragma: no cover - the run row is locked, so nobody else can take it
+        raise RuntimeError(f"could not hand off {nxt['name']}")
+    claim, lease_events = leased
+    queue.append_events(conn, run_id, out + lease_events)
+    claims = [claim]
+    more = want.get("max_phases", 1) - 1
+    if more > 0:
+        claims += _claim(ctx, conn, want["executor_id"], want["capabilities"], more, None, True)
+    else:
+        queue.touch_executor(conn, want["executor_id"], want["capabilities"], now, (run_id, nxt["name"]))
+    return {"run_status": run["status"], "phase": phase["name"], "phase_status": PhaseStatus.SUCCEEDED.value,
+            "next": claims, "_wake": False}
+
+
+def _succeed(conn: Connection, phase: RowMapping, now: datetime, output_manifest: dict[str, Any],
+             events: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Mark a leased phase succeeded; returns its events (executor events first)."""
     out = _client_events(phase["name"], events)
     queue.finish_phase(conn, phase, PhaseStatus.SUCCEEDED, now, output_manifest=output_manifest)
     took = (now - (phase["started_at"] or phase["claimed_at"] or now)).total_seconds()
@@ -239,6 +284,13 @@ def _complete_one(conn: Connection, phase: RowMapping, now: datetime, output_man
     out.append(_ev(EventType.PHASE_SUCCEEDED, now, f"{phase['name']} succeeded in {took:.3f} s",
                    phase["name"], attempt=phase["attempt"], duration_s=round(took, 6),
                    outputs=sorted(outputs) if isinstance(outputs, dict) else None))
+    return out
+
+
+def _complete_one(conn: Connection, phase: RowMapping, now: datetime, output_manifest: dict[str, Any],
+                  events: list[dict[str, Any]] | None) -> tuple[dict[str, Any], RowMapping | None]:
+    run_id = phase["run_id"]
+    out = _succeed(conn, phase, now, output_manifest, events)
     run = queue.get_run(conn, run_id, lock=True)
     assert run is not None
     _record_manifest(conn, run, phase["name"], output_manifest or {}, now)

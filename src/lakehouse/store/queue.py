@@ -210,8 +210,14 @@ def finish_phase(conn: Connection, phase: RowMapping, target: PhaseStatus, now: 
             .values(status=attempt_status or target.value, finished_at=now, error=error))
 
 
-def queue_phase(conn: Connection, run_id: str, idx: int, now: datetime) -> RowMapping | None:
-    row = conn.execute(select(phases).where(phases.c.run_id == run_id, phases.c.idx == idx)).mappings().first()
+def next_phase(conn: Connection, run_id: str, idx: int) -> RowMapping | None:
+    return conn.execute(select(phases).where(phases.c.run_id == run_id, phases.c.idx == idx)).mappings().first()
+
+
+def queue_phase(conn: Connection, run_id: str, idx: int, now: datetime, row: RowMapping | None = None
+                ) -> RowMapping | None:
+    if row is None:
+        row = next_phase(conn, run_id, idx)
     if row is None:
         return None
     phase_transition(row["status"], PhaseStatus.QUEUED)
