@@ -83,6 +83,7 @@ def _free_port() -> int:
 
 def spark_sql(text: str) -> str:
     text = re.sub(r"json_extract_string\(([^,]+),", r"get_json_object(\1,", text)
+    text = re.sub(r"\b(bronze|silver|gold)\.([a-z_][a-z0-9_]*)", r"\1__\2", text)  # temp views: bronze__x
     return text.replace("getvariable('as_of')", f"DATE '{AS_OF}'")
 
 
@@ -102,13 +103,10 @@ def run_spark(home: Path) -> dict[str, Any]:
              .config("spark.sql.warehouse.dir", str(home / "spark-warehouse")).getOrCreate())
     startup = time.perf_counter() - t0
     spark.sparkContext.setLogLevel("ERROR")
-    for layer in ("bronze", "silver", "gold"):
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
     for ref in lake_tables.list_tables(catalog, env="dev", layer="bronze"):
         table = lake_tables.load(catalog, "bronze", "dev", ref.name)
         files = [t.file.file_path for t in table.scan().plan_files()]
-        spark.read.parquet(*files).createOrReplaceTempView(f"bronze_{ref.name}")
-        spark.sql(f"CREATE OR REPLACE VIEW bronze.{ref.name} AS SELECT * FROM bronze_{ref.name}")
+        spark.read.parquet(*files).createOrReplaceTempView(f"bronze__{ref.name}")
     timings: dict[str, float] = {}
     for pipeline in ("bronze_to_silver", "silver_to_gold"):
         spec = yaml.safe_load((ROOT / "pipelines" / f"{pipeline}.yaml").read_text())
@@ -118,8 +116,7 @@ def run_spark(home: Path) -> dict[str, Any]:
             layer, name = t["output"].split(".")
             df = spark.sql(sql)
             df.write.mode("overwrite").parquet(str(home / "spark-out" / layer / name))
-            spark.read.parquet(str(home / "spark-out" / layer / name)).createOrReplaceTempView(f"{layer}_{name}")
-            spark.sql(f"CREATE OR REPLACE VIEW {layer}.{name} AS SELECT * FROM {layer}_{name}")
+            spark.read.parquet(str(home / "spark-out" / layer / name)).createOrReplaceTempView(f"{layer}__{name}")
         timings[pipeline] = round(time.perf_counter() - start, 3)
         log(f"spark {pipeline}: {timings[pipeline]} s")
     spark.stop()

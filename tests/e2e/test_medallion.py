@@ -279,6 +279,8 @@ def test_schema_drift_beyond_policy_fails_ingest(lake_ctx: Context, source_url: 
     assert run["status"] == "succeeded", run["error"]
     drift = [e for e in events_of(lake_ctx, run) if e["type"] == "SCHEMA_DRIFT"]
     assert drift and drift[0]["payload"]["added"] == ["x_loyalty_tier"]
+    outcomes = [e["payload"]["result"] for e in events_of(lake_ctx, run) if e["type"] == "DQ_RESULT"]
+    assert any(o["type"] == "schema_drift" and o["table"] == "bronze.res_partner" for o in outcomes)
     with sqlite3.connect(db) as conn:  # … a removed one is not
         conn.execute("ALTER TABLE res_partner DROP COLUMN x_loyalty_tier")
         conn.execute("ALTER TABLE res_partner DROP COLUMN phone")

@@ -320,6 +320,14 @@ def validate(ctx: PhaseContext) -> dict[str, Any]:
                     type_="DQ_RESULT", result=r)
     finally:
         con.close()
+    for table, entry in sorted(staged.items()):
+        drift = entry.get("drift") or {}
+        if any(drift.values()):  # drift within policy (beyond it, ingest already failed)
+            changes = "; ".join(f"{k}: {', '.join(v)}" for k, v in drift.items() if v)
+            r = {"table": table, "type": "schema_drift", "severity": "warn", "passed": True, "observed": drift,
+                 "message": f"schema changed at the source, allowed by the drift policy ({changes})", "check": {}}
+            results.append(r)
+            ctx.log(f"✔ schema_drift on {table}: {r['message']}", level="warning", type_="DQ_RESULT", result=r)
     path = ctx.workdir / "dq_results.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     if ctx.client is not None:
