@@ -84,6 +84,9 @@ def _free_port() -> int:
 def spark_sql(text: str) -> str:
     text = re.sub(r"json_extract_string\(([^,]+),", r"get_json_object(\1,", text)
     text = re.sub(r"\b(bronze|silver|gold)\.([a-z_][a-z0-9_]*)", r"\1__\2", text)  # temp views: bronze__x
+    text = text.replace("::VARCHAR", "::STRING")
+    text = text.replace("getvariable('as_of')::DATE - coalesce(l.date_maturity, l.date)",
+                        f"datediff(DATE '{AS_OF}', coalesce(l.date_maturity, l.date))")
     return text.replace("getvariable('as_of')", f"DATE '{AS_OF}'")
 
 
@@ -128,7 +131,12 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-spark", action="store_true")
+    ap.add_argument("--spark-only", metavar="HOME", help="only the Spark side, on the bronze of an earlier --keep")
+    ap.add_argument("--keep", metavar="HOME", help="use (and keep) this LAKEHOUSE_HOME instead of a temp folder")
     args = ap.parse_args()
+    if args.spark_only:
+        print(json.dumps({"spark_local2": run_spark(Path(args.spark_only))}, indent=2))
+        return
     from lakehouse.connectors.odoo_seed import seed
 
     name = f"lakehouse_bench_medallion_{uuid.uuid4().hex[:6]}"
@@ -141,7 +149,7 @@ def main() -> None:
         log(f"seeded scale {args.scale}: {counts['account_move_line']:,} journal lines in "
             f"{time.perf_counter() - t0:.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
-            home = Path(tmp)
+            home = Path(args.keep) if args.keep else Path(tmp)
             ours = run_ours(home, source, args.workers)
             spark = None if args.skip_spark else run_spark(home)
         result: dict[str, Any] = {"scale": args.scale, "journal_lines": counts["account_move_line"],
