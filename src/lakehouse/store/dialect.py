@@ -8,6 +8,14 @@ from sqlalchemy import Connection, Select, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
+def insert_ignore_stmt(conn: Connection, table: Table, *conflict_cols: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING <first key>: execute with a list of rows and count
+    the rows returned to know how many were inserted."""
+    mod: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return (mod.insert(table).on_conflict_do_nothing(index_elements=list(conflict_cols))
+            .returning(table.c[conflict_cols[0]]))
+
+
 def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]], *conflict_cols: str) -> int:
     """INSERT … ON CONFLICT DO NOTHING; returns how many rows were inserted."""
     if not rows:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, select, update
 
 from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, RunStatus, phase_transition, run_transition
 from lakehouse.store import dialect
@@ -22,13 +22,26 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _stmt(conn: Connection, name: str, build: Any) -> Any:
+    """The hot statements are built once per dialect (building one costs ~5x executing it)."""
+    key = (conn.dialect.name, name)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build()
+    return stmt
+
+
 # --- runs -------------------------------------------------------------------------------------
 
 def get_run(conn: Connection, run_id: str, *, lock: bool = False) -> RowMapping | None:
-    stmt = select(runs).where(runs.c.id == run_id)
-    if lock:
-        stmt = dialect.for_update(conn, stmt)
-    return conn.execute(stmt).mappings().first()
+    def build() -> Any:
+        stmt = select(runs).where(runs.c.id == bindparam("run_id"))
+        return dialect.for_update(conn, stmt) if lock else stmt
+
+    return conn.execute(_stmt(conn, f"get_run:{lock}", build), {"run_id": run_id}).mappings().first()
 
 
 def set_run_status(conn: Connection, run: RowMapping, target: RunStatus, now: datetime,
@@ -81,10 +94,9 @@ def append_events(conn: Connection, run_id: str, events: Sequence[dict[str, Any]
         rows = fresh
         if not rows:
             return 0
-    last: int = conn.execute(
-        update(runs).where(runs.c.id == run_id).values(last_seq=runs.c.last_seq + len(rows))
-        .returning(runs.c.last_seq)
-    ).scalar_one()
+    bump = _stmt(conn, "bump_seq", lambda: update(runs).where(runs.c.id == bindparam("run_id"))
+                 .values(last_seq=runs.c.last_seq + bindparam("n")).returning(runs.c.last_seq))
+    last: int = conn.execute(bump, {"run_id": run_id, "n": len(rows)}).scalar_one()
     first = last - len(rows) + 1
     out = []
     for i, r in enumerate(rows):
@@ -93,7 +105,8 @@ def append_events(conn: Connection, run_id: str, events: Sequence[dict[str, Any]
             "phase": r["phase"], "ts": r["ts"], "level": r["level"], "message": r["message"],
             "payload": r["payload"],
         })
-    inserted = dialect.insert_ignore(conn, run_events, out, "run_id", "event_id")
+    insert = _stmt(conn, "insert_events", lambda: dialect.insert_ignore_stmt(conn, run_events, "run_id", "event_id"))
+    inserted = len(conn.execute(insert, out).all())
     dialect.notify(conn, EVENTS_CHANNEL, run_id)
     return inserted
 
@@ -109,18 +122,19 @@ def read_events(conn: Connection, run_id: str, after: int = 0, limit: int = 1000
 def claim_candidates(conn: Connection, capabilities: Iterable[str], now: datetime, limit: int,
                      run_id: str | None = None) -> list[RowMapping]:
     """Runnable phases this executor can take, oldest first, locked (SKIP LOCKED on Postgres)."""
-    stmt = (
-        select(phases)
-        .where(phases.c.status == PhaseStatus.QUEUED.value,
-               phases.c.capability.in_(list(capabilities)),
-               phases.c.available_at <= now)
-        .order_by(phases.c.available_at, phases.c.id)
-        .limit(limit)
-    )
-    if run_id is not None:
-        stmt = stmt.where(phases.c.run_id == run_id)
-    stmt = dialect.skip_locked(conn, stmt)
-    return list(conn.execute(stmt).mappings())
+    def build() -> Any:
+        stmt = (select(phases)
+                .where(phases.c.status == PhaseStatus.QUEUED.value,
+                       phases.c.capability.in_(bindparam("caps", expanding=True)),
+                       phases.c.available_at <= bindparam("now"))
+                .order_by(phases.c.available_at, phases.c.id)
+                .limit(bindparam("limit")))
+        if run_id is not None:
+            stmt = stmt.where(phases.c.run_id == bindparam("run_id"))
+        return dialect.skip_locked(conn, stmt)
+
+    params = {"caps": list(capabilities), "now": now, "limit": limit, "run_id": run_id}
+    return list(conn.execute(_stmt(conn, f"claim_candidates:{run_id is None}", build), params).mappings())
 
 
 def lease_phase(conn: Connection, phase: RowMapping, *, executor_id: str, lease_token: str,
@@ -128,19 +142,19 @@ def lease_phase(conn: Connection, phase: RowMapping, *, executor_id: str, lease_
     target = PhaseStatus.RUNNING if start else PhaseStatus.CLAIMED
     phase_transition(phase["status"], target)
     attempt = phase["attempt"] + 1
-    result = conn.execute(
-        update(phases)
-        .where(phases.c.id == phase["id"], phases.c.status == PhaseStatus.QUEUED.value)
-        .values(status=target.value, attempt=attempt, lease_token=lease_token,
-                lease_expires_at=expires_at, executor_id=executor_id, claimed_at=now,
-                started_at=now if start else None, error=None)
-    )
+    lease = _stmt(conn, "lease_phase", lambda: update(phases).where(
+        phases.c.id == bindparam("phase_id"), phases.c.status == PhaseStatus.QUEUED.value).values(
+        status=bindparam("target"), attempt=bindparam("attempt"), lease_token=bindparam("lease_token"),
+        lease_expires_at=bindparam("expires_at"), executor_id=bindparam("executor_id"),
+        claimed_at=bindparam("now"), started_at=bindparam("started_at"), error=None))
+    result = conn.execute(lease, {"phase_id": phase["id"], "target": target.value, "attempt": attempt,
+                                  "lease_token": lease_token, "expires_at": expires_at, "executor_id": executor_id,
+                                  "now": now, "started_at": now if start else None})
     if result.rowcount != 1:
         return 0
-    conn.execute(phase_attempts.insert().values(
-        phase_id=phase["id"], attempt=attempt, executor_id=executor_id,
-        lease_token_hash=lease_token_hash, status=target.value, claimed_at=now,
-    ))
+    record = _stmt(conn, "insert_attempt", lambda: phase_attempts.insert())
+    conn.execute(record, {"phase_id": phase["id"], "attempt": attempt, "executor_id": executor_id,
+                          "lease_token_hash": lease_token_hash, "status": target.value, "claimed_at": now})
     return attempt
 
 
@@ -154,20 +168,20 @@ def next_claim_deadline(conn: Connection, after: datetime) -> datetime | None:
 def previous_outputs(conn: Connection, run_id: str, idx: int) -> dict[str, Any]:
     if idx == 0:
         return {}
-    rows = conn.execute(
-        select(phases.c.name, phases.c.output_manifest)
-        .where(phases.c.run_id == run_id, phases.c.idx < idx, phases.c.status == PhaseStatus.SUCCEEDED.value)
-        .order_by(phases.c.idx)
-    )
+    stmt = _stmt(conn, "previous_outputs", lambda: select(phases.c.name, phases.c.output_manifest).where(
+        phases.c.run_id == bindparam("run_id"), phases.c.idx < bindparam("idx"),
+        phases.c.status == PhaseStatus.SUCCEEDED.value).order_by(phases.c.idx))
+    rows = conn.execute(stmt, {"run_id": run_id, "idx": idx})
     return {str(name): manifest for name, manifest in rows}
 
 
 # --- lease holder calls -----------------------------------------------------------------------
 
 def find_lease(conn: Connection, run_id: str, lease_token: str) -> RowMapping | None:
-    stmt = select(phases).where(phases.c.run_id == run_id, phases.c.lease_token == lease_token,
-                                phases.c.status.in_(_LEASED))
-    return conn.execute(dialect.for_update(conn, stmt)).mappings().first()
+    stmt = _stmt(conn, "find_lease", lambda: dialect.for_update(conn, select(phases).where(
+        phases.c.run_id == bindparam("run_id"), phases.c.lease_token == bindparam("lease_token"),
+        phases.c.status.in_(_LEASED))))
+    return conn.execute(stmt, {"run_id": run_id, "lease_token": lease_token}).mappings().first()
 
 
 def extend_lease(conn: Connection, phase: RowMapping, lease_token: str, expires_at: datetime,
@@ -211,7 +225,9 @@ def finish_phase(conn: Connection, phase: RowMapping, target: PhaseStatus, now: 
 
 
 def next_phase(conn: Connection, run_id: str, idx: int) -> RowMapping | None:
-    return conn.execute(select(phases).where(phases.c.run_id == run_id, phases.c.idx == idx)).mappings().first()
+    stmt = _stmt(conn, "next_phase", lambda: select(phases).where(
+        phases.c.run_id == bindparam("run_id"), phases.c.idx == bindparam("idx")))
+    return conn.execute(stmt, {"run_id": run_id, "idx": idx}).mappings().first()
 
 
 def queue_phase(conn: Connection, run_id: str, idx: int, now: datetime, row: RowMapping | None = None
@@ -284,7 +300,10 @@ def touch_executor(conn: Connection, executor_id: str, capabilities: list[str] |
     if current is not False:
         values["current_run_id"] = current[0] if isinstance(current, tuple) else None
         values["current_phase"] = current[1] if isinstance(current, tuple) else None
-    result = conn.execute(update(executors).where(executors.c.id == executor_id).values(**values))
+    keys = tuple(sorted(values))
+    stmt = _stmt(conn, f"touch_executor:{keys}", lambda: update(executors).where(
+        executors.c.id == bindparam("executor_id_")).values({k: bindparam(k) for k in keys}))
+    result = conn.execute(stmt, {**values, "executor_id_": executor_id})
     if result.rowcount == 0:
         row = {"id": executor_id, "capabilities": sorted(set(capabilities or [])), "first_seen_at": now,
                "last_seen_at": now, "current_run_id": None, "current_phase": None}
