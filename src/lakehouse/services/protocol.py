@@ -30,20 +30,17 @@ def _ev(type_: EventType | str, now: datetime, message: str, phase: str | None =
 # --- claim --------------------------------------------------------------------------------------
 
 def claim(ctx: Context, executor_id: str, capabilities: list[str], *, max_phases: int = 1,
-          run_id: str | None = None, start: bool = True, conn: Connection | None = None) -> list[dict[str, Any]]:
+          run_id: str | None = None, start: bool = True) -> list[dict[str, Any]]:
     """Lease up to ``max_phases`` runnable phases; claim-and-start in one transaction."""
-    if conn is not None:
+    with ctx.db.write() as conn:
+        if run_id is not None and queue.get_run(conn, run_id) is None:
+            raise NotFound(f"run {run_id} not found", code="run_not_found")
         return _claim(ctx, conn, executor_id, capabilities, max_phases, run_id, start)
-    with ctx.db.write() as c:
-        claims = _claim(ctx, c, executor_id, capabilities, max_phases, run_id, start)
-    return claims
 
 
 def _claim(ctx: Context, conn: Connection, executor_id: str, capabilities: list[str], max_phases: int,
            run_id: str | None, start: bool) -> list[dict[str, Any]]:
     now = ctx.clock()
-    if run_id is not None and queue.get_run(conn, run_id) is None:
-        raise NotFound(f"run {run_id} not found", code="run_not_found")
     candidates = queue.claim_candidates(conn, capabilities, now, max_phases, run_id) if capabilities else []
     claims = []
     for phase in candidates:

@@ -16,7 +16,7 @@ from lakehouse.services import audit, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, NotFound
-from lakehouse.store import queue
+from lakehouse.store import dialect, queue
 from lakehouse.store.tables import phases, runs
 from lakehouse.store.tables import workspaces as ws_table
 
@@ -64,8 +64,6 @@ def _insert_run(conn: Connection, now: datetime, ws_id: int, req: RunRequest, cr
         "payload": {"spec_slug": req.spec_slug, "git_sha": req.git_sha, "environment": req.environment,
                     "phases": [p.name for p in req.phases], "created_by": created_by},
     }])
-    from lakehouse.store import dialect
-
     dialect.notify(conn, queue.READY_CHANNEL)
     return run_id
 

@@ -20,10 +20,7 @@ def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]], *c
     """INSERT … ON CONFLICT DO NOTHING; returns how many rows were inserted."""
     if not rows:
         return 0
-    mod: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (mod.insert(table).on_conflict_do_nothing(index_elements=list(conflict_cols))
-            .returning(table.c[conflict_cols[0]]))
-    return len(conn.execute(stmt, rows).all())
+    return len(conn.execute(insert_ignore_stmt(conn, table, *conflict_cols), rows).all())
 
 
 def skip_locked(conn: Connection, stmt: Select[Any], *of: Any) -> Select[Any]:
