@@ -38,6 +38,7 @@ class PhaseContext:
     environment: str
     spec_slug: str
     git_sha: str
+    workspace: str = "default"  # from the server's run record in the claim, never from params
     workdir_path: Path | None = None  # created on first use of ``workdir``
     client: ExecutorClient | None = None
     lease_token: str = ""

@@ -143,7 +143,8 @@ class Worker:
             attempt=claim["attempt"], params=claim.get("params") or {},
             input_manifest=claim.get("input_manifest") or {}, previous_outputs=claim.get("previous_outputs") or {},
             environment=claim.get("environment", "dev"), spec_slug=claim.get("spec_slug", ""),
-            git_sha=claim.get("git_sha", ""), client=self.client, lease_token=claim["lease_token"],
+            git_sha=claim.get("git_sha", ""), workspace=claim.get("workspace", "default"), client=self.client,
+            lease_token=claim["lease_token"],
         )
         self.current = ctx
         self.beater.watch(ctx, claim.get("lease_ttl_s", 30.0), claim.get("timeout_s"))
