@@ -53,14 +53,14 @@ test: $(DEV_STAMP) ## lint, then the whole suite (unit, SQLite, PostgreSQL, end 
 	$(BIN)/lakehouse pipelines validate pipelines/
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-unit: $(DEV_STAMP) ## only the fast tests (no processes spawned)
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+unit: $(DEV_STAMP) ## the fast tests on SQLite only: no PostgreSQL, no processes spawned
+	LAKEHOUSE_TEST_BACKENDS=$${LAKEHOUSE_TEST_BACKENDS:-sqlite} $(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 openapi: $(STAMP) ## rewrite contracts/lakehouse-executor.openapi.yaml from the app
 	$(BIN)/lakehouse openapi > contracts/lakehouse-executor.openapi.yaml
 
 bench-queue: $(DEV_STAMP) ## queue benchmark on PostgreSQL and SQLite (prints JSON)
-	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/queue_bench.py
 
 bench-ingest: $(DEV_STAMP) ## Postgres → bronze Iceberg rows/s vs psql \copy and dlt (prints JSON)
 	$(BIN)/python bench/ingest.py

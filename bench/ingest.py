@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-sys.path[:] = [p for p in sys.path if not p.endswith("/bench")]  # bench/queue.py must not shadow stdlib queue
+sys.path[:] = [p for p in sys.path if not p.endswith("/bench")]
 
 import argparse
 import json

@@ -6,7 +6,7 @@ pyspark ``local[2]`` on the same bronze data, in one run.
 ``--scale 1000`` seeds ~1M Odoo journal lines into a PostgreSQL source. The control plane runs
 embedded (SQLite metadata, local Iceberg warehouse) with two `lakehouse worker` processes. Spark
 reads the Parquet data files of the bronze Iceberg snapshot (no Iceberg runtime jar can be had
-offline; STACK.md) and runs the same SQL files, translated where the dialects differ
+offline: Maven is not reachable here) and runs the same SQL files, translated where the dialects differ
 (``json_extract_string`` → ``get_json_object``, ``getvariable('as_of')`` → a literal).
 Prints one JSON document on stdout and a summary on stderr.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-sys.path[:] = [p for p in sys.path if not p.endswith("/bench")]  # bench/queue.py must not shadow stdlib queue
+sys.path[:] = [p for p in sys.path if not p.endswith("/bench")]
 
 import argparse
 import json

@@ -23,6 +23,15 @@ from lakehouse.store.migrations import upgrade
 from lakehouse.store.tables import metadata
 
 PG_ADMIN = os.environ.get("LAKEHOUSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# which databases the backend-parametrised tests run on: both by default (CI); `make unit` uses sqlite
+BACKENDS = tuple(b.strip() for b in os.environ.get("LAKEHOUSE_TEST_BACKENDS", "sqlite,postgres").split(",")
+                 if b.strip())
+
+# The tests build their settings themselves: no LAKEHOUSE_* variable of the developer's shell and no
+# lakehouse.toml in the working folder may leak into them.
+for _name in [n for n in os.environ if n.startswith("LAKEHOUSE_") and not n.startswith("LAKEHOUSE_TEST_")]:
+    del os.environ[_name]
+Settings.model_config["toml_file"] = None
 
 
 def _pg_url(dbname: str) -> str:
@@ -66,7 +75,10 @@ def _truncate_pg(url: str) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    """Each test using this runs once on SQLite and once on PostgreSQL (``LAKEHOUSE_TEST_BACKENDS``
+    narrows it, e.g. to ``sqlite`` for `make unit` on a machine without PostgreSQL)."""
+    if request.param not in BACKENDS:
+        pytest.skip(f"backend {request.param} not in LAKEHOUSE_TEST_BACKENDS")
     if request.param == "sqlite":
         dest = tmp_path / "control.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), dest)

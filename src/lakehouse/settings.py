@@ -33,6 +33,44 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, description="HTTP port of `lakehouse up`/`serve`.")
     host: str = Field(default="127.0.0.1", description="HTTP bind address.")
 
+    python_modules: list[str] = Field(
+        default=["lakehouse.handlers.samples"],
+        description="Module prefixes whose functions `python` phases and Python transforms may call "
+                    "(besides the `lakehouse.python` entry points); set by an admin.")
+
+    egress_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1", "localhost"],
+        description="Networks, addresses and host names (or *.domain) connection tests and webhooks may reach.",
+    )
+    sqlite_source_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders a sqlite connection may point into (empty: $LAKEHOUSE_HOME/sources and /demo).",
+    )
+
+    sql_workers: int = Field(default=8, ge=1, le=256,
+                             description="Threads that run /api/sql and SQL-page queries, apart from the HTTP ones.")
+    sql_queue: int = Field(default=32, ge=0, description="Queries that may wait for a free SQL thread (429 beyond).")
+    sql_max_per_user: int = Field(default=4, ge=1, description="Queries one user may run at once (429 beyond).")
+    sql_max_per_workspace: int = Field(default=8, ge=1, description="Queries a workspace may run at once (429 beyond).")
+    sql_max_timeout_s: float = Field(default=300.0, gt=0,
+                                     description="Longest a query may run; asking for more is refused (422).")
+    sql_memory_limit_mb: int = Field(default=2048, ge=16, description="DuckDB memory limit of each query.")
+    sql_preview_max_bytes: int = Field(default=1_048_576, ge=1024,
+                                       description="Largest preview (JSON rows) an SQL answer carries.")
+    sql_result_retention_days: float = Field(default=30.0, gt=0, description="Stored query results older are deleted.")
+    sql_result_quota_bytes: int = Field(default=1 << 30, ge=0,
+                                        description="Stored query results per workspace; oldest deleted beyond.")
+    trusted_proxies: list[str] = Field(
+        default=[], description="Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For gives the "
+                                "client address; otherwise the socket peer is the client.")
+    max_connections: int = Field(default=1000, gt=0,
+                                 description="Open HTTP connections the server keeps; more get a 503 at once.")
+    header_timeout_s: float = Field(default=10.0, gt=0,
+                                    description="A request's headers must arrive within this (else closed).")
+    body_timeout_s: float = Field(default=60.0, gt=0,
+                                  description="Longest wait between two reads of a request body (else closed).")
+    keep_alive_timeout_s: int = Field(default=5, ge=1, description="Idle keep-alive connections close after this.")
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):  # type: ignore[no-untyped-def]

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.services import protocol, runs
-from lakehouse.services.auth import SYSTEM
+from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.worker.context import PhaseContext, PhaseError
 from lakehouse.worker.registry import load_handlers
 
 HANDLERS = load_handlers()
+EXECUTOR = Principal(name="test-driver", role="executor")
 
 
 def drive(ctx: Context, run_id: str, max_steps: int = 100) -> dict[str, Any]:
@@ -21,7 +22,7 @@ def drive(ctx: Context, run_id: str, max_steps: int = 100) -> dict[str, Any]:
         run = runs.get_run(ctx, run_id, SYSTEM)
         if run["status"] in ("succeeded", "failed", "cancelled"):
             return run
-        claims = protocol.claim(ctx, "test-driver", sorted(HANDLERS), run_id=run_id)
+        claims = protocol.claim(ctx, EXECUTOR, "test-driver", sorted(HANDLERS), run_id=run_id)
         if not claims:
             protocol.reap(ctx)
             import time
@@ -33,20 +34,20 @@ def drive(ctx: Context, run_id: str, max_steps: int = 100) -> dict[str, Any]:
             pctx = PhaseContext(run_id=c["run_id"], phase=c["phase"], phase_type=c["phase_type"],
                                 attempt=c["attempt"], params=c["params"], input_manifest=c["input_manifest"],
                                 previous_outputs=c["previous_outputs"], environment=c["environment"],
-                                spec_slug=c["spec_slug"], git_sha=c["git_sha"], workdir_path=Path(tmp),
-                                lease_token=c["lease_token"])
+                                spec_slug=c["spec_slug"], git_sha=c["git_sha"], workspace=c["workspace"],
+                                workdir_path=Path(tmp), lease_token=c["lease_token"])
             try:
                 manifest = HANDLERS[c["phase_type"]](pctx) or {}
             except PhaseError as exc:
                 events, _ = pctx.drain()
-                protocol.fail(ctx, run_id, c["lease_token"], str(exc), exc.retryable, _events(events))
+                protocol.fail(ctx, EXECUTOR, run_id, c["lease_token"], str(exc), exc.retryable, _events(events))
                 continue
             except Exception as exc:
                 events, _ = pctx.drain()
-                protocol.fail(ctx, run_id, c["lease_token"], f"{type(exc).__name__}: {exc}", True, _events(events))
+                protocol.fail(ctx, EXECUTOR, run_id, c["lease_token"], f"{type(exc).__name__}: {exc}", True, _events(events))
                 continue
             events, _ = pctx.drain()
-            protocol.complete(ctx, run_id, c["lease_token"], manifest, _events(events))
+            protocol.complete(ctx, EXECUTOR, run_id, c["lease_token"], manifest, _events(events))
     raise AssertionError(f"run {run_id} did not finish in {max_steps} steps")
 
 

@@ -19,6 +19,9 @@ from lakehouse.services.errors import Conflict, InvalidInput, LeaseLost, NotFoun
 from lakehouse.store.tables import audit_log, run_events
 
 
+EXECUTOR = Principal(name="robot", role="executor")  # a shared-pool executor: serves every workspace
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -65,14 +68,14 @@ def test_idempotency_key_returns_same_run(ctx: Context, clock: Clock) -> None:
 
 def test_full_lifecycle_in_order(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(2), SYSTEM)
-    [c0] = protocol.claim(ctx, "w1", ["noop"])
+    [c0] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     assert c0["phase"] == "p0" and c0["attempt"] == 1
-    assert protocol.claim(ctx, "w2", ["noop"]) == []  # p1 waits for p0
-    out = protocol.complete(ctx, run["run_id"], c0["lease_token"], {"outputs": {"t": {"rows": 1}}},
+    assert protocol.claim(ctx, EXECUTOR, "w2", ["noop"]) == []  # p1 waits for p0
+    out = protocol.complete(ctx, EXECUTOR, run["run_id"], c0["lease_token"], {"outputs": {"t": {"rows": 1}}},
                             claim_next={"executor_id": "w1", "capabilities": ["noop"]})
     [c1] = out["next"]
     assert c1["phase"] == "p1" and c1["previous_outputs"]["p0"] == {"outputs": {"t": {"rows": 1}}}
-    done = protocol.complete(ctx, run["run_id"], c1["lease_token"], {})
+    done = protocol.complete(ctx, EXECUTOR, run["run_id"], c1["lease_token"], {})
     assert done["run_status"] == "succeeded"
     assert types(ctx, run["run_id"]) == [
         "RUN_CREATED", "RUN_STARTED", "PHASE_CLAIMED", "PHASE_STARTED", "PHASE_SUCCEEDED",
@@ -83,54 +86,54 @@ def test_full_lifecycle_in_order(ctx: Context, clock: Clock) -> None:
 
 def test_claim_respects_capabilities(ctx: Context, clock: Clock) -> None:
     runs.create_run(ctx, req(1, type_="spark"), SYSTEM)
-    assert protocol.claim(ctx, "w1", ["noop", "sql"]) == []
-    [c] = protocol.claim(ctx, "w2", ["spark"])
+    assert protocol.claim(ctx, EXECUTOR, "w1", ["noop", "sql"]) == []
+    [c] = protocol.claim(ctx, EXECUTOR, "w2", ["spark"])
     assert c["phase_type"] == "spark"
 
 
 def test_batched_claim(ctx: Context, clock: Clock) -> None:
     for _ in range(5):
         runs.create_run(ctx, req(1), SYSTEM)
-    claims = protocol.claim(ctx, "w1", ["noop"], max_phases=3)
+    claims = protocol.claim(ctx, EXECUTOR, "w1", ["noop"], max_phases=3)
     assert len(claims) == 3 and len({c["run_id"] for c in claims}) == 3
-    assert len(protocol.claim(ctx, "w2", ["noop"], max_phases=10)) == 2
+    assert len(protocol.claim(ctx, EXECUTOR, "w2", ["noop"], max_phases=10)) == 2
 
 
 def test_claim_for_one_run(ctx: Context, clock: Clock) -> None:
     a, _ = runs.create_run(ctx, req(1), SYSTEM)
     b, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"], run_id=b["run_id"])
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"], run_id=b["run_id"])
     assert c["run_id"] == b["run_id"]
     with pytest.raises(NotFound):
-        protocol.claim(ctx, "w1", ["noop"], run_id="nope")
+        protocol.claim(ctx, EXECUTOR, "w1", ["noop"], run_id="nope")
     assert a["run_id"] != b["run_id"]
 
 
 def test_stale_token_gets_lease_lost_and_changes_nothing(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"])
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     before = runs.get_run(ctx, run["run_id"], SYSTEM)
-    for call in (lambda: protocol.heartbeat(ctx, run["run_id"], "wrong-token"),
-                 lambda: protocol.complete(ctx, run["run_id"], "wrong-token", {}),
-                 lambda: protocol.fail(ctx, run["run_id"], "wrong-token", "x")):
+    for call in (lambda: protocol.heartbeat(ctx, EXECUTOR, run["run_id"], "wrong-token"),
+                 lambda: protocol.complete(ctx, EXECUTOR, run["run_id"], "wrong-token", {}),
+                 lambda: protocol.fail(ctx, EXECUTOR, run["run_id"], "wrong-token", "x")):
         with pytest.raises(LeaseLost):
             call()
     assert runs.get_run(ctx, run["run_id"], SYSTEM) == before
     with pytest.raises(NotFound):
-        protocol.heartbeat(ctx, "no-such-run", c["lease_token"])
+        protocol.heartbeat(ctx, EXECUTOR, "no-such-run", c["lease_token"])
 
 
 def test_lease_expiry_requeues_and_old_holder_is_refused(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [old] = protocol.claim(ctx, "w1", ["noop"])
+    [old] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     clock.advance(ctx.settings.lease_ttl_s + 1)
     assert protocol.reap(ctx) == 1
     clock.advance(1)  # past the backoff
-    [new] = protocol.claim(ctx, "w2", ["noop"])
+    [new] = protocol.claim(ctx, EXECUTOR, "w2", ["noop"])
     assert new["attempt"] == 2 and new["lease_token"] != old["lease_token"]
     with pytest.raises(LeaseLost):
-        protocol.complete(ctx, run["run_id"], old["lease_token"], {})
-    protocol.complete(ctx, run["run_id"], new["lease_token"], {})
+        protocol.complete(ctx, EXECUTOR, run["run_id"], old["lease_token"], {})
+    protocol.complete(ctx, EXECUTOR, run["run_id"], new["lease_token"], {})
     t = types(ctx, run["run_id"])
     assert t.index("LEASE_EXPIRED") < t.index("PHASE_REQUEUED") < t.index("PHASE_SUCCEEDED")
     assert t.count("PHASE_SUCCEEDED") == 1 and t[-1] == "RUN_SUCCEEDED"
@@ -138,28 +141,28 @@ def test_lease_expiry_requeues_and_old_holder_is_refused(ctx: Context, clock: Cl
 
 def test_holder_calling_after_expiry_loses_the_lease_even_before_the_reaper(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"])
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     clock.advance(ctx.settings.lease_ttl_s + 0.5)
     with pytest.raises(LeaseLost):
-        protocol.heartbeat(ctx, run["run_id"], c["lease_token"])
+        protocol.heartbeat(ctx, EXECUTOR, run["run_id"], c["lease_token"])
     assert "LEASE_EXPIRED" in types(ctx, run["run_id"])
     assert runs.get_run(ctx, run["run_id"], SYSTEM)["phases"][0]["status"] == "queued"
 
 
 def test_heartbeat_extends_the_lease(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"])
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     for _ in range(5):
         clock.advance(ctx.settings.lease_ttl_s * 0.6)
-        protocol.heartbeat(ctx, run["run_id"], c["lease_token"], progress={"message": "working"})
+        protocol.heartbeat(ctx, EXECUTOR, run["run_id"], c["lease_token"], progress={"message": "working"})
     assert protocol.reap(ctx) == 0
-    protocol.complete(ctx, run["run_id"], c["lease_token"], {})
+    protocol.complete(ctx, EXECUTOR, run["run_id"], c["lease_token"], {})
     assert types(ctx, run["run_id"]).count("PHASE_PROGRESS") == 5
 
 
 def test_claimed_but_never_started_is_requeued(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"], start=False)
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"], start=False)
     assert runs.get_run(ctx, run["run_id"], SYSTEM)["phases"][0]["status"] == "claimed"
     clock.advance(ctx.settings.claim_start_timeout_s + 1)
     # the lease itself was renewed by nobody, so either rule catches it; make the lease look alive
@@ -170,14 +173,14 @@ def test_claimed_but_never_started_is_requeued(ctx: Context, clock: Clock) -> No
 
 def test_fail_retries_with_backoff_then_fails_the_run(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(2, max_attempts=2), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"])
-    out = protocol.fail(ctx, run["run_id"], c["lease_token"], "boom", retryable=True)
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
+    out = protocol.fail(ctx, EXECUTOR, run["run_id"], c["lease_token"], "boom", retryable=True)
     assert out["requeued"]
-    assert protocol.claim(ctx, "w1", ["noop"]) == []  # still in backoff
+    assert protocol.claim(ctx, EXECUTOR, "w1", ["noop"]) == []  # still in backoff
     clock.advance(1)
-    [c2] = protocol.claim(ctx, "w1", ["noop"])
+    [c2] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     assert c2["attempt"] == 2
-    out = protocol.fail(ctx, run["run_id"], c2["lease_token"], "boom again", retryable=True)
+    out = protocol.fail(ctx, EXECUTOR, run["run_id"], c2["lease_token"], "boom again", retryable=True)
     assert not out["requeued"] and out["run_status"] == "failed"
     final = runs.get_run(ctx, run["run_id"], SYSTEM)
     assert [p["status"] for p in final["phases"]] == ["failed", "skipped"]
@@ -187,17 +190,17 @@ def test_fail_retries_with_backoff_then_fails_the_run(ctx: Context, clock: Clock
 
 def test_non_retryable_failure_fails_at_once(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"])
-    assert protocol.fail(ctx, run["run_id"], c["lease_token"], "bad spec", retryable=False)["run_status"] == "failed"
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
+    assert protocol.fail(ctx, EXECUTOR, run["run_id"], c["lease_token"], "bad spec", retryable=False)["run_status"] == "failed"
 
 
 def test_phase_timeout_is_enforced_by_the_reaper(ctx: Context, clock: Clock) -> None:
     request = RunRequest(spec_slug="s", git_sha="g", phases=[PhaseSpec(name="slow", type="noop", timeout_s=5,
                                                                       max_attempts=1)])
     run, _ = runs.create_run(ctx, request, SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"])
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     clock.advance(3)
-    protocol.heartbeat(ctx, run["run_id"], c["lease_token"])
+    protocol.heartbeat(ctx, EXECUTOR, run["run_id"], c["lease_token"])
     clock.advance(3)
     assert protocol.reap(ctx) == 1
     assert runs.get_run(ctx, run["run_id"], SYSTEM)["status"] == "failed"
@@ -205,15 +208,15 @@ def test_phase_timeout_is_enforced_by_the_reaper(ctx: Context, clock: Clock) -> 
 
 def test_cancel_revokes_the_lease(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(2), SYSTEM)
-    [c] = protocol.claim(ctx, "w1", ["noop"])
+    [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     cancelled = runs.cancel_run(ctx, run["run_id"], SYSTEM)
     assert cancelled["status"] == "cancelled"
     assert [p["status"] for p in cancelled["phases"]] == ["cancelled", "cancelled"]
     with pytest.raises(LeaseLost):
-        protocol.heartbeat(ctx, run["run_id"], c["lease_token"])
+        protocol.heartbeat(ctx, EXECUTOR, run["run_id"], c["lease_token"])
     with pytest.raises(Conflict):
         runs.cancel_run(ctx, run["run_id"], SYSTEM)
-    assert protocol.claim(ctx, "w2", ["noop"]) == []
+    assert protocol.claim(ctx, EXECUTOR, "w2", ["noop"]) == []
     assert types(ctx, run["run_id"])[-1] == "RUN_CANCELLED"
 
 
@@ -221,8 +224,8 @@ def test_executor_events_are_deduplicated(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
     ev = {"event_id": "e-1", "type": "PHASE_LOG", "ts": clock.now, "level": "info", "message": "hi",
           "payload": {"n": 1}}
-    assert protocol.post_events(ctx, run["run_id"], [ev, {**ev, "event_id": "e-2"}]) == 2
-    assert protocol.post_events(ctx, run["run_id"], [ev]) == 0
+    assert protocol.post_events(ctx, EXECUTOR, run["run_id"], [ev, {**ev, "event_id": "e-2"}]) == 2
+    assert protocol.post_events(ctx, EXECUTOR, run["run_id"], [ev]) == 0
     with ctx.db.read() as conn:
         n = conn.execute(select(func.count()).select_from(run_events).where(run_events.c.event_id == "e-1")).scalar()
     assert n == 1
@@ -233,18 +236,18 @@ def test_executors_may_not_forge_state_events(ctx: Context, clock: Clock) -> Non
     ev = {"event_id": "e-x", "type": "RUN_SUCCEEDED", "ts": clock.now, "level": "info", "message": "",
           "payload": {}}
     with pytest.raises(InvalidInput):
-        protocol.post_events(ctx, run["run_id"], [ev])
+        protocol.post_events(ctx, EXECUTOR, run["run_id"], [ev])
     assert types(ctx, run["run_id"]) == ["RUN_CREATED"]
 
 
 def test_executor_registry_and_staleness(ctx: Context, clock: Clock) -> None:
     from lakehouse.services.executors import list_executors
 
-    protocol.claim(ctx, "w-new", ["noop", "sql"])
-    [e] = list_executors(ctx)
+    protocol.claim(ctx, EXECUTOR, "w-new", ["noop", "sql"])
+    [e] = list_executors(ctx, SYSTEM)
     assert e["executor_id"] == "w-new" and e["capabilities"] == ["noop", "sql"] and not e["stale"]
     clock.advance(ctx.settings.executor_stale_s + 1)
-    assert list_executors(ctx)[0]["stale"]
+    assert list_executors(ctx, SYSTEM)[0]["stale"]
 
 
 def test_workspace_scoping_hides_foreign_runs(ctx: Context, clock: Clock) -> None:
@@ -323,13 +326,13 @@ def test_artifacts_are_content_addressed_and_immutable(ctx: Context, clock: Cloc
 
 def test_release_gives_the_phase_back_without_counting_the_attempt(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "leaving", ["noop"])
-    assert protocol.release(ctx, run["run_id"], c["lease_token"])["phase_status"] == "queued"
+    [c] = protocol.claim(ctx, EXECUTOR, "leaving", ["noop"])
+    assert protocol.release(ctx, EXECUTOR, run["run_id"], c["lease_token"])["phase_status"] == "queued"
     with pytest.raises(LeaseLost):
-        protocol.complete(ctx, run["run_id"], c["lease_token"], {})
-    [again] = protocol.claim(ctx, "staying", ["noop"])
+        protocol.complete(ctx, EXECUTOR, run["run_id"], c["lease_token"], {})
+    [again] = protocol.claim(ctx, EXECUTOR, "staying", ["noop"])
     assert again["attempt"] == 1
-    protocol.complete(ctx, run["run_id"], again["lease_token"], {})
+    protocol.complete(ctx, EXECUTOR, run["run_id"], again["lease_token"], {})
     t = types(ctx, run["run_id"])
     assert t.count("PHASE_REQUEUED") == 1 and t.count("PHASE_SUCCEEDED") == 1 and t[-1] == "RUN_SUCCEEDED"
 
@@ -338,9 +341,9 @@ def test_claim_next_prefers_the_same_run(ctx: Context, clock: Clock) -> None:
     chain, _ = runs.create_run(ctx, req(3), SYSTEM)
     for _ in range(3):  # older work of other runs is waiting too
         runs.create_run(ctx, req(1), SYSTEM)
-    [c] = protocol.claim(ctx, "w", ["noop"], run_id=chain["run_id"])
+    [c] = protocol.claim(ctx, EXECUTOR, "w", ["noop"], run_id=chain["run_id"])
     for _ in range(2):
-        out = protocol.complete(ctx, chain["run_id"], c["lease_token"], {},
+        out = protocol.complete(ctx, EXECUTOR, chain["run_id"], c["lease_token"], {},
                                 claim_next={"executor_id": "w", "capabilities": ["noop"]})
         [c] = out["next"]
         assert c["run_id"] == chain["run_id"]
@@ -349,11 +352,11 @@ def test_claim_next_prefers_the_same_run(ctx: Context, clock: Clock) -> None:
 def test_complete_many_answers_each_item_and_claims_the_next_batch(ctx: Context, clock: Clock) -> None:
     for _ in range(4):
         runs.create_run(ctx, req(2), SYSTEM)
-    claims = protocol.claim(ctx, "batcher", ["noop"], max_phases=4)
+    claims = protocol.claim(ctx, EXECUTOR, "batcher", ["noop"], max_phases=4)
     items = [{"run_id": c["run_id"], "lease_token": c["lease_token"], "output_manifest": {"i": i}}
              for i, c in enumerate(claims)]
     items[1]["lease_token"] = "stale"
-    out = protocol.complete_many(ctx, items, {"executor_id": "batcher", "capabilities": ["noop"], "max_phases": 10})
+    out = protocol.complete_many(ctx, EXECUTOR, items, {"executor_id": "batcher", "capabilities": ["noop"], "max_phases": 10})
     assert [("error" in r) for r in out["results"]] == [False, True, False, False]
     assert out["results"][1]["error"]["code"] == "lease_lost"
     assert {c["phase"] for c in out["next"]} == {"p1"} and len(out["next"]) == 3

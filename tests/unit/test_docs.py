@@ -52,3 +52,33 @@ def test_every_handler_is_documented() -> None:
     assert {"noop", "sleep", "python", "sql"} <= set(names)
     for name in names:
         assert f"| `{name}` |" in text, f"handler {name} missing from docs/handlers.md"
+
+
+ROOT = Path(__file__).parents[2]
+_MD_REF = __import__("re").compile(r"(?<![\w/.:-])([A-Za-z0-9_][A-Za-z0-9_./-]*\.md)\b")
+_SCANNED = ("README.md", "docs", "src", "bench", "contracts", "pipelines", "Makefile", "pyproject.toml")
+
+
+def _scanned_files() -> list[Path]:
+    out: list[Path] = []
+    for name in _SCANNED:
+        path = ROOT / name
+        if path.is_file():
+            out.append(path)
+        elif path.is_dir():
+            out += [p for p in path.rglob("*") if p.is_file() and "vendor" not in p.parts
+                    and p.suffix in {".md", ".py", ".yaml", ".yml", ".toml", ".html", ".sql"}]
+    return out
+
+
+def test_every_markdown_reference_exists() -> None:
+    """A `*.md` named in the product's sources, docs or contract must be a file of the repository
+    (relative to the naming file, the repository root or docs/): no reference to documents we do
+    not ship."""
+    missing = []
+    for path in _scanned_files():
+        for ref in _MD_REF.findall(path.read_text(errors="replace")):
+            candidates = [path.parent / ref, ROOT / ref, ROOT / "docs" / ref]
+            if not any(c.is_file() for c in candidates):
+                missing.append(f"{path.relative_to(ROOT)}: {ref}")
+    assert missing == [], "references to markdown files that do not exist:\n" + "\n".join(missing)

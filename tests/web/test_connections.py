@@ -76,8 +76,10 @@ def test_connections_end_to_end_and_no_secret_leaks(admin_browser: Browser, ctx:
     pg = _create(b, "postgres", "odoo", {**_pg_parts(), "password": SECRET})
     r = b.post(f"/connections/{pg}/test", headers={"HX-Request": "true"})
     assert r.status_code == 200 and "connected to PostgreSQL" in r.text and "s-ok" in r.text
-    # sqlite: a real file
-    db = tmp_path / "source.db"
+    # sqlite: a real file in an allowed folder ($LAKEHOUSE_HOME/sources by default)
+    sources = ctx.settings.home / "sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    db = sources / "source.db"
     import sqlite3
 
     sqlite3.connect(db).executescript("CREATE TABLE t (x); CREATE TABLE u (y);")
@@ -91,7 +93,7 @@ def test_connections_end_to_end_and_no_secret_leaks(admin_browser: Browser, ctx:
     bad = _create(b, "postgres", "nowhere", {**_pg_parts(), "port": "1", "password": SECRET})
     r = b.post(f"/connections/{bad}/test", headers={"HX-Request": "true"})
     assert "s-error" in r.text and ("refused" in r.text.lower() or "failed" in r.text.lower())
-    missing = _create(b, "sqlite", "gone", {"path": str(tmp_path / "missing.db")})
+    missing = _create(b, "sqlite", "gone", {"path": str(sources / "missing.db")})
     assert "no SQLite file at" in b.post(f"/connections/{missing}/test", headers={"HX-Request": "true"}).text
     # edit: an empty secret field keeps the secret; a new value replaces it; settings change
     r = b.post(f"/connections/{pg}", {**{f"f_{k}": v for k, v in _pg_parts().items()}, "f_password": ""})

@@ -14,13 +14,12 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__, web
-from lakehouse.api import data, errors, ops, pipelines
+from lakehouse.api import data, errors, ops, ops_query, pipelines, users, workspaces
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
-from lakehouse.services import protocol
-from lakehouse.services.auth import TokenCache
+from lakehouse.services import audit, protocol
 from lakehouse.services.context import Context
-from lakehouse.services.waker import PgListener
+from lakehouse.services.waker import PgListener, SqliteWatcher
 
 log = logging.getLogger("lakehouse.server")
 
@@ -28,9 +27,12 @@ log = logging.getLogger("lakehouse.server")
 def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        listener = None
+        listener: PgListener | SqliteWatcher | None = None
         if not ctx.db.is_sqlite:
             listener = PgListener(_psycopg_dsn(ctx.db.url), ctx.waker)
+            listener.start()
+        elif ctx.db.engine.url.database not in (None, "", ":memory:"):
+            listener = SqliteWatcher(str(ctx.db.engine.url.database), ctx.waker, lambda: protocol.ready_state(ctx))
             listener.start()
         task = asyncio.create_task(_reaper_loop(ctx)) if reaper else None
         try:
@@ -47,12 +49,14 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
                   description="Control plane API and the executor contract (DESIGN.md §3).")
     app.state.ctx = ctx
-    app.state.token_cache = TokenCache()
     errors.install(app)
     app.include_router(ops.router)
+    app.include_router(ops_query.router)
     web.install(app)
     app.include_router(data.router)
     app.include_router(pipelines.router)
+    app.include_router(workspaces.router)
+    app.include_router(users.router)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> dict[str, Any]:
@@ -72,11 +76,13 @@ def _psycopg_dsn(url: str) -> str:
 
 
 async def _reaper_loop(ctx: Context) -> None:
-    """Requeue expired leases; wake claim waiters when a delayed retry becomes due."""
+    """Requeue expired leases, seal new audit entries into the chain, wake claim waiters when a
+    delayed retry becomes due."""
     interval = ctx.settings.reaper_interval_s
     while True:
         try:
             await run_in_threadpool(protocol.reap, ctx)
+            await run_in_threadpool(audit.seal_pending, ctx)
             due = await run_in_threadpool(protocol.next_due, ctx)
             now = ctx.clock()
             if due is not None and due <= now + timedelta(seconds=interval):

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.api.deps import context, require
+from lakehouse.api.errors import error_response
 from lakehouse.api.schemas import ErrorResponse
 from lakehouse.domain.roles import Action
 from lakehouse.services import catalog as catalog_service
@@ -17,9 +18,13 @@ from lakehouse.services import lineage
 from lakehouse.services import sql as sql_service
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
+from lakehouse.services.errors import RateLimited
 
 router = APIRouter(prefix="/api", tags=["data"])
 ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorResponse} for c in (400, 401, 403, 404, 422)}
+SQL_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 429: {
+    "model": ErrorResponse, "description": "too many queries running (the cap is named in `details.cap`)",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}}}
 
 
 class SqlIn(BaseModel):
@@ -30,7 +35,9 @@ class SqlIn(BaseModel):
     env: str = "dev"
     workspace: str = "default"
     limit: int = Field(default=100, ge=0, le=sql_service.MAX_PREVIEW, description="rows in the preview")
-    timeout_s: float = Field(default=300, gt=0, le=3600)
+    timeout_s: float | None = Field(default=None, gt=0, description=(
+        "seconds before the query is stopped; default and most: the server's sql_max_timeout_s "
+        "(asking for more is 422 timeout_too_long)"))
 
 
 class Column(BaseModel):
@@ -49,6 +56,7 @@ class SqlOut(BaseModel):
     rows: list[list[Any]]
     row_count: int
     truncated: bool
+    truncated_by: str | None = Field(None, description='"rows" (limit) or "bytes" (sql_preview_max_bytes)')
     duration_ms: float
     snapshot_ids: list[SnapshotRead]
     result_sha256: str
@@ -72,6 +80,7 @@ class QueryOut(BaseModel):
     snapshot_ids: list[SnapshotRead]
     result_sha256: str | None
     run_id: str | None
+    result_expired: bool = Field(False, description="the stored result was deleted (retention or quota)")
 
 
 class QueryList(BaseModel):
@@ -173,15 +182,28 @@ class TableDetail(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
-@router.post("/sql", response_model=SqlOut, responses=ERRORS)
-def run_sql(body: SqlIn, ctx: Context = Depends(context), p: Principal = Depends(require(Action.QUERY))
-            ) -> dict[str, Any]:
+@router.post("/sql", response_model=SqlOut, responses=SQL_ERRORS)
+async def run_sql(body: SqlIn, ctx: Context = Depends(context), p: Principal = Depends(require(Action.QUERY))
+                  ) -> Any:
     """Run one read-only statement on the lake (``bronze.x``, ``silver.x``, ``gold.x`` of ``env``;
     ``at_snapshot('bronze.x', id)`` for time travel). The full result is stored as Parquet
-    (``GET /api/queries/{query_id}/result``); the answer carries ``limit`` rows. SQL errors are 422
-    ``sql_error`` with ``details.line``/``details.column``; anything but a read is 422 ``sql_not_allowed``."""
-    return sql_service.run_query(ctx, p, body.sql, engine=body.engine, env=body.env, workspace=body.workspace,
-                         limit_preview=body.limit, timeout_s=body.timeout_s)
+    (``GET /api/queries/{query_id}/result``); the answer carries ``limit`` rows, at most
+    ``sql_preview_max_bytes`` of them (``truncated_by``). SQL errors are 422 ``sql_error`` with
+    ``details.line``/``details.column``; anything but a read is 422 ``sql_not_allowed``. Queries run on
+    the server's SQL pool; too many at once for the user, the workspace or the server is 429 with
+    ``Retry-After``."""
+    try:
+        return await sql_service.run_query_in_pool(ctx, p, body.sql, engine=body.engine, env=body.env,
+                                                   workspace=body.workspace, limit_preview=body.limit,
+                                                   timeout_s=body.timeout_s)
+    except RateLimited as exc:
+        return too_many(exc)
+
+
+def too_many(exc: RateLimited) -> JSONResponse:
+    """429 with ``Retry-After`` from ``details.retry_after_s``."""
+    retry = (exc.details or {}).get("retry_after_s", 1) if isinstance(exc.details, dict) else 1
+    return error_response(exc.status, exc.code, exc.message, exc.details, {"Retry-After": str(int(retry))})
 
 
 @router.get("/queries", response_model=QueryList, responses=ERRORS)

@@ -1,4 +1,4 @@
-"""Request dependencies: the service context and the authenticated principal."""
+"""Request dependencies: the service context, the client's address and the authenticated principal."""
 
 from __future__ import annotations
 
@@ -8,13 +8,24 @@ from lakehouse.domain.roles import Action
 from lakehouse.services.auth import Principal, authenticate_token
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, Unauthorized
+from lakehouse.services.sessions import client_address
 
 
 def context(request: Request) -> Context:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
+def address(request: Request) -> str | None:
+    """The client's address: the socket peer, or what a trusted proxy (setting ``trusted_proxies``)
+    says in ``X-Forwarded-For``."""
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.getlist("x-forwarded-for"),
+                          request.app.state.ctx.settings.trusted_proxies)
+
+
 def principal(request: Request) -> Principal:
+    """The caller, looked up on every request (token or session): no cache, so a revoked token, a
+    disabled user, a demotion or a removed membership count from the next call on, in every process."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
@@ -24,7 +35,7 @@ def principal(request: Request) -> Principal:
         raise Unauthorized("missing Authorization: Bearer <token>", code="missing_token")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <token>'", code="invalid_token")
-    return authenticate_token(request.app.state.ctx, token.strip(), request.app.state.token_cache)
+    return authenticate_token(request.app.state.ctx, token.strip())
 
 
 def require(action: Action):  # type: ignore[no-untyped-def]

@@ -42,7 +42,7 @@ def create_run(body: RunRequest, response: Response, ctx: Context = Depends(cont
 
 
 @router.get("/runs", response_model=s.RunList, responses=ERRORS)
-def list_runs(ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ)),
+def list_runs(ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ)),
               status: str | None = None, spec_slug: str | None = None, environment: str | None = None,
               before: str | None = None, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
     items = runs.list_runs(ctx, p, status=status, spec_slug=spec_slug, environment=environment,
@@ -50,17 +50,18 @@ def list_runs(ctx: Context = Depends(context), p: Principal = Depends(require(Ac
     return {"runs": items, "next_before": items[-1]["run_id"] if len(items) == limit else None}
 
 
-async def _long_poll(ctx: Context, body: s.ClaimIn, run_id: str | None, request: Request) -> list[dict[str, Any]]:
+async def _long_poll(ctx: Context, p: Principal, body: s.ClaimIn, run_id: str | None, request: Request
+                     ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + body.wait_s
     waited = False
     while True:
         if waited and await request.is_disconnected():
             return []  # the executor went away while waiting: lease nothing to it
-        claims = await run_in_threadpool(protocol.claim, ctx, body.executor_id, body.capabilities,
+        claims = await run_in_threadpool(protocol.claim, ctx, p, body.executor_id, body.capabilities,
                                          max_phases=body.max_phases, run_id=run_id, start=body.start)
         if claims and waited and await request.is_disconnected():
             for c in claims:  # it left between the check and the claim: give the work back
-                await run_in_threadpool(protocol.release, ctx, c["run_id"], c["lease_token"],
+                await run_in_threadpool(protocol.release, ctx, p, c["run_id"], c["lease_token"],
                                         "the executor disconnected before it got the lease")
             return []
         remaining = deadline - time.monotonic()
@@ -83,27 +84,37 @@ async def claim(body: s.ClaimIn, request: Request, ctx: Context = Depends(contex
                 p: Principal = Depends(require(Action.EXECUTE))) -> Any:
     """Lease the next runnable phase(s) this executor can run; long-polls up to ``wait_s``.
     With ``max_phases`` > 1 the answer is ``{"claims": [...]}``."""
-    return _claim_answer(await _long_poll(ctx, body, None, request), body)
+    return _claim_answer(await _long_poll(ctx, p, body, None, request), body)
 
 
 @router.post("/runs/{run_id}/claim", response_model=s.Claim | s.Claims,
              responses={204: {"description": "no work"}, **ERRORS})
 async def claim_run(run_id: str, body: s.ClaimIn, request: Request, ctx: Context = Depends(context),
                     p: Principal = Depends(require(Action.EXECUTE))) -> Any:
-    return _claim_answer(await _long_poll(ctx, body, run_id, request), body)
+    return _claim_answer(await _long_poll(ctx, p, body, run_id, request), body)
 
 
 @router.post("/runs/{run_id}/heartbeat", response_model=s.HeartbeatOut, responses=ERRORS)
 def heartbeat(run_id: str, body: s.HeartbeatIn, ctx: Context = Depends(context),
               p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
-    return protocol.heartbeat(ctx, run_id, body.lease_token, body.progress, _events(body.events))
+    return protocol.heartbeat(ctx, p, run_id, body.lease_token, body.progress, _events(body.events))
+
+
+@router.post("/heartbeat", response_model=s.HeartbeatManyOut, response_model_exclude_none=True, responses=ERRORS)
+def heartbeat_many(body: s.HeartbeatManyIn, ctx: Context = Depends(context),
+                   p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    """Extend every lease an executor holds in one call (a batched claim's waiting phases too);
+    each item answers on its own (``error.code`` ``lease_lost`` when that lease is gone)."""
+    leases = [{"run_id": b.run_id, "lease_token": b.lease_token, "progress": b.progress,
+               "events": _events(b.events)} for b in body.leases]
+    return protocol.heartbeat_many(ctx, p, leases)
 
 
 @router.post("/runs/{run_id}/events", response_model=s.Accepted, responses=ERRORS)
 def post_events(run_id: str, body: s.EventsIn, ctx: Context = Depends(context),
                 p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
     """Append executor events; a repeated ``event_id`` is ignored."""
-    return {"accepted": protocol.post_events(ctx, run_id, _events(body.events) or [], body.lease_token)}
+    return {"accepted": protocol.post_events(ctx, p, run_id, _events(body.events) or [], body.lease_token)}
 
 
 @router.post("/runs/{run_id}/complete", response_model=s.CompleteOut, response_model_exclude_none=True,
@@ -111,7 +122,7 @@ def post_events(run_id: str, body: s.EventsIn, ctx: Context = Depends(context),
 def complete(run_id: str, body: s.CompleteIn, ctx: Context = Depends(context),
              p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
     nxt = body.claim_next.model_dump() if body.claim_next else None
-    return protocol.complete(ctx, run_id, body.lease_token, body.output_manifest, _events(body.events),
+    return protocol.complete(ctx, p, run_id, body.lease_token, body.output_manifest, _events(body.events),
                              claim_next=nxt)
 
 
@@ -122,20 +133,20 @@ def complete_many(body: s.CompleteManyIn, ctx: Context = Depends(context),
     executor's next batch in the same call with ``claim_next``."""
     items = [{"run_id": c.run_id, "lease_token": c.lease_token, "output_manifest": c.output_manifest,
               "events": _events(c.events)} for c in body.completions]
-    return protocol.complete_many(ctx, items, body.claim_next.model_dump() if body.claim_next else None)
+    return protocol.complete_many(ctx, p, items, body.claim_next.model_dump() if body.claim_next else None)
 
 
 @router.post("/runs/{run_id}/fail", response_model=s.FailOut, responses=ERRORS)
 def fail(run_id: str, body: s.FailIn, ctx: Context = Depends(context),
          p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
-    return protocol.fail(ctx, run_id, body.lease_token, body.error, body.retryable, _events(body.events))
+    return protocol.fail(ctx, p, run_id, body.lease_token, body.error, body.retryable, _events(body.events))
 
 
 @router.post("/runs/{run_id}/release", response_model=s.ReleaseOut, responses=ERRORS)
 def release(run_id: str, body: s.ReleaseIn, ctx: Context = Depends(context),
             p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
     """Give a leased phase back without counting the attempt (e.g. the executor is shutting down)."""
-    return protocol.release(ctx, run_id, body.lease_token, body.reason)
+    return protocol.release(ctx, p, run_id, body.lease_token, body.reason)
 
 
 @router.post("/runs/{run_id}/cancel", response_model=s.RunOut, responses=ERRORS)
@@ -145,20 +156,20 @@ def cancel(run_id: str, ctx: Context = Depends(context),
 
 
 @router.get("/runs/{run_id}", response_model=s.RunOut, responses=ERRORS)
-def get_run(run_id: str, ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
+def get_run(run_id: str, ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ))
             ) -> dict[str, Any]:
     return runs.get_run(ctx, run_id, p)
 
 
 @router.get("/runs/{run_id}/events", response_model=s.EventList, responses=ERRORS)
 def get_events(run_id: str, after: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000),
-               ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))) -> dict[str, Any]:
+               ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ))) -> dict[str, Any]:
     return {"events": runs.read_events(ctx, run_id, p, after, limit)}
 
 
 @router.get("/runs/{run_id}/events/stream", responses={200: {"content": {"text/event-stream": {}}}, **ERRORS})
 async def stream_events(run_id: str, request: Request, after: int = Query(0, ge=0),
-                        ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
+                        ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ))
                         ) -> StreamingResponse:
     """Server-sent events of a run's trail; resumes after ``Last-Event-ID``; ends when the run has
     finished and every event was sent."""
@@ -210,18 +221,19 @@ async def upload_artifact(sha256: str, request: Request, ctx: Context = Depends(
 
 @router.get("/artifacts/{sha256}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS})
 def download_artifact(sha256: str, ctx: Context = Depends(context),
-                      p: Principal = Depends(require(Action.READ))) -> StreamingResponse:
+                      p: Principal = Depends(require(Action.RUN_READ))) -> StreamingResponse:
     meta, store = artifacts.open_blob(ctx, sha256, p)
     return StreamingResponse(store.read(sha256), media_type=meta["media_type"],
-                             headers={"Content-Disposition": f'attachment; filename="{meta["name"]}"'})
+                             headers={"Content-Disposition": artifacts.content_disposition(meta["name"])})
 
 
 @router.get("/runs/{run_id}/artifacts", response_model=s.ArtifactList, responses=ERRORS)
-def run_artifacts(run_id: str, ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
+def run_artifacts(run_id: str, ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ))
                   ) -> dict[str, Any]:
     return {"artifacts": artifacts.list_for_run(ctx, run_id, p)}
 
 
 @router.get("/executors", response_model=s.ExecutorList, responses=ERRORS)
-def list_executors(ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))) -> dict[str, Any]:
-    return {"executors": executors.list_executors(ctx)}
+def list_executors(ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ))) -> dict[str, Any]:
+    """Executors seen, with what each runs now; the run of a workspace the caller cannot see is blanked."""
+    return {"executors": executors.list_executors(ctx, p)}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold a NUL: refused with 422, never a 500
 
 
 class ErrorBody(BaseModel):
@@ -38,8 +41,8 @@ class EventsIn(Strict):
 
 
 class ClaimIn(Strict):
-    executor_id: str = Field(min_length=1, max_length=200)
-    capabilities: list[str] = Field(max_length=100)
+    executor_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    capabilities: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]] = Field(max_length=100)
     wait_s: float = Field(default=0, ge=0, le=60)
     max_phases: int = Field(default=1, ge=1, le=100)
     start: bool = True
@@ -51,9 +54,31 @@ class HeartbeatIn(Strict):
     events: list[EventIn] | None = Field(default=None, max_length=1000)
 
 
+class LeaseBeatIn(Strict):
+    run_id: str = Field(min_length=1, max_length=36)
+    lease_token: str = Field(min_length=1, max_length=100)
+    progress: dict[str, Any] | None = None
+    events: list[EventIn] | None = Field(default=None, max_length=1000)
+
+
+class HeartbeatManyIn(Strict):
+    leases: list[LeaseBeatIn] = Field(min_length=1, max_length=500)
+
+
+class LeaseBeatResult(BaseModel):
+    run_id: str
+    lease_expires_at: datetime | None = None
+    status: str | None = None
+    error: ErrorBody | None = None
+
+
+class HeartbeatManyOut(BaseModel):
+    results: list[LeaseBeatResult]
+
+
 class ClaimNextIn(Strict):
-    executor_id: str = Field(min_length=1, max_length=200)
-    capabilities: list[str] = Field(max_length=100)
+    executor_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    capabilities: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]] = Field(max_length=100)
     max_phases: int = Field(default=1, ge=1, le=100)
 
 
@@ -132,6 +157,8 @@ class Claim(BaseModel):
     spec_slug: str
     git_sha: str
     environment: str
+    workspace: str = Field(description="the run's workspace (slug), from the server's run record")
+    created_by: str | None = Field(description="who created the run, from the server's run record")
     previous_outputs: dict[str, Any]
 
 

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from lakehouse.cli.common import console, context, fail, one_line_errors, settings
-from lakehouse.services import auth
+from lakehouse.services import auth, sessions
 
 db_app = typer.Typer(help="Metadata database.", no_args_is_help=True)
 users_app = typer.Typer(help="Local users.", no_args_is_help=True)
@@ -44,6 +44,14 @@ def users_create(name: str, role: str = typer.Option(..., "--role", help="admin,
             fail("no password on stdin")
     user = auth.create_user(context(), name, role, password)
     console.print(f"created user [bold]{user['name']}[/] with role {user['role']}")
+
+
+@users_app.command("unlock")
+@one_line_errors
+def users_unlock(name: str) -> None:
+    """Clear the login throttling of a user from every address."""
+    cleared = sessions.unlock(context(), auth.SYSTEM, name)
+    console.print(f"unlocked [bold]{name}[/] ({cleared} throttled address{'es' if cleared != 1 else ''} cleared)")
 
 
 @tokens_app.command("create")

@@ -62,12 +62,25 @@ def settings(**overrides: Any) -> Settings:
 
 
 def context(migrate: bool = True, **overrides: Any) -> Context:
+    """The service context of a command that writes: it migrates first (under the migration lock)."""
     s = settings(**overrides)
     if migrate:
         from lakehouse.store.migrations import upgrade
 
         s.ensure_home()
         upgrade(s.database_url)
+    return open_context(s)
+
+
+def read_context(**overrides: Any) -> Context:
+    """The service context of a command that only reads: it never migrates (a `lakehouse sql` typed
+    while a server starts must not race its migrations) and says so when the database is not ready."""
+    from lakehouse.store.migrations import is_at_head
+
+    s = settings(**overrides)
+    if not is_at_head(s.database_url):
+        fail("the metadata database is not initialised or not up to date: run `lakehouse db upgrade` "
+             "(or start `lakehouse up`) first")
     return open_context(s)
 
 

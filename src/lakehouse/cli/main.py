@@ -8,6 +8,7 @@ from lakehouse.cli import admin, demo, pipelines, runs, server, sql
 from lakehouse.cli import audit as audit_cli
 from lakehouse.cli import odoo as odoo_cli
 from lakehouse.cli import secrets as secrets_cli
+from lakehouse.cli import workspaces as workspaces_cli
 
 app = typer.Typer(help="Lakehouse Control Room.", no_args_is_help=True, pretty_exceptions_enable=False,
                   add_completion=False)
@@ -18,6 +19,7 @@ app.command("demo")(demo.demo)
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.tokens_app, name="tokens")
+app.add_typer(workspaces_cli.app, name="workspaces")
 app.add_typer(runs.app, name="runs")
 app.command("sql")(sql.sql)
 app.add_typer(pipelines.app, name="pipelines")

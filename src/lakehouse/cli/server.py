@@ -24,6 +24,7 @@ LOCAL_EXECUTOR = "local-executor"
 def build_server(ctx: Context, host: str, port: int, scheduler: bool = True) -> Any:
     import uvicorn
 
+    from lakehouse.api import conn_limits
     from lakehouse.api.app import create_app
 
     class Server(uvicorn.Server):
@@ -31,9 +32,13 @@ def build_server(ctx: Context, host: str, port: int, scheduler: bool = True) -> 
             ctx.waker.close()  # long-polls and streams answer now instead of at their timeout
             super().handle_exit(sig, frame)
 
+    s = ctx.settings
     app = create_app(ctx, reaper=scheduler)
+    http = conn_limits.protocol_class(s.header_timeout_s, s.body_timeout_s, s.max_connections)
+    # the protocol closes connections beyond max_connections; uvicorn's limit also counts running requests
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+                            loop="uvloop", http=http, timeout_graceful_shutdown=5,
+                            limit_concurrency=s.max_connections + 1, timeout_keep_alive=s.keep_alive_timeout_s)
     return Server(config)
 
 

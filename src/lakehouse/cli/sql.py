@@ -25,6 +25,9 @@ def sql(query: str = typer.Argument(..., help="One read-only statement; tables a
         workspace: str = typer.Option("default", "--workspace"),
         limit: int = typer.Option(100, "--limit", min=0, max=sql_service.MAX_PREVIEW,
                                   help="rows printed by --format table (csv and json print every row)"),
+        timeout: float | None = typer.Option(None, "--timeout", min=0.001,
+                                             help="seconds before the query is stopped (default and most: "
+                                                  "LAKEHOUSE_SQL_MAX_TIMEOUT_S)"),
         ) -> None:
     """Run a query on the lake (DuckDB over Iceberg). Time travel: at_snapshot('bronze.x', <snapshot id>)."""
     if format not in FORMATS:
@@ -32,7 +35,7 @@ def sql(query: str = typer.Argument(..., help="One read-only statement; tables a
     try:
         ctx = context()
         result = sql_service.run_query(ctx, SYSTEM, query, engine=engine, env=env, workspace=workspace,
-                                       limit_preview=limit if format == "table" else 0)
+                                       limit_preview=limit if format == "table" else 0, timeout_s=timeout)
     except ServiceError as exc:
         fail(_describe(exc, query))
         return

@@ -17,7 +17,8 @@ class Role(StrEnum):
 
 
 class Action(StrEnum):
-    READ = "read"  # runs, events, artifacts, executors, pipelines, catalog
+    READ = "read"  # pipelines, catalog, lineage, query history (and everything RUN_READ covers)
+    RUN_READ = "run.read"  # runs, events, artifacts, executors: the contract's reads
     RUN_CREATE = "run.create"  # start, rerun
     RUN_CANCEL = "run.cancel"
     EXECUTE = "execute"  # claim, heartbeat, events, artifacts, complete, fail
@@ -31,11 +32,12 @@ class Action(StrEnum):
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
-    Role.ENGINEER: frozenset({Action.READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY,
+    Role.ENGINEER: frozenset({Action.READ, Action.RUN_READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY,
                               Action.CONNECTION_READ, Action.CONNECTION_MANAGE}),
-    Role.ANALYST: frozenset({Action.READ, Action.QUERY, Action.CONNECTION_READ}),
-    Role.VIEWER: frozenset({Action.READ}),
-    Role.EXECUTOR: frozenset({Action.EXECUTE, Action.READ}),
+    Role.ANALYST: frozenset({Action.READ, Action.RUN_READ, Action.QUERY, Action.CONNECTION_READ}),
+    Role.VIEWER: frozenset({Action.READ, Action.RUN_READ}),
+    # executors use the contract's calls only: no catalog, lineage or query history (docs/security.md)
+    Role.EXECUTOR: frozenset({Action.EXECUTE, Action.RUN_READ}),
 }
 
 

@@ -34,6 +34,28 @@ def _catalog(settings: Settings) -> Any:
     return catalog_for(settings)
 
 
+def _scope(ctx: PhaseContext) -> str:
+    """The run's workspace, as the server's claim names it (never from params or the manifest)."""
+    from lakehouse.lake.catalog import check_env, check_workspace
+
+    try:
+        check_env(ctx.environment)
+        return check_workspace(ctx.workspace)
+    except ValueError as exc:
+        raise PhaseError(f"bad run scope: {exc}", retryable=False) from None
+
+
+def _table(ref: str) -> tuple[str, str]:
+    """``layer.name`` of a table the spec names, checked (a layer of this lake, a plain table name)."""
+    from lakehouse.lake.catalog import check_layer, check_table_name
+
+    layer, _, name = str(ref).partition(".")
+    try:
+        return check_layer(layer), check_table_name(name)
+    except ValueError as exc:
+        raise PhaseError(f"bad table {ref!r}: {exc}", retryable=False) from None
+
+
 def _spec(ctx: PhaseContext) -> dict[str, Any]:
     spec = ctx.input_manifest.get("spec")
     if not isinstance(spec, dict):
@@ -41,12 +63,17 @@ def _spec(ctx: PhaseContext) -> dict[str, Any]:
     return spec
 
 
-def _staged(ctx: PhaseContext) -> dict[str, dict[str, Any]]:
-    """Every table staged by the run's earlier phases, by SQL name."""
+def _staged(ctx: PhaseContext, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every table staged by the run's earlier phases, by SQL name. A staged path must be the one this
+    run's staging folder gives the table: a manifest cannot point a phase at any other file."""
     out: dict[str, dict[str, Any]] = {}
     for manifest in ctx.previous_outputs.values():
         for table, entry in ((manifest or {}).get("outputs") or {}).items():
             if isinstance(entry, dict) and entry.get("staged"):
+                _table(table)
+                if entry["staged"] != staging.staged_path(settings, ctx.run_id, table):
+                    raise PhaseError(f"staged file of {table} is outside this run's staging folder",
+                                     retryable=False)
                 out[table] = entry
     return out
 
@@ -84,8 +111,12 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
     source_spec = spec["sources"][ing["source"]]
     if source_spec.get("connection"):
         raise PhaseError("connections by name are not supported by this worker yet; use url", retryable=False)
-    url = staging.expand(source_spec["url"])
     settings = _settings()
+    ws = _scope(ctx)
+    try:
+        url = staging.source_url(settings, source_spec["url"])
+    except ValueError as exc:
+        raise PhaseError(str(exc), retryable=False) from None
     catalog = _catalog(settings)
     env = ctx.environment
     incremental = (ing.get("incremental") or {}).get("column")
@@ -107,8 +138,10 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
             ctx.progress(f"{table} ({i + 1}/{len(tables)})", fraction=i / len(tables))
             try:
                 src_schema = source.schema(table)
-                exists = lake_tables.table_exists(catalog, "bronze", env, table)
-                bronze_schema = lake_tables.load(catalog, "bronze", env, table).schema().as_arrow() if exists else None
+                _table(f"bronze.{table}")
+                exists = lake_tables.table_exists(catalog, "bronze", env, table, ws)
+                bronze_schema = lake_tables.load(catalog, "bronze", env, table, ws).schema().as_arrow() \
+                    if exists else None
                 drift = schema_drift(src_schema, bronze_schema)
                 if any(drift.values()):
                     ctx.log(f"schema drift in {table}: {drift}", level="warning", type_="SCHEMA_DRIFT",
@@ -125,10 +158,10 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
                 existing = None
                 if exists:
                     cols = [c for c in ("id", incremental, "_loaded_at", "_deleted") if c]
-                    existing = lake_tables.read_table(catalog, "bronze", env, table, columns=cols)
+                    existing = lake_tables.read_table(catalog, "bronze", env, table, columns=cols, workspace=ws)
                 data, deleted = _dedupe_and_deletes(con, data, existing, incremental,
                                                     source.ids(table) if ing.get("detect_deletes") else None,
-                                                    catalog, env, table)
+                                                    catalog, env, table, ws)
             except SourceError as exc:
                 raise PhaseError(str(exc), retryable=False) from None
             except SourceUnavailable as exc:
@@ -158,7 +191,7 @@ def _parse_mark(value: Any) -> Any:
 
 
 def _dedupe_and_deletes(con: Any, data: pa.Table, existing: pa.Table | None, incremental: str | None,
-                        source_ids: pa.Array | None, catalog: Any, env: str, table: str
+                        source_ids: pa.Array | None, catalog: Any, env: str, table: str, workspace: str
                         ) -> tuple[pa.Table, pa.Table | None]:
     """Drop rows bronze already holds as their latest version; find ids deleted at the source."""
     if existing is None or existing.num_rows == 0 or "id" not in data.column_names:
@@ -184,7 +217,8 @@ def _dedupe_and_deletes(con: Any, data: pa.Table, existing: pa.Table | None, inc
                 from lakehouse.lake import tables as lake_tables
 
                 ids = ", ".join(str(int(x)) for x in gone.column("id").to_pylist())
-                full = lake_tables.read_table(catalog, "bronze", env, table, row_filter=f"id IN ({ids})")
+                full = lake_tables.read_table(catalog, "bronze", env, table, row_filter=f"id IN ({ids})",
+                                              workspace=workspace)
                 con.register("gone_full", full)
                 deleted = con.execute(
                     "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY id ORDER BY "
@@ -234,10 +268,12 @@ def transform(ctx: PhaseContext) -> dict[str, Any]:
     sql_texts = ctx.input_manifest.get("sql") or {}
     params = ctx.input_manifest.get("params") or {}
     settings = _settings()
+    ws = _scope(ctx)
     as_of = params.get("as_of") or ctx.input_manifest.get("as_of") or datetime.now(UTC).date().isoformat()
     outputs: dict[str, Any] = {}
     edges = []
-    with duck.connect(_catalog(settings), ctx.environment, views=False) as lake:
+    # the same sandbox as /api/sql: this run's workspace and environment only, no other file
+    with duck.connect(_catalog(settings), ctx.environment, workspace=ws, views=False, sandbox=True) as lake:
         lake.con.execute("SET VARIABLE as_of = ?::DATE", [str(as_of)])
         for i, t in enumerate(spec.get("transforms") or []):
             ctx.check()
@@ -254,7 +290,7 @@ def transform(ctx: PhaseContext) -> dict[str, Any]:
                     raise PhaseError(f"transform {t['name']} ({t['sql']}): {exc}", retryable=False) from None
             else:
                 result, inputs = _python_transform(t, lake, params), list(t.get("inputs") or [])
-            layer, name = t["output"].split(".", 1)
+            layer, name = _table(t["output"])
             view = f"__out_{layer}_{name}"
             lake.con.register(view, result)
             lake.con.execute(f'CREATE OR REPLACE VIEW {layer}."{name}" AS SELECT * FROM {view}')
@@ -268,13 +304,9 @@ def transform(ctx: PhaseContext) -> dict[str, Any]:
 
 
 def _python_transform(t: dict[str, Any], lake: Any, params: dict[str, Any]) -> pa.Table:
-    import importlib
+    from lakehouse.handlers.python import load_callable
 
-    module, _, func = t["python"].partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise PhaseError(f"cannot load {t['python']}: {exc}", retryable=False) from None
+    fn = load_callable(t["python"])
     result = fn(lake.con, params)
     if not isinstance(result, pa.Table):
         raise PhaseError(f"{t['python']} must return a pyarrow.Table", retryable=False)
@@ -291,20 +323,21 @@ def validate(ctx: PhaseContext) -> dict[str, Any]:
 
     spec = _spec(ctx)
     settings = _settings()
+    ws = _scope(ctx)
     catalog = _catalog(settings)
-    staged = _staged(ctx)
+    staged = _staged(ctx, settings)
     data: dict[str, pa.Table] = {}
     published: dict[str, int | None] = {}
     for table in sorted({c["table"] for c in spec.get("checks") or []} |
                         {c["to"] for c in spec.get("checks") or [] if c.get("to")}):
-        layer, name = table.split(".", 1)
-        exists = lake_tables.table_exists(catalog, layer, ctx.environment, name)
-        published[table] = lake_tables.row_count(lake_tables.load(catalog, layer, ctx.environment, name).metadata) \
-            if exists else None
+        layer, name = _table(table)
+        exists = lake_tables.table_exists(catalog, layer, ctx.environment, name, ws)
+        published[table] = lake_tables.row_count(
+            lake_tables.load(catalog, layer, ctx.environment, name, ws).metadata) if exists else None
         if table in staged:
             data[table] = staging.read(settings, staged[table]["staged"])
         elif exists:
-            data[table] = lake_tables.read_table(catalog, layer, ctx.environment, name)
+            data[table] = lake_tables.read_table(catalog, layer, ctx.environment, name, workspace=ws)
     results = []
     con = duckdb.connect()
     try:
@@ -355,8 +388,9 @@ def publish(ctx: PhaseContext) -> dict[str, Any]:
     from lakehouse.lake import tables as lake_tables
 
     settings = _settings()
+    ws = _scope(ctx)
     catalog = _catalog(settings)
-    staged = _staged(ctx)
+    staged = _staged(ctx, settings)
     order = {"bronze": 0, "silver": 1, "gold": 2}
     outputs: dict[str, Any] = {}
     props = {"lakehouse.run_id": ctx.run_id, "lakehouse.git_sha": ctx.git_sha, "lakehouse.pipeline": ctx.spec_slug}
@@ -364,13 +398,13 @@ def publish(ctx: PhaseContext) -> dict[str, Any]:
         ctx.check()
         ctx.progress(f"committing {table}", fraction=i / max(len(staged), 1))
         entry = staged[table]
-        layer, name = table.split(".", 1)
-        committed = _already_committed(catalog, layer, ctx.environment, name, ctx.run_id)
+        layer, name = _table(table)
+        committed = _already_committed(catalog, layer, ctx.environment, name, ctx.run_id, ws)
         if committed is None:
             data = staging.read(settings, entry["staged"])
             result = lake_tables.write_table(catalog, layer, ctx.environment, name, data,
                                              mode="append" if layer == "bronze" else "overwrite",
-                                             snapshot_properties=props)
+                                             snapshot_properties=props, workspace=ws)
             snapshot_id, rows = result.snapshot_id, result.rows
         else:
             snapshot_id, rows = committed, entry["rows"]
@@ -389,13 +423,13 @@ def publish(ctx: PhaseContext) -> dict[str, Any]:
                                                                  "outputs": sorted(outputs)}}
 
 
-def _already_committed(catalog: Any, layer: str, env: str, name: str, run_id: str) -> int | None:
+def _already_committed(catalog: Any, layer: str, env: str, name: str, run_id: str, workspace: str) -> int | None:
     """The snapshot this run already committed to the table (a retried publish must not append twice)."""
     from lakehouse.lake import tables as lake_tables
 
-    if not lake_tables.table_exists(catalog, layer, env, name):
+    if not lake_tables.table_exists(catalog, layer, env, name, workspace):
         return None
-    snap = lake_tables.load(catalog, layer, env, name).metadata.current_snapshot()
+    snap = lake_tables.load(catalog, layer, env, name, workspace).metadata.current_snapshot()
     if snap is not None and snap.summary is not None and \
             snap.summary.additional_properties.get("lakehouse.run_id") == run_id:
         return int(snap.snapshot_id)

@@ -1,4 +1,6 @@
-"""The ``sql`` phase type: run DuckDB SQL and store the result as a Parquet artifact."""
+"""The ``sql`` phase type: one read-only DuckDB query over the run's workspace and environment, in the
+same sandbox as ``/api/sql`` (no file outside that environment's table folders, no extension
+installs, configuration locked), its result stored as a Parquet artifact."""
 
 from __future__ import annotations
 
@@ -11,20 +13,34 @@ from lakehouse.worker.context import PhaseContext, PhaseError
 def run_sql(ctx: PhaseContext) -> dict[str, Any]:
     import duckdb
 
+    from lakehouse.lake import duck
+    from lakehouse.lake.catalog import catalog_for, check_env, check_workspace
+    from lakehouse.services.errors import ServiceError
+    from lakehouse.services.sql import check_read_only
+    from lakehouse.settings import Settings
+
     sql = ctx.params.get("sql")
     if not isinstance(sql, str) or not sql.strip():
         raise PhaseError("params.sql must be a SQL string", retryable=False)
-    out = ctx.workdir / "result.parquet"
-    con = duckdb.connect()
     try:
-        rel = con.sql(sql)
+        check_read_only(sql)
+        workspace = check_workspace(ctx.workspace)
+        check_env(ctx.environment)
+    except ServiceError as exc:
+        raise PhaseError(f"{exc.code}: {exc.message}", retryable=False) from None
+    except ValueError as exc:
+        raise PhaseError(f"bad run scope: {exc}", retryable=False) from None
+    out = ctx.workdir / "result.parquet"
+    lake = duck.connect(catalog_for(Settings()), ctx.environment, workspace=workspace, views=False, sandbox=True)
+    try:
+        rel = lake.sql(sql)
         if rel is None:
             raise PhaseError("the SQL returned no result set", retryable=False)
         table = rel.to_arrow_table()
     except duckdb.Error as exc:
         raise PhaseError(f"SQL error: {exc}", retryable=False) from None
     finally:
-        con.close()
+        lake.close()
     import pyarrow.parquet as pq
 
     pq.write_table(table, out)

@@ -79,6 +79,47 @@ def expand(value: str, env: dict[str, str] | None = None) -> str:
     return value
 
 
+_SOURCE_VARS = re.compile(r"^LAKEHOUSE_(HOME|ODOO_URL|SOURCE_[A-Z0-9_]+)$")
+
+
+def source_url(settings: Settings, value: str, env: dict[str, str] | None = None) -> str:
+    """A pipeline source URL with ``${VAR}`` expanded — only ``LAKEHOUSE_HOME``, ``LAKEHOUSE_ODOO_URL``
+    and ``LAKEHOUSE_SOURCE_*`` (a spec must not read ``${LAKEHOUSE_DATABASE_URL}`` or a key into a
+    URL) — and checked not to be the control plane's own metadata database or a file of its home
+    outside ``demo/`` and ``sources/``. Raises ``ValueError`` with the reason."""
+    source_env = {k: v for k, v in (os.environ if env is None else env).items() if _SOURCE_VARS.match(k)}
+    for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", value):
+        if not _SOURCE_VARS.match(name):
+            raise ValueError(f"source URLs may use ${{LAKEHOUSE_HOME}}, ${{LAKEHOUSE_ODOO_URL}} and "
+                             f"${{LAKEHOUSE_SOURCE_*}} only, not ${{{name}}}")
+    url = expand(value, source_env)
+    if _same_database(url, settings.database_url):
+        raise ValueError("a pipeline may not read the control plane's metadata database")
+    if url.startswith("sqlite:"):
+        path = os.path.realpath(url.split(":///", 1)[-1].split("?", 1)[0])
+        home = os.path.realpath(settings.home)
+        allowed = [os.path.join(home, "demo"), os.path.join(home, "sources")]
+        if (path == home or path.startswith(home + os.sep)) and \
+                not any(path.startswith(a + os.sep) for a in allowed):
+            raise ValueError("a SQLite source may not be a file of the control plane's home "
+                             "(only its demo/ and sources/ folders)")
+    return url
+
+
+def _same_database(url: str, database_url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    a, b = urlsplit(url), urlsplit(database_url)
+    kind_a, kind_b = a.scheme.split("+")[0], b.scheme.split("+")[0]
+    if kind_a != kind_b:
+        return False
+    if kind_a == "sqlite":
+        return os.path.realpath((a.path.lstrip("/") and a.path[1:]) or a.path) == \
+            os.path.realpath((b.path.lstrip("/") and b.path[1:]) or b.path)
+    return ((a.hostname or "localhost"), a.port or 5432, a.path.strip("/")) == \
+        ((b.hostname or "localhost"), b.port or 5432, b.path.strip("/"))
+
+
 def manifest_entry(path: str, data: pa.Table, content_hash: str, **extra: Any) -> dict[str, Any]:
     return {"staged": path, "rows": data.num_rows, "content_hash": content_hash,
             "columns": data.column_names, **extra}

@@ -61,6 +61,7 @@ __all__ = [
     "check_env",
     "check_layer",
     "check_table_name",
+    "check_workspace",
     "close_catalogs",
     "duckdb_s3_secret",
     "namespace",
@@ -91,6 +92,12 @@ def check_table_name(name: str) -> str:
         raise ValueError(f"table names use lowercase letters, digits and _ (start with a letter or _), "
                          f"not {name!r}")
     return name
+
+
+def check_workspace(workspace: str) -> str:
+    if workspace != DEFAULT_WORKSPACE and not _WS_RE.match(workspace):
+        raise ValueError(f"invalid workspace slug {workspace!r}")
+    return workspace
 
 
 def namespace(layer: str, env: str, workspace: str = DEFAULT_WORKSPACE) -> str:

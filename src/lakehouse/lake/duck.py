@@ -19,6 +19,10 @@ pinned snapshot, ``at_snapshot`` at the given id).
 ``sandbox=True`` (what the SQL service uses) turns off every file access but to the table folders of
 this environment (``enable_external_access = false`` + ``allowed_directories``) and locks the
 configuration: ``read_csv('/etc/passwd')``, other environments' or workspaces' files, ``SET`` … fail.
+DuckDB lets a connection read its own ``temp_directory`` whatever the sandbox says, so a sandboxed
+connection spills into a folder of its own (``<temp_root>/q-<random>/spill``, mode 0700), removed by
+:meth:`LakeConnection.close`: no other connection's spill files are within its reach.
+``memory_limit_mb`` caps the memory of the connection (DuckDB spills, then fails, beyond it).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import importlib
 import importlib.util
 import json
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -129,8 +135,9 @@ class LakeConnection:
     """A DuckDB connection with the lake's views; use as a context manager or call :meth:`close`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, catalog: Any, env: str, workspace: str,
-                 tables: dict[str, TableRef]) -> None:
+                 tables: dict[str, TableRef], temp_dir: Path | None = None) -> None:
         self.con = con
+        self.temp_dir = temp_dir  # this connection's private spill folder, removed on close
         self.catalog = catalog
         self.env = env
         self.workspace = workspace
@@ -203,7 +210,11 @@ class LakeConnection:
         return self.con.execute(query, params)
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.con.close()
+        finally:
+            if self.temp_dir is not None:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LakeConnection:
         return self
@@ -213,13 +224,15 @@ class LakeConnection:
 
 
 def connect(catalog: Any, env: str = "dev", *, workspace: str = DEFAULT_WORKSPACE,
-            views: bool | Iterable[str] = True, sandbox: bool = False, threads: int | None = None
-            ) -> LakeConnection:
+            views: bool | Iterable[str] = True, sandbox: bool = False, threads: int | None = None,
+            memory_limit_mb: int | None = None, temp_root: Path | None = None) -> LakeConnection:
     """A DuckDB connection where the tables of ``env`` are ``bronze.x`` / ``silver.x`` / ``gold.x``.
 
     ``views``: True creates every view now, False none (call ``prepare(sql)`` / ``ensure_views``
     later — each view reads its table's metadata when created), or a list of SQL names.
-    ``sandbox``: no file access beyond the environment's table folders; configuration locked.
+    ``sandbox``: no file access beyond the environment's table folders; configuration locked; spills
+    go to a private folder made under ``temp_root`` (default: the system's temp folder) for this
+    connection only. ``memory_limit_mb``: DuckDB's memory limit for this connection.
     """
     check_env(env)
     refs = {r.sql_name: r for r in list_tables(catalog, env=env, workspace=workspace)}
@@ -227,10 +240,15 @@ def connect(catalog: Any, env: str = "dev", *, workspace: str = DEFAULT_WORKSPAC
     remote = str(props.get("warehouse", "")).startswith("s3") or any(
         r.metadata_location.startswith("s3") for r in refs.values())
     con = new_connection("avro", "iceberg", *(["httpfs"] if remote else []))
+    temp_dir = private_temp_dir(temp_root) if sandbox else None
     try:
         con.execute("SET TimeZone = 'UTC'")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
+        if memory_limit_mb:
+            con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
+        if temp_dir is not None:
+            con.execute(f"SET temp_directory = {_lit((temp_dir / 'spill').as_posix())}")
         secret = duckdb_s3_secret(props)
         if remote and secret:
             con.execute(secret)
@@ -244,13 +262,26 @@ def connect(catalog: Any, env: str = "dev", *, workspace: str = DEFAULT_WORKSPAC
             con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    lake = LakeConnection(con, catalog, env, workspace, refs)
-    if views is True:
-        lake.ensure_views()
-    elif views:
-        lake.ensure_views(views)
+    lake = LakeConnection(con, catalog, env, workspace, refs, temp_dir)
+    try:
+        if views is True:
+            lake.ensure_views()
+        elif views:
+            lake.ensure_views(views)
+    except BaseException:
+        lake.close()
+        raise
     return lake
+
+
+def private_temp_dir(root: Path | None = None) -> Path:
+    """A new folder only this process can enter (0700), under ``root`` or the system's temp folder."""
+    base = Path(root) if root is not None else Path(tempfile.gettempdir()) / "lakehouse-duckdb"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Path(tempfile.mkdtemp(prefix="q-", dir=base))
 
 
 def _dir(location: str) -> str:

@@ -3,7 +3,7 @@
 Every function takes the pyiceberg catalog (:func:`lakehouse.lake.catalog.catalog_for`) and a table
 named by (layer, env, name[, workspace]); see :mod:`lakehouse.lake.catalog` for the naming.
 
-Merges belong in DuckDB (pyiceberg's upsert is ~26x slower, STACK.md): compute the new content there
+Merges belong in DuckDB (pyiceberg's upsert is ~26x slower, docs/benchmarks.md): compute the new content there
 and publish it with ``write_table(..., mode="overwrite")``. Tables are unpartitioned.
 """
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import RowMapping, select
 
@@ -42,10 +45,46 @@ def _check_sha(sha256: str) -> None:
         raise InvalidInput("sha256 must be 64 lowercase hex characters", code="invalid_sha256")
 
 
+NAME_MAX = 200
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token
+MEDIA_TYPE_RE = re.compile(rf'{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|"[^"\\\x00-\x1f\x7f]*"))*')
+
+
+def check_name(name: str) -> None:
+    """An artifact name is a file name: printable, no path separator, at most NAME_MAX characters."""
+    if not name or len(name) > NAME_MAX or not name.isprintable() or "/" in name or "\\" in name \
+            or name in (".", ".."):
+        raise InvalidInput(f"name: an artifact name is 1-{NAME_MAX} printable characters without / or \\ "
+                           "(a file name, not a path)", code="invalid_artifact_name", details={"field": "name"})
+
+
+def check_media_type(media_type: str) -> None:
+    """``type/subtype`` tokens (RFC 9110), optionally with ``; key=value`` parameters."""
+    if len(media_type) > 200 or not MEDIA_TYPE_RE.fullmatch(media_type):
+        raise InvalidInput("media_type: a media type is type/subtype, e.g. application/json",
+                           code="invalid_media_type", details={"field": "media_type"})
+
+
+def content_disposition(name: str, disposition: str = "attachment") -> str:
+    """A Content-Disposition header for any stored name (RFC 6266): ``filename*`` carries the name in
+    UTF-8, ``filename`` an ASCII fallback with accents dropped, other characters replaced by ``_`` and
+    quotes and backslashes escaped. Never raises, so no name can break a download."""
+    fallback = []
+    for c in unicodedata.normalize("NFKD", name):
+        if unicodedata.combining(c):
+            continue
+        fallback.append(c if " " <= c <= "~" else "_")
+    ascii_name = "".join(fallback).replace("\\", "\\\\").replace('"', '\\"') or "download"
+    utf8 = quote(name.encode("utf-8", "replace"), safe="!#$&+^`|~-._")
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8}"
+
+
 def register(ctx: Context, body: dict[str, Any], principal: Principal) -> tuple[dict[str, Any], bool]:
     """Register artifact metadata for a run's phase. Same (run, phase, name, sha) again returns the
     existing record; a different sha for an existing name is a conflict (artifacts are immutable)."""
     _check_sha(body["sha256"])
+    check_name(body["name"])
+    check_media_type(body["media_type"])
     with ctx.db.write() as conn:
         run = queue.get_run(conn, body["run_id"])
         if run is None or not principal.can_see(run["workspace_id"]):
@@ -111,4 +150,7 @@ def open_blob(ctx: Context, sha256: str, principal: Principal) -> tuple[dict[str
         visible = [r for r in rows if principal.can_see(r["workspace_id"])]
         if not visible or not store_for(ctx).exists(sha256):
             raise NotFound(f"artifact {sha256} not found", code="artifact_not_found")
-    return {"media_type": visible[0]["media_type"], "name": visible[0]["name"]}, store_for(ctx)
+    media_type = visible[0]["media_type"]
+    if not MEDIA_TYPE_RE.fullmatch(media_type):  # registered before names and types were checked
+        media_type = "application/octet-stream"
+    return {"media_type": media_type, "name": visible[0]["name"]}, store_for(ctx)

@@ -4,6 +4,12 @@ Secrets are write-only: they go in through :func:`create`/:func:`update`, are st
 token (key from LAKEHOUSE_SECRET_KEY; several comma-separated keys form a MultiFernet, the first
 encrypts) and come out only to the code that connects (:func:`resolve`). Every message that leaves
 this module goes through :func:`redact`, so a driver error that echoes a password cannot leak it.
+
+Secrets stay bound to where they were entered for: an edit that changes a *target* field (host, port,
+URL, database, path, TLS mode …) must re-enter every stored secret, as GitHub and Grafana require.
+Targets are checked against the egress allow-list (``LAKEHOUSE_EGRESS_ALLOW``) and SQLite paths
+against ``LAKEHOUSE_SQLITE_SOURCE_DIRS`` when a connection is saved, when its secrets are resolved
+and when it is tested; probes connect to the address that was checked (see connectors/netpolicy.py).
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Connection, RowMapping, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lakehouse.connectors.netpolicy import EgressDenied, EgressPolicy, PathDenied, Target, check_sqlite_path
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import audit, workspaces
@@ -39,31 +48,33 @@ class Field:
     default: str = ""
     secret: bool = False
     placeholder: str = ""
+    target: bool = False  # where (or how) the secrets travel: changing it requires re-entering them
 
 
 TYPES: dict[str, tuple[str, list[Field]]] = {
     "postgres": ("PostgreSQL (Odoo)", [
-        Field("host", "Host", True, "127.0.0.1"), Field("port", "Port", True, "5432"),
-        Field("database", "Database", True), Field("user", "User", True),
-        Field("sslmode", "SSL mode", False, "prefer"), Field("password", "Password", secret=True)]),
-    "sqlite": ("SQLite file", [Field("path", "Path", True, placeholder="/data/source.db")]),
+        Field("host", "Host", True, "127.0.0.1", target=True), Field("port", "Port", True, "5432", target=True),
+        Field("database", "Database", True, target=True), Field("user", "User", True),
+        Field("sslmode", "SSL mode", False, "prefer", target=True), Field("password", "Password", secret=True)]),
+    "sqlite": ("SQLite file", [Field("path", "Path", True, placeholder="$LAKEHOUSE_HOME/sources/source.db",
+                                     target=True)]),
     "s3": ("S3 / MinIO", [
-        Field("endpoint_url", "Endpoint URL", placeholder="http://127.0.0.1:9000 (empty for AWS)"),
-        Field("region", "Region", False, "us-east-1"), Field("bucket", "Bucket", True),
+        Field("endpoint_url", "Endpoint URL", placeholder="http://127.0.0.1:9000 (empty for AWS)", target=True),
+        Field("region", "Region", False, "us-east-1", target=True), Field("bucket", "Bucket", True, target=True),
         Field("access_key_id", "Access key id", secret=True),
         Field("secret_access_key", "Secret access key", secret=True)]),
     "trino": ("Trino", [
-        Field("host", "Host", True), Field("port", "Port", True, "8080"),
-        Field("http_scheme", "Scheme", False, "http"), Field("user", "User", True, "lakehouse"),
+        Field("host", "Host", True, target=True), Field("port", "Port", True, "8080", target=True),
+        Field("http_scheme", "Scheme", False, "http", target=True), Field("user", "User", True, "lakehouse"),
         Field("catalog", "Catalog", False, "iceberg"), Field("password", "Password", secret=True)]),
     "spark": ("Spark (master or Spark Connect)", [
-        Field("master", "Master URL", True, placeholder="spark://host:7077 or sc://host:15002")]),
+        Field("master", "Master URL", True, placeholder="spark://host:7077 or sc://host:15002", target=True)]),
     "smtp": ("SMTP (email alerts)", [
-        Field("host", "Host", True), Field("port", "Port", True, "587"),
-        Field("starttls", "STARTTLS (yes/no)", False, "yes"), Field("user", "User"),
+        Field("host", "Host", True, target=True), Field("port", "Port", True, "587", target=True),
+        Field("starttls", "STARTTLS (yes/no)", False, "yes", target=True), Field("user", "User"),
         Field("from_address", "From address", True), Field("password", "Password", secret=True)]),
     "webhook": ("Webhook", [
-        Field("url", "URL", True, placeholder="https://hooks.example.com/…"),
+        Field("url", "URL", True, placeholder="https://hooks.example.com/…", target=True),
         Field("auth_header", "Authorization header value", secret=True)]),
 }
 
@@ -72,6 +83,71 @@ def fields(type_: str) -> list[Field]:
     if type_ not in TYPES:
         raise InvalidInput(f"unknown connection type {type_!r}; use one of {', '.join(TYPES)}", code="invalid_type")
     return TYPES[type_][1]
+
+
+# --- where a connection may point ---------------------------------------------------------------------
+
+_REGION_RE = re.compile(r"^[a-z0-9-]{1,40}$")
+
+
+def sqlite_dirs(ctx: Context) -> list[Path]:
+    """The folders a ``sqlite`` connection may point into."""
+    home = ctx.settings.home
+    return list(ctx.settings.sqlite_source_dirs) or [home / "sources", home / "demo"]
+
+
+def _url_endpoint(url: str, field: str, label: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise InvalidInput(f"{label} must be an http:// or https:// URL with a host", code="invalid_field",
+                           details={"field": field})
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _endpoints(type_: str, config: dict[str, Any]) -> list[tuple[str, int]]:
+    """(host, port) of every network destination a connection of ``type_`` sends to."""
+    if type_ in ("postgres", "trino", "smtp"):
+        return [(str(config["host"]), int(config["port"]))]
+    if type_ == "webhook":
+        return [_url_endpoint(str(config["url"]), "url", "URL")]
+    if type_ == "s3":
+        if config.get("endpoint_url"):
+            return [_url_endpoint(str(config["endpoint_url"]), "endpoint_url", "Endpoint URL")]
+        return [(f"s3.{config.get('region') or 'us-east-1'}.amazonaws.com", 443)]
+    if type_ == "spark":
+        master = str(config["master"])
+        if master.startswith("local"):
+            return []
+        u = urlsplit(master)
+        try:
+            port = u.port
+        except ValueError:
+            port = -1
+        if not u.hostname or port == -1:
+            raise InvalidInput(f"cannot read host:port from {master!r}", code="invalid_field",
+                               details={"field": "master"})
+        return [(u.hostname, port or (15002 if u.scheme == "sc" else 7077))]
+    return []
+
+
+def check_target(ctx: Context, type_: str, config: dict[str, Any]) -> Target | Path | None:
+    """Where the connection's code may connect: the checked network target (its first one), the real
+    path of a SQLite file, or None (nothing to reach). Raises ``egress_denied`` or ``path_not_allowed``
+    before anything is opened."""
+    try:
+        if type_ == "sqlite":
+            return check_sqlite_path(str(config["path"]), sqlite_dirs(ctx))
+        policy = EgressPolicy.parse(ctx.settings.egress_allow)
+        targets = [policy.check(host, port) for host, port in _endpoints(type_, config)]
+    except EgressDenied as exc:
+        raise InvalidInput(exc.message, code="egress_denied") from None
+    except PathDenied as exc:
+        raise InvalidInput(exc.message, code="path_not_allowed", details={"field": "path"}) from None
+    return targets[0] if targets else None
 
 
 # --- encryption -------------------------------------------------------------------------------------
@@ -177,6 +253,7 @@ def resolve(ctx: Context, principal: Principal, conn_id: int) -> tuple[dict[str,
     principal.require(Action.CONNECTION_READ)
     with ctx.db.read() as conn:
         row = _get(conn, principal, conn_id)
+    check_target(ctx, row["type"], dict(row["config"]))  # secrets go out only towards an allowed target
     return dict(row["config"]), decrypt(ctx, row["secrets_enc"])
 
 
@@ -202,6 +279,11 @@ def _validate(type_: str, config: dict[str, Any], secrets: dict[str, str]) -> tu
             clean[f.name] = value
     if "port" in clean and not (clean["port"].isdigit() and 0 < int(clean["port"]) < 65536):
         raise InvalidInput("Port must be a number from 1 to 65535", code="invalid_field", details={"field": "port"})
+    if "region" in clean and not _REGION_RE.match(clean["region"]):
+        raise InvalidInput("Region uses lowercase letters, digits and -", code="invalid_field",
+                           details={"field": "region"})
+    if clean.get("http_scheme", "http") not in ("http", "https"):
+        raise InvalidInput("Scheme must be http or https", code="invalid_field", details={"field": "http_scheme"})
     secret_names = {f.name for f in spec if f.secret}
     bad = sorted(k for k in secrets if k not in secret_names)
     if bad:
@@ -217,6 +299,7 @@ def create(ctx: Context, principal: Principal, *, workspace: str, environment: s
     if not NAME_RE.match(name):
         raise InvalidInput("names use lowercase letters, digits, _ and - (1-100)", code="invalid_name")
     clean, secret_values = _validate(type_, config, secrets)
+    check_target(ctx, type_, clean)
     ws_id = workspaces.resolve_for(ctx, principal, workspace, write=True)
     now = ctx.clock()
     try:
@@ -233,16 +316,38 @@ def create(ctx: Context, principal: Principal, *, workspace: str, environment: s
     return get(ctx, principal, int(conn_id))
 
 
+def _require_reentry(type_: str, old: dict[str, Any], new: dict[str, str], stored: dict[str, str],
+                     given: dict[str, str], clear: list[str]) -> None:
+    """Refuse to keep a stored secret when the connection now points elsewhere (GitHub, Grafana)."""
+    spec = fields(type_)
+    moved = [f for f in spec if f.target and str(old.get(f.name) or "") != str(new.get(f.name) or "")]
+    kept = [f for f in spec if f.secret and f.name in stored and f.name not in given and f.name not in clear]
+    if moved and kept:
+        names = " and ".join(f.label.lower() for f in kept)
+        raise InvalidInput(f"re-enter the {names}: the connection now points elsewhere "
+                           f"({', '.join(f.label for f in moved)} changed), so stored secrets are not kept",
+                           code="secret_reentry_required",
+                           details={"fields": [f.name for f in kept], "changed": [f.name for f in moved]})
+
+
 def update_connection(ctx: Context, principal: Principal, conn_id: int, *, config: dict[str, Any],
                       secrets: dict[str, str], clear: list[str] | None = None,
                       address: str | None = None) -> dict[str, Any]:
-    """Change settings; a secret given replaces the stored one, an empty one keeps it, ``clear`` removes."""
+    """Change settings; a secret given replaces the stored one, an empty one keeps it, ``clear`` removes.
+    Changing a target field (host, port, URL, path …) requires re-entering every stored secret."""
     principal.require(Action.CONNECTION_MANAGE)
+    with ctx.db.read() as conn:
+        row = _get(conn, principal, conn_id)
+    clean, new_secrets = _validate(row["type"], config, secrets)
+    _require_reentry(row["type"], dict(row["config"]), clean, decrypt(ctx, row["secrets_enc"]), new_secrets,
+                     clear or [])
+    check_target(ctx, row["type"], clean)  # outside the write transaction: it may resolve a name
     now = ctx.clock()
     with ctx.db.write() as conn:
         row = _get(conn, principal, conn_id)
-        clean, new_secrets = _validate(row["type"], config, secrets)
-        merged = {**decrypt(ctx, row["secrets_enc"]), **new_secrets}
+        stored = decrypt(ctx, row["secrets_enc"])
+        _require_reentry(row["type"], dict(row["config"]), clean, stored, new_secrets, clear or [])
+        merged = {**stored, **new_secrets}
         for k in clear or []:
             merged.pop(k, None)
         conn.execute(update(connections).where(connections.c.id == conn_id).values(
@@ -264,13 +369,27 @@ def delete_connection(ctx: Context, principal: Principal, conn_id: int, address:
 
 def test_connection(ctx: Context, principal: Principal, conn_id: int, address: str | None = None,
                     timeout_s: float = 5.0) -> dict[str, Any]:
-    """Really connect; store and return {ok, message, elapsed_ms}. The message is redacted."""
-    config, secrets = resolve(ctx, principal, conn_id)
+    """Really connect; store and return {ok, message, elapsed_ms}. The message is redacted.
+    A target outside the egress allow-list (or a SQLite file outside the allowed folders) is recorded
+    as a failed test and refused (``egress_denied``/``path_not_allowed``) before anything is opened."""
+    principal.require(Action.CONNECTION_READ)
     with ctx.db.read() as conn:
         row = _get(conn, principal, conn_id)
+    config = dict(row["config"])
+    try:
+        where = check_target(ctx, row["type"], config)
+    except InvalidInput as exc:
+        now = ctx.clock()
+        with ctx.db.write() as conn:
+            conn.execute(update(connections).where(connections.c.id == conn_id).values(
+                last_test_at=now, last_test_ok=False, last_test_message=exc.message[:1000]))
+            audit.record(conn, now, principal, "connection.test", "connection", row["name"], row["workspace_id"],
+                         {"ok": False, "refused": exc.code}, address)
+        raise
+    secrets = decrypt(ctx, row["secrets_enc"])
     started = time.perf_counter()
     try:
-        ok, message = True, probe(row["type"], config, secrets, timeout_s)
+        ok, message = True, probe(row["type"], config, secrets, timeout_s, where)
     except Exception as exc:  # every driver has its own errors; the message is what the user needs
         ok, message = False, f"{type(exc).__name__}: {exc}".strip()
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -285,43 +404,56 @@ def test_connection(ctx: Context, principal: Principal, conn_id: int, address: s
 
 
 # --- probes: really connect, answer one line ----------------------------------------------------------
+# Each probe gets ``where`` from :func:`check_target` and connects to that checked address (or opens
+# that real path), never re-resolving a name the check saw.
 
-def probe(type_: str, config: dict[str, Any], secrets: dict[str, str], timeout_s: float = 5.0) -> str:
+Where = Target | Path | None
+
+
+def probe(type_: str, config: dict[str, Any], secrets: dict[str, str], timeout_s: float, where: Where) -> str:
     """Connect to the system and return what was found; raise with a clear message when it fails."""
-    return str(_PROBES[type_](config, secrets, timeout_s))
+    return str(_PROBES[type_](config, secrets, timeout_s, where))
 
 
-def _probe_postgres(c: dict[str, Any], s: dict[str, str], t: float) -> str:
+def _target(where: Where) -> Target:
+    if not isinstance(where, Target):
+        raise ValueError("the connection has no checked network target")
+    return where
+
+
+def _probe_postgres(c: dict[str, Any], s: dict[str, str], t: float, where: Where) -> str:
     import psycopg
 
-    with psycopg.connect(host=c["host"], port=int(c["port"]), dbname=c["database"], user=c["user"],
-                         password=s.get("password"), sslmode=c.get("sslmode", "prefer"),
-                         connect_timeout=max(1, int(t))) as pg:
+    # host names the server for TLS and authentication; hostaddr is where the socket goes (checked)
+    with psycopg.connect(host=c["host"], hostaddr=_target(where).address, port=int(c["port"]),
+                         dbname=c["database"], user=c["user"], password=s.get("password"),
+                         sslmode=c.get("sslmode", "prefer"), connect_timeout=max(1, int(t))) as pg:
         version = pg.execute("SHOW server_version").fetchone()
         tables = pg.execute("SELECT count(*) FROM information_schema.tables "
                             "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')").fetchone()
     return f"connected to PostgreSQL {version[0] if version else '?'}; {tables[0] if tables else 0} tables"
 
 
-def _probe_sqlite(c: dict[str, Any], s: dict[str, str], t: float) -> str:
+def _probe_sqlite(c: dict[str, Any], s: dict[str, str], t: float, where: Where) -> str:
     import sqlite3
-    from pathlib import Path
 
-    path = Path(c["path"]).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no SQLite file at {path}")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=t)
+    if not isinstance(where, Path):
+        raise ValueError("the SQLite path was not checked")
+    if not where.is_file():
+        raise FileNotFoundError(f"no SQLite file at {c['path']}")
+    db = sqlite3.connect(f"{where.as_uri()}?mode=ro", uri=True, timeout=t)
     try:
         n = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
     finally:
         db.close()
-    return f"opened {path.name} read-only; {n} tables"
+    return f"opened {where.name} read-only; {n} tables"
 
 
-def _probe_s3(c: dict[str, Any], s: dict[str, str], t: float) -> str:
+def _probe_s3(c: dict[str, Any], s: dict[str, str], t: float, where: Where) -> str:
     import botocore.session
     from botocore.config import Config
 
+    _target(where)  # checked against the allow-list; botocore resolves the name itself (signing needs it)
     client = botocore.session.get_session().create_client(
         "s3", endpoint_url=c.get("endpoint_url") or None, region_name=c.get("region") or "us-east-1",
         aws_access_key_id=s.get("access_key_id"), aws_secret_access_key=s.get("secret_access_key"),
@@ -330,28 +462,35 @@ def _probe_s3(c: dict[str, Any], s: dict[str, str], t: float) -> str:
     return f"bucket {c['bucket']} is readable; {answer.get('KeyCount', 0)} object(s) in the first page"
 
 
-def _http(url: str, t: float, method: str = "GET", headers: dict[str, str] | None = None,
+def _http(url: str, t: float, where: Where, method: str = "GET", headers: dict[str, str] | None = None,
           json: Any = None) -> Any:
+    """One request to ``url``, sent to the checked address (Host header and TLS name stay the URL's)."""
     import httpx
 
-    return httpx.request(method, url, timeout=t, headers=headers, json=json, follow_redirects=False)
+    target = _target(where)
+    u = httpx.URL(url)
+    pinned = u.copy_with(host=target.address)
+    with httpx.Client(timeout=t, follow_redirects=False) as client:
+        request = client.build_request(method, pinned, headers={**(headers or {}), "Host": u.netloc.decode()},
+                                       json=json, extensions={"sni_hostname": u.host})
+        return client.send(request)
 
 
-def _probe_trino(c: dict[str, Any], s: dict[str, str], t: float) -> str:
+def _probe_trino(c: dict[str, Any], s: dict[str, str], t: float, where: Where) -> str:
     scheme = c.get("http_scheme", "http")
     auth = None
     if s.get("password"):
         import base64
 
         auth = {"Authorization": "Basic " + base64.b64encode(f"{c['user']}:{s['password']}".encode()).decode()}
-    r = _http(f"{scheme}://{c['host']}:{c['port']}/v1/info", t, headers=auth)
+    r = _http(f"{scheme}://{c['host']}:{c['port']}/v1/info", t, where, headers=auth)
     r.raise_for_status()
     info = r.json()
     state = "starting" if info.get("starting") else "ready"
     return f"Trino {info.get('nodeVersion', {}).get('version', '?')} is {state}"
 
 
-def _probe_spark(c: dict[str, Any], s: dict[str, str], t: float) -> str:
+def _probe_spark(c: dict[str, Any], s: dict[str, str], t: float, where: Where) -> str:
     import socket
     from urllib.parse import urlparse
 
@@ -359,18 +498,20 @@ def _probe_spark(c: dict[str, Any], s: dict[str, str], t: float) -> str:
     if master.startswith("local"):
         return "local master: Spark runs inside the worker process"
     u = urlparse(master)
-    if not u.hostname:
-        raise ValueError(f"cannot read host:port from {master!r}")
-    port = u.port or (15002 if u.scheme == "sc" else 7077)
-    with socket.create_connection((u.hostname, port), timeout=t):
+    target = _target(where)
+    with socket.create_connection((target.address, target.port), timeout=t):
         pass
-    return f"{u.scheme} endpoint {u.hostname}:{port} accepts connections"
+    return f"{u.scheme} endpoint {target.host}:{target.port} accepts connections"
 
 
-def _probe_smtp(c: dict[str, Any], s: dict[str, str], t: float) -> str:
+def _probe_smtp(c: dict[str, Any], s: dict[str, str], t: float, where: Where) -> str:
     import smtplib
 
-    with smtplib.SMTP(c["host"], int(c["port"]), timeout=t) as smtp:
+    target = _target(where)
+    smtp = smtplib.SMTP(timeout=t)
+    smtp._host = c["host"]  # type: ignore[attr-defined]  # STARTTLS checks the name; the socket goes to the address
+    smtp.connect(target.address, int(c["port"]))
+    with smtp:
         code, _banner = smtp.ehlo()
         if str(c.get("starttls", "yes")).lower() in ("yes", "true", "1"):
             smtp.starttls()
@@ -380,9 +521,10 @@ def _probe_smtp(c: dict[str, Any], s: dict[str, str], t: float) -> str:
     return f"SMTP server answered {code}" + (" and accepted the login" if c.get("user") and s.get("password") else "")
 
 
-def _probe_webhook(c: dict[str, Any], s: dict[str, str], t: float) -> str:
+def _probe_webhook(c: dict[str, Any], s: dict[str, str], t: float, where: Where) -> str:
     headers = {"Authorization": s["auth_header"]} if s.get("auth_header") else None
-    r = _http(c["url"], t, "POST", headers, {"type": "lakehouse.connection_test", "message": "test from Lakehouse"})
+    r = _http(c["url"], t, where, "POST", headers,
+              {"type": "lakehouse.connection_test", "message": "test from Lakehouse"})
     if r.status_code >= 400:
         raise ConnectionError(f"the webhook answered HTTP {r.status_code}")
     return f"the webhook answered HTTP {r.status_code}"

@@ -2,6 +2,9 @@
 
 Every state change writes its event in the same transaction. Lease-holder calls are
 compare-and-swap on (run_id, lease_token); no row means the lease is gone and the caller gets 409.
+Every call takes the principal and needs ``Action.EXECUTE``; an executor bound to workspaces
+(``principal.workspace_ids``) claims only phases of runs in them (a filter in the claim statement)
+and any call on a run of another workspace answers 404, as if the run did not exist.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from sqlalchemy import Connection, RowMapping
 
 from lakehouse.domain.events import EXECUTOR_EVENT_TYPES, LEVELS, EventType
 from lakehouse.domain.retry import backoff_seconds, may_retry
+from lakehouse.domain.roles import Action
 from lakehouse.domain.states import PhaseStatus, RunStatus
+from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound, ServiceError
 from lakehouse.store import dialect, queue
@@ -29,19 +34,29 @@ def _ev(type_: EventType | str, now: datetime, message: str, phase: str | None =
 
 # --- claim --------------------------------------------------------------------------------------
 
-def claim(ctx: Context, executor_id: str, capabilities: list[str], *, max_phases: int = 1,
-          run_id: str | None = None, start: bool = True) -> list[dict[str, Any]]:
+def claim(ctx: Context, principal: Principal, executor_id: str, capabilities: list[str], *,
+          max_phases: int = 1, run_id: str | None = None, start: bool = True) -> list[dict[str, Any]]:
     """Lease up to ``max_phases`` runnable phases; claim-and-start in one transaction."""
+    principal.require(Action.EXECUTE)
     with ctx.db.write() as conn:
-        if run_id is not None and queue.get_run(conn, run_id) is None:
-            raise NotFound(f"run {run_id} not found", code="run_not_found")
-        return _claim(ctx, conn, executor_id, capabilities, max_phases, run_id, start)
+        if run_id is not None:
+            _visible_run(conn, principal, run_id)
+        return _claim(ctx, conn, principal, executor_id, capabilities, max_phases, run_id, start)
 
 
-def _claim(ctx: Context, conn: Connection, executor_id: str, capabilities: list[str], max_phases: int,
-           run_id: str | None, start: bool) -> list[dict[str, Any]]:
+def _visible_run(conn: Connection, principal: Principal, run_id: str) -> RowMapping:
+    """The run, or 404 when it does not exist or belongs to a workspace the principal cannot see."""
+    run = queue.get_run(conn, run_id)
+    if run is None or not principal.can_see(run["workspace_id"]):
+        raise NotFound(f"run {run_id} not found", code="run_not_found")
+    return run
+
+
+def _claim(ctx: Context, conn: Connection, principal: Principal, executor_id: str, capabilities: list[str],
+           max_phases: int, run_id: str | None, start: bool) -> list[dict[str, Any]]:
     now = ctx.clock()
-    candidates = queue.claim_candidates(conn, capabilities, now, max_phases, run_id) if capabilities else []
+    candidates = queue.claim_candidates(conn, capabilities, now, max_phases, run_id,
+                                        principal.workspace_ids) if capabilities else []
     claims = []
     for phase in candidates:
         run = queue.get_run(conn, phase["run_id"], lock=True)
@@ -83,7 +98,8 @@ def _lease(ctx: Context, conn: Connection, phase: RowMapping | dict[str, Any], r
         "lease_expires_at": expires, "lease_ttl_s": ctx.settings.lease_ttl_s,
         "timeout_s": phase["timeout_s"], "params": phase["params"],
         "input_manifest": run["input_manifest"], "spec_slug": run["spec_slug"], "git_sha": run["git_sha"],
-        "environment": run["environment"],
+        "environment": run["environment"], "workspace": queue.workspace_slug(conn, run["workspace_id"]),
+        "created_by": run["created_by"],
         "previous_outputs": queue.previous_outputs(conn, phase["run_id"], phase["idx"]),
     }
     return claim, events
@@ -107,11 +123,14 @@ class _Expired(Exception):
         self.phase = phase
 
 
-def _with_holder(ctx: Context, run_id: str, lease_token: str, fn: Any) -> Any:
+def _with_holder(ctx: Context, principal: Principal, run_id: str, lease_token: str, fn: Any) -> Any:
     """Run ``fn(conn, phase, now)`` for the lease holder; an expired lease is reaped and lost."""
+    principal.require(Action.EXECUTE)
     try:
         with ctx.db.write() as conn:
             now = ctx.clock()
+            if principal.workspace_ids is not None:
+                _visible_run(conn, principal, run_id)
             phase = _holder(ctx, conn, run_id, lease_token, now)
             result = fn(conn, phase, now)
         ctx.waker.run_event(run_id)
@@ -120,44 +139,158 @@ def _with_holder(ctx: Context, run_id: str, lease_token: str, fn: Any) -> Any:
         with ctx.db.write() as conn:
             now = ctx.clock()
             still = queue.find_lease(conn, run_id, lease_token)
+            delay = None
             if still is not None:
-                _expire(ctx, conn, still, now, "lease expired before the holder called back")
+                delay = _retry_delay(_expire(ctx, conn, still, now, "lease expired before the holder called back"))
         ctx.waker.ready()
+        _wake_later(ctx, delay)
         ctx.waker.run_event(run_id)
         raise LeaseLost("the lease expired and the phase was requeued") from exp
 
 
 def _client_events(phase_name: str | None, events: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
-    for e in events or []:
+    for i, e in enumerate(events or []):
         if e["type"] not in EXECUTOR_EVENT_TYPES:
             raise InvalidInput(f"executors may not post {e['type']} events",
                                code="invalid_event_type", details={"allowed": sorted(EXECUTOR_EVENT_TYPES)})
         if e["level"] not in LEVELS:
             raise InvalidInput(f"unknown level {e['level']!r}", code="invalid_level")
+        _no_nul({k: e.get(k) for k in ("event_id", "phase", "message", "payload")}, f"events[{i}]",
+                "invalid_event")
         out.append({**e, "phase": e.get("phase") or phase_name, "_client": True})
     return out
 
 
-def heartbeat(ctx: Context, run_id: str, lease_token: str, progress: Any = None,
+def _no_nul(value: Any, field: str, code: str) -> None:
+    """Refuse a NUL character anywhere in a JSON value (PostgreSQL text cannot hold one)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(f"{field} contains a NUL character", code=code, details={"field": field})
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k, f"{field} (a key)", code)
+            _no_nul(v, f"{field}.{k}", code)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_nul(v, f"{field}[{i}]", code)
+
+
+def check_manifest(manifest: dict[str, Any]) -> None:
+    """Refuse an output manifest the control plane cannot record: 422 ``invalid_manifest`` with
+    ``details.field`` naming the offending field, before anything is written."""
+    _no_nul(manifest, "output_manifest", "invalid_manifest")
+
+    def bad(field: str, message: str) -> InvalidInput:
+        return InvalidInput(f"output_manifest.{field}: {message}", code="invalid_manifest",
+                            details={"field": f"output_manifest.{field}"})
+
+    marks = manifest.get("watermarks")
+    if marks is not None:
+        if not isinstance(marks, dict):
+            raise bad("watermarks", "must be an object of table: {column, value}")
+        for table, mark in marks.items():
+            if not table or len(table) > 200:
+                raise bad(f"watermarks.{table}", "table names have 1-200 characters")
+            if not isinstance(mark, dict) or not isinstance(mark.get("column"), str) or "value" not in mark:
+                raise bad(f"watermarks.{table}", "must be an object {column, value}")
+            if not mark["column"] or len(mark["column"]) > 200:
+                raise bad(f"watermarks.{table}.column", "column names have 1-200 characters")
+            if isinstance(mark["value"], dict | list):
+                raise bad(f"watermarks.{table}.value", "must be a string, a number or null")
+    lineage = manifest.get("lineage")
+    if lineage is None:
+        return
+    if not isinstance(lineage, dict):
+        raise bad("lineage", "must be an object {inputs, outputs, edges}")
+    from lakehouse.services.lineage import normalize
+
+    def names(value: Any, field: str) -> None:
+        if value is None:
+            return
+        if not isinstance(value, list):
+            raise bad(field, "must be a list of dotted table names")
+        for i, name in enumerate(value):
+            try:
+                normalize(name)
+            except InvalidInput as exc:
+                raise bad(f"{field}[{i}]", exc.message) from None
+
+    names(lineage.get("inputs"), "lineage.inputs")
+    names(lineage.get("outputs"), "lineage.outputs")
+    edges = lineage.get("edges")
+    if edges is not None:
+        if not isinstance(edges, list):
+            raise bad("lineage.edges", "must be a list of {inputs, outputs}")
+        for i, edge in enumerate(edges):
+            if not isinstance(edge, dict):
+                raise bad(f"lineage.edges[{i}]", "must be an object {inputs, outputs}")
+            names(edge.get("inputs"), f"lineage.edges[{i}].inputs")
+            names(edge.get("outputs"), f"lineage.edges[{i}].outputs")
+
+
+def heartbeat(ctx: Context, principal: Principal, run_id: str, lease_token: str, progress: Any = None,
               events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
-        expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
-        if not queue.extend_lease(conn, phase, lease_token, expires, now, progress):
-            raise LeaseLost("the lease changed under this heartbeat")
-        out = _client_events(phase["name"], events)
-        if phase["status"] == PhaseStatus.CLAIMED.value:
-            out.insert(0, _ev(EventType.PHASE_STARTED, now, f"{phase['name']} started", phase["name"],
-                              attempt=phase["attempt"]))
-        if progress is not None:
-            out.append(_ev(EventType.PHASE_PROGRESS, now, _progress_text(progress), phase["name"],
-                           progress=progress))
-        queue.append_events(conn, run_id, out)
+        out = _beat(ctx, conn, phase, lease_token, now, progress, events)
         if phase["executor_id"]:
             queue.touch_executor(conn, phase["executor_id"], None, now)
-        return {"lease_expires_at": expires, "status": PhaseStatus.RUNNING.value}
+        return out
 
-    return _with_holder(ctx, run_id, lease_token, fn)  # type: ignore[no-any-return]
+    return _with_holder(ctx, principal, run_id, lease_token, fn)  # type: ignore[no-any-return]
+
+
+def _beat(ctx: Context, conn: Connection, phase: RowMapping, lease_token: str, now: datetime, progress: Any,
+          events: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Extend one held lease (and start a claimed phase); append the events it carries."""
+    if progress is not None:
+        _no_nul(progress, "progress", "invalid_progress")
+    out = _client_events(phase["name"], events)
+    expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+    if not queue.extend_lease(conn, phase, lease_token, expires, now, progress):
+        raise LeaseLost("the lease changed under this heartbeat")
+    if phase["status"] == PhaseStatus.CLAIMED.value:
+        out.insert(0, _ev(EventType.PHASE_STARTED, now, f"{phase['name']} started", phase["name"],
+                          attempt=phase["attempt"]))
+    if progress is not None:
+        out.append(_ev(EventType.PHASE_PROGRESS, now, _progress_text(progress), phase["name"],
+                       progress=progress))
+    queue.append_events(conn, phase["run_id"], out)
+    return {"lease_expires_at": expires, "status": PhaseStatus.RUNNING.value}
+
+
+def heartbeat_many(ctx: Context, principal: Principal, leases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Extend every lease an executor holds in ONE transaction (a batched claim keeps its waiting
+    phases alive while it runs the first). Each item answers on its own (a savepoint each): a lost
+    lease is that item's ``lease_lost`` error, not the whole call's."""
+    principal.require(Action.EXECUTE)
+    results: list[dict[str, Any]] = []
+    executors: set[str] = set()
+    with ctx.db.write() as conn:
+        now = ctx.clock()
+        for item in leases:
+            run_id, token = item["run_id"], item["lease_token"]
+            try:
+                with conn.begin_nested():
+                    if principal.workspace_ids is not None:
+                        _visible_run(conn, principal, run_id)
+                    phase = _holder(ctx, conn, run_id, token, now)
+                    beat = _beat(ctx, conn, phase, token, now, item.get("progress"), item.get("events"))
+            except _Expired:
+                results.append({"run_id": run_id, "error": {
+                    "code": "lease_lost", "message": "the lease expired; the reaper requeues the phase"}})
+                continue
+            except ServiceError as exc:
+                results.append({"run_id": run_id, "error": {"code": exc.code, "message": exc.message}})
+                continue
+            if phase["executor_id"]:
+                executors.add(phase["executor_id"])
+            results.append({"run_id": run_id, **beat})
+        for executor_id in sorted(executors):
+            queue.touch_executor(conn, executor_id, None, now)
+    for r in results:
+        ctx.waker.run_event(r["run_id"])
+    return {"results": results}
 
 
 def _progress_text(progress: Any) -> str:
@@ -166,22 +299,23 @@ def _progress_text(progress: Any) -> str:
     return "progress"
 
 
-def post_events(ctx: Context, run_id: str, events: list[dict[str, Any]], lease_token: str | None = None) -> int:
+def post_events(ctx: Context, principal: Principal, run_id: str, events: list[dict[str, Any]],
+                lease_token: str | None = None) -> int:
+    principal.require(Action.EXECUTE)
     with ctx.db.write() as conn:
+        _visible_run(conn, principal, run_id)
         if lease_token is not None:
             now = ctx.clock()
             phase = _holder(ctx, conn, run_id, lease_token, now)
             name = phase["name"]
         else:
-            if queue.get_run(conn, run_id) is None:
-                raise NotFound(f"run {run_id} not found", code="run_not_found")
             name = None
         accepted = queue.append_events(conn, run_id, _client_events(name, events))
     ctx.waker.run_event(run_id)
     return accepted
 
 
-def complete(ctx: Context, run_id: str, lease_token: str, output_manifest: dict[str, Any],
+def complete(ctx: Context, principal: Principal, run_id: str, lease_token: str, output_manifest: dict[str, Any],
              events: list[dict[str, Any]] | None = None, *, claim_next: dict[str, Any] | None = None
              ) -> dict[str, Any]:
     """The phase succeeded; queue the next phase or finish the run. ``claim_next`` (executor_id,
@@ -189,27 +323,28 @@ def complete(ctx: Context, run_id: str, lease_token: str, output_manifest: dict[
 
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
         if claim_next is not None:
-            handed = _complete_and_hand_off(ctx, conn, phase, now, output_manifest, events, claim_next)
+            handed = _complete_and_hand_off(ctx, conn, principal, phase, now, output_manifest, events, claim_next)
             if handed is not None:
                 return handed
         result, nxt = _complete_one(conn, phase, now, output_manifest, events)
         if claim_next is not None:
-            result["next"] = _claim_next(ctx, conn, claim_next, run_id if nxt is not None else None)
+            result["next"] = _claim_next(ctx, conn, principal, claim_next, run_id if nxt is not None else None)
         elif phase["executor_id"]:
             queue.touch_executor(conn, phase["executor_id"], None, now, None)
         result["_wake"] = _notify_unclaimed(conn, [(run_id, nxt)], result.get("next"))
         return result
 
-    result = _with_holder(ctx, run_id, lease_token, fn)
+    result = _with_holder(ctx, principal, run_id, lease_token, fn)
     if result.pop("_wake"):
         ctx.waker.ready()
     return result  # type: ignore[no-any-return]
 
 
-def complete_many(ctx: Context, completions: list[dict[str, Any]], claim_next: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+def complete_many(ctx: Context, principal: Principal, completions: list[dict[str, Any]],
+                  claim_next: dict[str, Any] | None = None) -> dict[str, Any]:
     """Complete several phases in ONE transaction (batched executors). Each item succeeds or fails on
     its own (a savepoint each): a lost lease answers that item with an error, not the whole call."""
+    principal.require(Action.EXECUTE)
     results: list[dict[str, Any]] = []
     queued: list[tuple[str, RowMapping | None]] = []
     with ctx.db.write() as conn:
@@ -217,6 +352,8 @@ def complete_many(ctx: Context, completions: list[dict[str, Any]], claim_next: d
         for item in completions:
             try:
                 with conn.begin_nested():
+                    if principal.workspace_ids is not None:
+                        _visible_run(conn, principal, item["run_id"])
                     phase = _holder(ctx, conn, item["run_id"], item["lease_token"], now)
                     result, nxt = _complete_one(conn, phase, now, item.get("output_manifest") or {},
                                                 item.get("events"))
@@ -225,14 +362,15 @@ def complete_many(ctx: Context, completions: list[dict[str, Any]], claim_next: d
                     "code": "lease_lost", "message": "the lease expired; the reaper requeues the phase"}})
                 continue
             except ServiceError as exc:
-                results.append({"run_id": item["run_id"], "error": {"code": exc.code, "message": exc.message}})
+                results.append({"run_id": item["run_id"], "error": {"code": exc.code, "message": exc.message,
+                                                                    "details": exc.details}})
                 continue
             results.append({"run_id": item["run_id"], **result})
             queued.append((item["run_id"], nxt))
         answer: dict[str, Any] = {"results": results}
         if claim_next is not None:
             prefer = next((r for r, n in queued if n is not None), None)
-            answer["next"] = _claim_next(ctx, conn, claim_next, prefer)
+            answer["next"] = _claim_next(ctx, conn, principal, claim_next, prefer)
         wake = _notify_unclaimed(conn, queued, answer.get("next"))
     for r in results:
         ctx.waker.run_event(r["run_id"])
@@ -241,7 +379,7 @@ def complete_many(ctx: Context, completions: list[dict[str, Any]], claim_next: d
     return answer
 
 
-def _complete_and_hand_off(ctx: Context, conn: Connection, phase: RowMapping, now: datetime,
+def _complete_and_hand_off(ctx: Context, conn: Connection, principal: Principal, phase: RowMapping, now: datetime,
                            output_manifest: dict[str, Any], events: list[dict[str, Any]] | None,
                            want: dict[str, Any]) -> dict[str, Any] | None:
     """The chain fast path: when the run's next phase is one this executor can run, lease it to the
@@ -264,7 +402,7 @@ def _complete_and_hand_off(ctx: Context, conn: Connection, phase: RowMapping, no
     claims = [claim]
     more = want.get("max_phases", 1) - 1
     if more > 0:
-        claims += _claim(ctx, conn, want["executor_id"], want["capabilities"], more, None, True)
+        claims += _claim(ctx, conn, principal, want["executor_id"], want["capabilities"], more, None, True)
     else:
         queue.touch_executor(conn, want["executor_id"], want["capabilities"], now, (run_id, nxt["name"]))
     return {"run_status": run["status"], "phase": phase["name"], "phase_status": PhaseStatus.SUCCEEDED.value,
@@ -274,6 +412,7 @@ def _complete_and_hand_off(ctx: Context, conn: Connection, phase: RowMapping, no
 def _succeed(conn: Connection, phase: RowMapping, now: datetime, output_manifest: dict[str, Any],
              events: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Mark a leased phase succeeded; returns its events (executor events first)."""
+    check_manifest(output_manifest or {})
     out = _client_events(phase["name"], events)
     queue.finish_phase(conn, phase, PhaseStatus.SUCCEEDED, now, output_manifest=output_manifest)
     took = (now - (phase["started_at"] or phase["claimed_at"] or now)).total_seconds()
@@ -310,19 +449,24 @@ def _notify_unclaimed(conn: Connection, queued: list[tuple[str, RowMapping | Non
     return left
 
 
-def _claim_next(ctx: Context, conn: Connection, want: dict[str, Any], run_id: str | None) -> list[dict[str, Any]]:
+def _claim_next(ctx: Context, conn: Connection, principal: Principal, want: dict[str, Any], run_id: str | None
+                ) -> list[dict[str, Any]]:
     """Lease the executor's next work in the caller's transaction, the same run's next phase first
     (a chain keeps its executor and its warm caches)."""
     n = want.get("max_phases", 1)
-    claims = _claim(ctx, conn, want["executor_id"], want["capabilities"], n, run_id, True) if run_id else []
+    caps = want["capabilities"]
+    claims = _claim(ctx, conn, principal, want["executor_id"], caps, n, run_id, True) if run_id else []
     if len(claims) < n:
-        claims += _claim(ctx, conn, want["executor_id"], want["capabilities"], n - len(claims), None, True)
+        claims += _claim(ctx, conn, principal, want["executor_id"], caps, n - len(claims), None, True)
     return claims
 
 
-def release(ctx: Context, run_id: str, lease_token: str, reason: str = "released by the executor") -> dict[str, Any]:
+def release(ctx: Context, principal: Principal, run_id: str, lease_token: str,
+            reason: str = "released by the executor") -> dict[str, Any]:
     """Give a leased phase back without counting the attempt (an executor shutting down, or a
     long-poll whose client went away before it got its answer)."""
+
+    reason = reason.replace("\x00", "\ufffd")
 
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
         queue.release_lease(conn, phase, now)
@@ -334,7 +478,7 @@ def release(ctx: Context, run_id: str, lease_token: str, reason: str = "released
         dialect.notify(conn, queue.READY_CHANNEL)
         return {"phase": phase["name"], "phase_status": PhaseStatus.QUEUED.value}
 
-    result = _with_holder(ctx, run_id, lease_token, fn)
+    result = _with_holder(ctx, principal, run_id, lease_token, fn)
     ctx.waker.ready()
     return result  # type: ignore[no-any-return]
 
@@ -358,8 +502,10 @@ def _record_manifest(conn: Connection, run: RowMapping, phase: str, manifest: di
                                          list(edge.get("inputs") or []), list(edge.get("outputs") or []), now)
 
 
-def fail(ctx: Context, run_id: str, lease_token: str, error: str, retryable: bool = True,
+def fail(ctx: Context, principal: Principal, run_id: str, lease_token: str, error: str, retryable: bool = True,
          events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    error = error.replace("\x00", "\ufffd")  # an error text is kept, never refused
+
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
         out = _client_events(phase["name"], events)
         out += _fail_phase(ctx, conn, phase, now, error, retryable, attempt_status="failed")
@@ -367,11 +513,25 @@ def fail(ctx: Context, run_id: str, lease_token: str, error: str, retryable: boo
         if phase["executor_id"]:
             queue.touch_executor(conn, phase["executor_id"], None, now, None)
         return {"run_status": queue.get_run(conn, run_id)["status"],  # type: ignore[index]
-                "phase": phase["name"], "requeued": any(e["type"] == "PHASE_REQUEUED" for e in out)}
+                "phase": phase["name"], "requeued": any(e["type"] == "PHASE_REQUEUED" for e in out),
+                "_delay": _retry_delay(out)}
 
-    result = _with_holder(ctx, run_id, lease_token, fn)
+    result = _with_holder(ctx, principal, run_id, lease_token, fn)
     ctx.waker.ready()
+    _wake_later(ctx, result.pop("_delay"))
     return result  # type: ignore[no-any-return]
+
+
+def _retry_delay(events: list[dict[str, Any]]) -> float | None:
+    """The backoff of a requeue among ``events`` (None when the phase was not requeued for later)."""
+    return next((e["payload"]["delay_s"] for e in events if e["type"] == EventType.PHASE_REQUEUED.value
+                 and "delay_s" in e["payload"]), None)
+
+
+def _wake_later(ctx: Context, delay_s: float | None) -> None:
+    """A retry in backoff becomes runnable in ``delay_s``: wake claim waiters then, not at their timeout."""
+    if delay_s is not None:
+        ctx.waker.wake_in(delay_s)
 
 
 def _fail_phase(ctx: Context, conn: Connection, phase: RowMapping, now: datetime, error: str, retryable: bool,
@@ -406,7 +566,7 @@ def _fail_phase(ctx: Context, conn: Connection, phase: RowMapping, now: datetime
     return out
 
 
-def _expire(ctx: Context, conn: Connection, phase: RowMapping, now: datetime, why: str) -> None:
+def _expire(ctx: Context, conn: Connection, phase: RowMapping, now: datetime, why: str) -> list[dict[str, Any]]:
     events = _fail_phase(ctx, conn, phase, now, why, True, attempt_status="expired",
                          event_type=EventType.LEASE_EXPIRED)
     events[0]["level"] = "warning"
@@ -415,6 +575,7 @@ def _expire(ctx: Context, conn: Connection, phase: RowMapping, now: datetime, wh
     queue.append_events(conn, phase["run_id"], events)
     if phase["executor_id"]:
         queue.touch_executor(conn, phase["executor_id"], None, phase["lease_expires_at"] or now, None)
+    return events
 
 
 # --- reaper -------------------------------------------------------------------------------------
@@ -423,24 +584,37 @@ def reap(ctx: Context) -> int:
     """Requeue (or fail) phases whose lease expired, that were claimed but never started, or that
     ran past their ``timeout_s``. Returns how many phases it handled."""
     handled = 0
+    delays: list[float | None] = []
     with ctx.db.write() as conn:
         now = ctx.clock()
         deadline = now - timedelta(seconds=ctx.settings.claim_start_timeout_s)
         for phase in queue.expired_leases(conn, now, deadline):
             expired = phase["lease_expires_at"] is not None and phase["lease_expires_at"] < now
             why = "no heartbeat before the lease expired" if expired else "claimed but never started"
-            _expire(ctx, conn, phase, now, why)
+            delays.append(_retry_delay(_expire(ctx, conn, phase, now, why)))
             handled += 1
         for phase in queue.timed_out_phases(conn, now):
             events = _fail_phase(ctx, conn, phase, now, f"timed out after {phase['timeout_s']} s", True,
                                  attempt_status="timed_out")
             queue.append_events(conn, phase["run_id"], events)
+            delays.append(_retry_delay(events))
             handled += 1
     if handled:
         ctx.waker.ready()
+        _wake_later(ctx, min((d for d in delays if d is not None), default=None))
     return handled
 
 
 def next_due(ctx: Context) -> datetime | None:
     with ctx.db.read() as conn:
         return queue.next_claim_deadline(conn, ctx.clock())
+
+
+def ready_state(ctx: Context) -> tuple[bool, float | None]:
+    """(is work runnable now, seconds until the next delayed phase becomes runnable): what a
+    cross-process watcher needs to wake this process's claim waiters."""
+    now = ctx.clock()
+    with ctx.db.read() as conn:
+        runnable = queue.runnable_now(conn, now)
+        due = queue.next_claim_deadline(conn, now)
+    return runnable, None if due is None else max(0.0, (due - now).total_seconds())

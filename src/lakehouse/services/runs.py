@@ -10,9 +10,10 @@ from sqlalchemy import Connection, RowMapping, select
 from sqlalchemy.exc import IntegrityError
 
 from lakehouse.domain.events import EventType
+from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import RunRequest
 from lakehouse.domain.states import RUN_FINISHED, PhaseStatus, RunStatus
-from lakehouse.services import audit, workspaces
+from lakehouse.services import audit, code_policy, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, NotFound
@@ -24,7 +25,10 @@ from lakehouse.store.tables import workspaces as ws_table
 def create_run(ctx: Context, req: RunRequest, principal: Principal) -> tuple[dict[str, Any], bool]:
     """Create a run with its phases; returns (run, created). A repeated idempotency key returns the
     existing run and ``created=False``."""
+    principal.require(Action.RUN_CREATE)
     ws_id = workspaces.resolve_for(ctx, principal, req.workspace, write=True)
+    principal.require_in(Action.RUN_CREATE, ws_id)
+    code_policy.check_run(ctx.settings, req)
     if req.idempotency_key:
         existing = _by_idempotency(ctx, ws_id, req.idempotency_key)
         if existing:
@@ -122,7 +126,7 @@ def list_runs(ctx: Context, principal: Principal, *, status: str | None = None, 
             stmt = stmt.where(runs.c.environment == environment)
         if before:
             anchor = queue.get_run(conn, before)
-            if anchor is None:
+            if anchor is None or not principal.can_see(anchor["workspace_id"]):  # no existence oracle
                 raise NotFound(f"run {before} not found", code="run_not_found")
             stmt = stmt.where((runs.c.created_at < anchor["created_at"])
                               | ((runs.c.created_at == anchor["created_at"]) & (runs.c.id < anchor["id"])))
@@ -136,10 +140,12 @@ def list_runs(ctx: Context, principal: Principal, *, status: str | None = None, 
 
 
 def cancel_run(ctx: Context, run_id: str, principal: Principal, reason: str = "cancelled") -> dict[str, Any]:
+    principal.require(Action.RUN_CANCEL)
     with ctx.db.write() as conn:
         row = queue.get_run(conn, run_id, lock=True)
         if row is None or not principal.can_see(row["workspace_id"]):
             raise NotFound(f"run {run_id} not found", code="run_not_found")
+        principal.require_in(Action.RUN_CANCEL, row["workspace_id"])
         if RunStatus(row["status"]) in RUN_FINISHED:
             raise Conflict(f"run {run_id} is already {row['status']}", code="run_finished")
         now = ctx.clock()

@@ -1,4 +1,4 @@
-"""Browser sessions of the Control Room: login with rate limiting and lockout, logout, password change.
+"""Browser sessions of the Control Room: login with throttling, logout, password change, admin unlock.
 
 The cookie holds a random value; only its sha256 is stored. Each session carries its own CSRF token.
 Every login (and every failed one) is written to the audit log with the caller's address.
@@ -10,21 +10,35 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, select, update
 
-from lakehouse.domain.roles import Role
+from lakehouse.domain.roles import Action, Role
 from lakehouse.services import audit
-from lakehouse.services.auth import Principal, _principal, authenticate_password, hash_password, verify_password
+from lakehouse.services.auth import (
+    Principal,
+    authenticate_password,
+    hash_password,
+    principal_from_rows,
+    principal_query,
+    verify_password,
+)
 from lakehouse.services.context import Context
-from lakehouse.services.errors import Forbidden, InvalidInput, RateLimited, Unauthorized
-from lakehouse.store.tables import login_attempts, users, web_sessions
+from lakehouse.services.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
+from lakehouse.store import dialect
+from lakehouse.store.tables import login_attempts, login_throttles, users, web_sessions
 
 SESSION_TTL = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=5)
-LOCKOUT_WINDOW = timedelta(minutes=15)
-MAX_USER_FAILURES = 5  # then the account is locked for LOCKOUT_WINDOW after the last failure
-MAX_ADDRESS_FAILURES = 20  # failures from one address within LOCKOUT_WINDOW, any user name
+FREE_FAILURES = 5  # failed logins per (account, address) before the first delay
+FIRST_DELAY = timedelta(minutes=1)  # then the delay doubles with every further failure ...
+MAX_DELAY = timedelta(hours=1)  # ... up to this
+FORGET_AFTER = timedelta(hours=24)  # a pair's failures are forgotten this long after the last one
+MAX_ADDRESS_FAILURES = 20  # failures from one address within ADDRESS_WINDOW, any account
+ADDRESS_WINDOW = timedelta(minutes=15)
+ANY_ACCOUNT = ""  # the user_name of an address's own throttle row (no account has an empty name)
 MIN_PASSWORD = 8
 
 
@@ -44,51 +58,152 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _check_limits(ctx: Context, name: str, address: str | None, now: datetime) -> None:
-    since = now - LOCKOUT_WINDOW
-    with ctx.db.read() as conn:
-        last_ok = conn.execute(select(func.max(login_attempts.c.ts)).where(
-            login_attempts.c.user_name == name, login_attempts.c.ok.is_(True))).scalar()
-        user_since = max(since, last_ok) if last_ok else since
-        fails = conn.execute(select(func.count(), func.max(login_attempts.c.ts)).where(
-            login_attempts.c.user_name == name, login_attempts.c.ok.is_(False),
-            login_attempts.c.ts > user_since)).one()
-        if fails[0] >= MAX_USER_FAILURES:
-            wait = int((fails[1] + LOCKOUT_WINDOW - now).total_seconds() // 60) + 1
-            raise RateLimited(f"too many failed logins for {name!r}; the account is locked for {wait} min",
-                              code="locked_out", details={"retry_after_s": wait * 60})
-        if address:
-            by_address = conn.execute(select(func.count()).where(
-                login_attempts.c.address == address, login_attempts.c.ok.is_(False),
-                login_attempts.c.ts > since)).scalar_one()
-            if by_address >= MAX_ADDRESS_FAILURES:
-                raise RateLimited("too many failed logins from this address; try again later",
-                                  code="rate_limited", details={"retry_after_s": int(LOCKOUT_WINDOW.total_seconds())})
+Network = IPv4Network | IPv6Network
+
+
+@lru_cache(maxsize=16)
+def trusted_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
+    """Parse the ``trusted_proxies`` setting (addresses or CIDR networks); a wrong entry is an error."""
+    try:
+        return tuple(ip_network(e.strip(), strict=False) for e in entries if e.strip())
+    except ValueError as exc:
+        raise InvalidInput(f"trusted_proxies: {exc}", code="invalid_setting") from None
+
+
+def _ip(value: str) -> IPv4Address | IPv6Address | None:
+    value = value.strip()
+    if value.startswith("[") and "]" in value:  # [v6]:port
+        value = value[1:value.index("]")]
+    elif value.count(":") == 1:  # v4:port
+        value = value.split(":", 1)[0]
+    try:
+        return ip_address(value)
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: list[str], trusted: list[str]) -> str | None:
+    """The address a request comes from. ``X-Forwarded-For`` is believed only when the socket peer is a
+    trusted proxy; it is then read from the right, skipping the trusted proxies that appended to it:
+    the first address not trusted is the client (what the nearest trusted proxy saw)."""
+    nets = trusted_networks(tuple(trusted))
+    peer_ip = _ip(peer) if peer else None
+    if not nets or peer_ip is None or not any(peer_ip in n for n in nets):
+        return peer
+    hops = [h for value in forwarded_for for h in value.split(",") if h.strip()]
+    client = str(peer_ip)
+    for hop in reversed(hops):
+        ip = _ip(hop)
+        if ip is None:  # garbage: stop at the last address a trusted proxy vouched for
+            break
+        client = str(ip)
+        if not any(ip in n for n in nets):
+            break
+    return client
+
+
+def delay_after(failures: int) -> timedelta | None:
+    """How long a (account, address) pair waits after its ``failures``-th consecutive failure."""
+    if failures < FREE_FAILURES:
+        return None
+    return min(FIRST_DELAY * 2 ** min(failures - FREE_FAILURES, 20), MAX_DELAY)
+
+
+def _minutes(delta: timedelta) -> int:
+    return max(1, -(-int(delta.total_seconds()) // 60))
+
+
+def _reserve(conn: Connection, name: str, address: str, now: datetime) -> int:
+    """Decide and count one attempt in one transaction, before its password is checked.
+
+    The address row is locked first (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE``
+    serialises every writer), so concurrent attempts from one address are decided one after the other:
+    each is counted as a failure up front, and at most ``FREE_FAILURES`` reach the password check.
+    Returns the id of the attempt's ``login_attempts`` row."""
+    dialect.insert_ignore(conn, login_throttles, [
+        {"user_name": ANY_ACCOUNT, "address": address, "failures": 0},
+        {"user_name": name, "address": address, "failures": 0},
+    ], "user_name", "address")
+    rows = {r["user_name"]: r for r in conn.execute(dialect.for_update(conn, select(login_throttles).where(
+        login_throttles.c.address == address, login_throttles.c.user_name.in_([ANY_ACCOUNT, name]))
+        .order_by(login_throttles.c.user_name))).mappings()}
+    pair, whole = rows[name], rows[ANY_ACCOUNT]
+    if pair["locked_until"] is not None and pair["locked_until"] > now:
+        wait = _minutes(pair["locked_until"] - now)
+        raise RateLimited(f"too many failed logins for {name!r} from this address; it is locked for {wait} min",
+                          code="locked_out", details={"retry_after_s": wait * 60})
+    fresh = whole["first_failure_at"] is None or now - whole["first_failure_at"] > ADDRESS_WINDOW
+    if not fresh and whole["failures"] >= MAX_ADDRESS_FAILURES:
+        wait = _minutes(whole["first_failure_at"] + ADDRESS_WINDOW - now)
+        raise RateLimited("too many failed logins from this address; try again later", code="rate_limited",
+                          details={"retry_after_s": wait * 60})
+    forgotten = pair["last_failure_at"] is None or now - pair["last_failure_at"] > FORGET_AFTER
+    failures = 1 if forgotten else pair["failures"] + 1
+    delay = delay_after(failures)
+    conn.execute(update(login_throttles).where(login_throttles.c.user_name == name,
+                                               login_throttles.c.address == address).values(
+        failures=failures, last_failure_at=now, first_failure_at=now if forgotten else pair["first_failure_at"],
+        locked_until=now + delay if delay else None))
+    conn.execute(update(login_throttles).where(login_throttles.c.user_name == ANY_ACCOUNT,
+                                               login_throttles.c.address == address).values(
+        failures=1 if fresh else whole["failures"] + 1, last_failure_at=now,
+        first_failure_at=now if fresh else whole["first_failure_at"]))
+    attempt: int = conn.execute(login_attempts.insert().values(user_name=name, address=address, ts=now, ok=False)
+                                .returning(login_attempts.c.id)).scalar_one()
+    return attempt
+
+
+def _release(conn: Connection, name: str, address: str, attempt: int) -> None:
+    """A successful login: the pair's failures are cleared and the address's count gives the attempt back."""
+    conn.execute(update(login_throttles).where(login_throttles.c.user_name == name,
+                                               login_throttles.c.address == address).values(
+        failures=0, first_failure_at=None, last_failure_at=None, locked_until=None))
+    conn.execute(update(login_throttles).where(login_throttles.c.user_name == ANY_ACCOUNT,
+                                               login_throttles.c.address == address,
+                                               login_throttles.c.failures > 0).values(
+        failures=login_throttles.c.failures - 1))
+    conn.execute(update(login_attempts).where(login_attempts.c.id == attempt).values(ok=True))
 
 
 def login(ctx: Context, name: str, password: str, address: str | None) -> tuple[str, Session]:
-    """Check the limits, the password and the role; return (cookie value, session)."""
+    """Count the attempt against the limits, check the password and the role; return (cookie value,
+    session). ``address`` is the client address (see ``web.session.client_address``)."""
     name = name.strip()[:100]
+    if not name:
+        raise Unauthorized("wrong user name or password", code="bad_credentials")
+    where = (address or "unknown")[:64]
     now = ctx.clock()
-    _check_limits(ctx, name, address, now)
+    with ctx.db.write() as conn:
+        attempt = _reserve(conn, name, where, now)
     try:
         principal = authenticate_password(ctx, name, password)
     except (Unauthorized, Forbidden) as exc:
         with ctx.db.write() as conn:
-            conn.execute(login_attempts.insert().values(user_name=name, address=address, ts=now, ok=False))
-            audit.record(conn, now, name or "anonymous", "login.failed", "user", name, None,
-                         {"reason": exc.code}, address)
+            audit.record(conn, now, name, "login.failed", "user", name, None, {"reason": exc.code}, address)
         raise
     value = secrets.token_urlsafe(32)
     session = Session(principal=principal, csrf_token=new_csrf_token(), id_hash=_hash(value),
                       expires_at=now + SESSION_TTL)
     with ctx.db.write() as conn:
-        conn.execute(login_attempts.insert().values(user_name=name, address=address, ts=now, ok=True))
+        _release(conn, name, where, attempt)
         conn.execute(web_sessions.insert().values(
             id_hash=session.id_hash, user_id=principal.user_id, csrf_token=session.csrf_token, created_at=now,
             last_seen_at=now, expires_at=session.expires_at, address=address))
         audit.record(conn, now, principal, "login", "user", principal.name, None, {}, address)
     return value, session
+
+
+def unlock(ctx: Context, actor: Principal, name: str, address: str | None = None) -> int:
+    """Clear the login throttling of an account from every address (admins only); returns how many
+    (account, address) pairs were cleared."""
+    actor.require(Action.USER_ADMIN)
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        if conn.execute(select(users.c.id).where(users.c.name == name)).scalar() is None:
+            raise NotFound(f"user {name!r} not found", code="user_not_found")
+        cleared = conn.execute(delete(login_throttles).where(login_throttles.c.user_name == name)).rowcount or 0
+        audit.record(conn, now, actor, "user.unlock", "user", name, None, {"cleared": int(cleared)}, address)
+    return int(cleared)
 
 
 def lookup(ctx: Context, value: str) -> Session | None:
@@ -97,15 +212,14 @@ def lookup(ctx: Context, value: str) -> Session | None:
         return None
     now = ctx.clock()
     id_hash = _hash(value)
+    stmt = principal_query(web_sessions.c.csrf_token, web_sessions.c.expires_at, web_sessions.c.last_seen_at)
     with ctx.db.read() as conn:
-        row = conn.execute(
-            select(web_sessions.c.csrf_token, web_sessions.c.expires_at, web_sessions.c.last_seen_at,
-                   users.c.id, users.c.name, users.c.role, users.c.disabled)
-            .join(users, users.c.id == web_sessions.c.user_id)
-            .where(web_sessions.c.id_hash == id_hash)).mappings().first()
-        if row is None or row["disabled"] or row["expires_at"] <= now or row["role"] == Role.EXECUTOR.value:
-            return None
-        principal = _principal(conn, row["id"], row["name"], row["role"])
+        rows = list(conn.execute(stmt.join(web_sessions, web_sessions.c.user_id == users.c.id)
+                                 .where(web_sessions.c.id_hash == id_hash)).mappings())
+    row = rows[0] if rows else None
+    if row is None or row["disabled"] or row["expires_at"] <= now or row["role"] == Role.EXECUTOR.value:
+        return None
+    principal = principal_from_rows(rows)
     if now - row["last_seen_at"] > TOUCH_EVERY:
         with ctx.db.write() as conn:
             conn.execute(update(web_sessions).where(web_sessions.c.id_hash == id_hash).values(last_seen_at=now))

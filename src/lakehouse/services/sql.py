@@ -8,6 +8,15 @@ the environment's tables; configuration locked) where the tables are ``bronze.x`
 The whole result is stored as a Parquet blob (content-addressed, in ``LAKEHOUSE_HOME/artifacts``),
 the answer carries a preview, and every attempt — failures too — is a row of ``query_history``.
 
+Limits (settings ``LAKEHOUSE_SQL_*``): each query gets a DuckDB memory limit and a private spill folder
+removed when it ends; its timeout defaults to, and may not exceed, the admin's ``sql_max_timeout_s``
+(``timeout_too_long``, 422, beyond: refused rather than clamped, so a caller never believes it got
+more time than it has); it runs only if its user and its workspace are under their caps of running
+queries (``RateLimited``, see :mod:`lakehouse.services.sql_pool`); the preview is capped in rows and
+bytes; stored results expire by age and by workspace quota (:mod:`lakehouse.services.sql_results`).
+HTTP edges call :func:`run_query_in_pool`, which runs the query on the SQL pool, never on an HTTP
+thread. Downloading a stored result needs the ``query`` right in the query's workspace.
+
 ``engine="trino"`` sends the query to the Trino connection (type ``trino``) of the workspace and
 environment (``engine_unavailable`` when there is none); there the tables are named as Trino sees the
 Iceberg catalog: ``iceberg.bronze_dev.account_move``. Its read-only check is lexical (see
@@ -36,13 +45,13 @@ from sqlalchemy import func, select
 
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
-from lakehouse.lake import blobs
 from lakehouse.lake.blobstore import BlobStore
 from lakehouse.lake.catalog import catalog_for
-from lakehouse.services import workspaces
+from lakehouse.services import sql_pool, sql_results, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound, ServiceError
+from lakehouse.services.sql_results import ResultSink as _ResultSink
 from lakehouse.store import dialect
 from lakehouse.store.tables import blobs as blobs_table
 from lakehouse.store.tables import query_history
@@ -167,16 +176,48 @@ def _check_args(sql: Any, engine: str, env: str, limit_preview: int) -> None:
         raise InvalidInput(f"limit_preview must be between 0 and {MAX_PREVIEW}", code="invalid")
 
 
+def check_timeout(ctx: Context, timeout_s: float | None) -> float:
+    """The timeout a query gets: the admin's maximum when none is asked; more than it is refused."""
+    most = ctx.settings.sql_max_timeout_s
+    if timeout_s is None:
+        return most
+    if not timeout_s > 0:
+        raise InvalidInput("timeout_s must be positive", code="invalid")
+    if timeout_s > most:
+        raise InvalidInput(f"timeout_s may be at most {most:g} s on this server (sql_max_timeout_s)",
+                           code="timeout_too_long", details={"max_timeout_s": most, "asked_s": timeout_s})
+    return float(timeout_s)
+
+
+async def run_query_in_pool(ctx: Context, principal: Principal, sql: str, engine: str = "duckdb",
+                            env: str = "dev", workspace: str = "default", limit_preview: int = 100, *,
+                            timeout_s: float | None = None) -> dict[str, Any]:
+    """:func:`run_query` on the SQL pool, awaited: what the HTTP edges call (``RateLimited`` ``sql_busy``
+    when the pool and its queue are full)."""
+    check_timeout(ctx, timeout_s)  # refused before it takes a place in the queue
+    return await sql_pool.runtime(ctx).run(run_query, ctx, principal, sql, engine, env, workspace, limit_preview,
+                                           timeout_s=timeout_s)
+
+
 def run_query(ctx: Context, principal: Principal, sql: str, engine: str = "duckdb", env: str = "dev",
-              workspace: str = "default", limit_preview: int = 100, *, timeout_s: float | None = 300.0,
+              workspace: str = "default", limit_preview: int = 100, *, timeout_s: float | None = None,
               run_id: str | None = None) -> dict[str, Any]:
     """Run one read-only query; returns ``{query_id, columns: [{name, type}], rows (preview, lists in
-    column order), row_count, truncated, duration_ms, snapshot_ids: [{table, snapshot_id}],
-    result_sha256, engine, env, workspace}``. Errors are ``InvalidInput`` (``sql_error`` with
-    line/column, ``sql_not_allowed``, ``engine_unavailable``, ``query_timeout``) and are recorded too."""
+    column order), row_count, truncated, truncated_by ("rows", "bytes" or None), duration_ms,
+    snapshot_ids: [{table, snapshot_id}], result_sha256, engine, env, workspace}``. Errors are
+    ``InvalidInput`` (``sql_error`` with line/column, ``sql_not_allowed``, ``engine_unavailable``,
+    ``query_timeout``, ``timeout_too_long``), recorded too but for a refused timeout, and ``RateLimited``
+    (a cap of running queries; not recorded). ``timeout_s`` None: the admin's maximum."""
     principal.require(Action.QUERY)
     _check_args(sql, engine, env, limit_preview)
+    timeout = check_timeout(ctx, timeout_s)
     ws_id = workspaces.resolve_for(ctx, principal, workspace)
+    with sql_pool.runtime(ctx).gate.admit(principal.name, ws_id, timeout):
+        return _run_admitted(ctx, principal, ws_id, sql, engine, env, workspace, limit_preview, timeout, run_id)
+
+
+def _run_admitted(ctx: Context, principal: Principal, ws_id: int, sql: str, engine: str, env: str, workspace: str,
+                  limit_preview: int, timeout_s: float, run_id: str | None) -> dict[str, Any]:
     started_at = ctx.clock()
     t0 = time.perf_counter()
     try:
@@ -198,59 +239,25 @@ def run_query(ctx: Context, principal: Principal, sql: str, engine: str = "duckd
                        rows=result["row_count"], snapshot_ids=result["snapshot_ids"],
                        result=(result["result_sha256"], result.pop("_size"), result.pop("_uri")), run_id=run_id,
                        duration_ms=duration_ms)
+    try:
+        sql_results.sweep(ctx, ws_id, keep=query_id)
+    except Exception:  # a failed clean-up must not fail the query; the next one retries it
+        log.exception("sweeping stored query results failed", extra={"workspace_id": ws_id})
     return {"query_id": query_id, **result, "duration_ms": round(duration_ms, 3), "engine": engine, "env": env,
             "workspace": workspace}
 
 
-class _ResultSink:
-    """Streams result batches into a Parquet file in the blob store and keeps a preview."""
-
-    def __init__(self, ctx: Context, limit_preview: int) -> None:
-        self.store = BlobStore(ctx.settings.artifacts_dir)
-        self.path = blobs.temp_path(self.store, ".parquet")
-        self.limit = limit_preview
-        self.preview: list[list[Any]] = []
-        self.count = 0
-        self._writer: Any = None
-
-    def open(self, schema: pa.Schema) -> None:
-        import pyarrow.parquet as pq
-
-        self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
-        self._writer.write_batch(batch)
-        if len(self.preview) < self.limit:
-            take = batch.slice(0, self.limit - len(self.preview))
-            cols = [take.column(i).to_pylist() for i in range(take.num_columns)]
-            self.preview.extend([jsonable(v) for v in row] for row in zip(*cols, strict=True))
-        self.count += batch.num_rows
-
-    def finish(self, columns: list[dict[str, str]], reads: list[dict[str, Any]]) -> dict[str, Any]:
-        self._writer.close()
-        self._writer = None
-        sha, size = blobs.put_file(self.store, self.path)
-        return {"columns": columns, "rows": self.preview, "row_count": self.count,
-                "truncated": self.count > len(self.preview), "snapshot_ids": reads, "result_sha256": sha,
-                "_size": size, "_uri": self.store.uri(sha)}
-
-    def discard(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self.path.unlink(missing_ok=True)
-
-
 def _run_duckdb(ctx: Context, sql: str, env: str, workspace: str, limit_preview: int,
-                timeout_s: float | None) -> dict[str, Any]:
+                timeout_s: float) -> dict[str, Any]:
     from lakehouse.lake import duck
 
     sink = _ResultSink(ctx, limit_preview)
     timer: threading.Timer | None = None
     interrupted = threading.Event()
     try:
-        lake = duck.connect(catalog_for(ctx.settings), env, workspace=workspace, views=False, sandbox=True)
+        lake = duck.connect(catalog_for(ctx.settings), env, workspace=workspace, views=False, sandbox=True,
+                            memory_limit_mb=ctx.settings.sql_memory_limit_mb,
+                            temp_root=ctx.settings.home / "sql-tmp")
         try:
             if timeout_s:
                 def _interrupt() -> None:
@@ -331,7 +338,7 @@ def _trino_connection(ctx: Context, principal: Principal, workspace: str, env: s
 
 
 def _run_trino(ctx: Context, principal: Principal, sql: str, env: str, workspace: str, limit_preview: int,
-               timeout_s: float | None) -> dict[str, Any]:
+               timeout_s: float) -> dict[str, Any]:
     """Run the query on a configured Trino (tables are ``<catalog>.<namespace>.<table>`` there, e.g.
     ``iceberg.bronze_dev.account_move``)."""
     config, secrets = _trino_connection(ctx, principal, workspace, env)
@@ -417,6 +424,7 @@ def _record(ctx: Context, ws_id: int, env: str, principal: Principal, engine: st
             workspace_id=ws_id, environment=env, user_name=principal.name, engine=engine, sql_text=sql,
             status=status, error=error, started_at=started_at, duration_ms=duration_ms, rows=rows,
             snapshot_ids=snapshot_ids, result_sha256=result[0] if result else None, run_id=run_id,
+            result_bytes=result[1] if result else None,
         ).returning(query_history.c.id)).scalar_one())
 
 
@@ -458,7 +466,7 @@ def _render(row: Any) -> dict[str, Any]:
             "user": row["user_name"], "engine": row["engine"], "sql": row["sql_text"], "status": row["status"],
             "error": row["error"], "started_at": row["started_at"], "duration_ms": row["duration_ms"],
             "rows": row["rows"], "snapshot_ids": row["snapshot_ids"] or [], "result_sha256": row["result_sha256"],
-            "run_id": row["run_id"]}
+            "run_id": row["run_id"], "result_expired": row["result_expired_at"] is not None}
 
 
 def _base(principal: Principal) -> Any:
@@ -503,9 +511,18 @@ def get_query(ctx: Context, principal: Principal, query_id: int) -> dict[str, An
 
 
 def result_file(ctx: Context, principal: Principal, query_id: int) -> Path:
-    """The Parquet file of a query's full result (404 when the query failed or is not visible)."""
-    q = get_query(ctx, principal, query_id)
+    """The Parquet file of a query's full result: 404 when the query is not visible, failed or its result
+    expired; 403 unless the principal may query in the query's workspace (a viewer sees the history
+    row, not the data)."""
+    with ctx.db.read() as conn:
+        row = conn.execute(_base(principal).where(query_history.c.id == query_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"query {query_id} not found", code="query_not_found")
+    principal.require_in(Action.QUERY, row["workspace_id"])
+    if row["result_expired_at"] is not None:
+        raise NotFound(f"the result of query {query_id} was deleted on {row['result_expired_at']:%Y-%m-%d} "
+                       f"(retention or workspace quota); run the query again", code="result_expired")
     store = BlobStore(ctx.settings.artifacts_dir)
-    if not q["result_sha256"] or not store.exists(q["result_sha256"]):
+    if not row["result_sha256"] or not store.exists(row["result_sha256"]):
         raise NotFound(f"query {query_id} has no stored result", code="result_not_found")
-    return store.path(q["result_sha256"])
+    return store.path(row["result_sha256"])

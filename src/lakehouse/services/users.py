@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from lakehouse.domain.roles import Action, Role
 from lakehouse.services import audit, auth, sessions
+from lakehouse.services import workspaces as workspace_service
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
@@ -77,20 +78,13 @@ def set_disabled(ctx: Context, actor: Principal, name: str, disabled: bool, addr
 
 
 def set_membership(ctx: Context, actor: Principal, name: str, workspace: str, member: bool,
-                   address: str | None = None) -> None:
+                   address: str | None = None, role: str | None = None) -> None:
+    """Add ``name`` to a workspace (with ``role``, capped by their own) or remove them from it."""
     actor.require(Action.USER_ADMIN)
-    with ctx.db.write() as conn:
-        row = _user(conn, name)
-        ws_id = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == workspace)).scalar()
-        if ws_id is None:
-            raise NotFound(f"workspace {workspace!r} not found", code="workspace_not_found")
-        conn.execute(delete(memberships).where(memberships.c.user_id == row["id"],
-                                               memberships.c.workspace_id == ws_id))
-        if member:
-            conn.execute(memberships.insert().values(workspace_id=ws_id, user_id=row["id"], role=row["role"]))
-        sessions.end_user_sessions(conn, row["id"])
-        audit.record(conn, ctx.clock(), actor, "membership.add" if member else "membership.remove", "user", name,
-                     int(ws_id), {"workspace": workspace}, address)
+    if member:
+        workspace_service.set_member(ctx, actor, workspace, name, role, address)
+    else:
+        workspace_service.remove_member(ctx, actor, workspace, name, address, missing_ok=True)
 
 
 def create_token(ctx: Context, actor: Principal, user: str, role: str | None, label: str | None) -> str:
@@ -111,6 +105,6 @@ def revoke_token(ctx: Context, actor: Principal, token_id: int, address: str | N
         audit.record(conn, now, actor, "token.revoke", "token", row[0], None, {"user": row[1]}, address)
 
 
-def list_workspaces(ctx: Context) -> list[str]:
-    with ctx.db.read() as conn:
-        return list(conn.execute(select(workspaces.c.slug).order_by(workspaces.c.slug)).scalars())
+def list_workspaces(ctx: Context, actor: Principal) -> list[str]:
+    actor.require(Action.USER_ADMIN)
+    return [w["slug"] for w in workspace_service.list_workspaces(ctx, actor)]

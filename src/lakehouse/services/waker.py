@@ -1,15 +1,22 @@
 """Wakes long-polling claims and event streams when work or events appear.
 
-In-process: any service that makes a phase runnable calls :meth:`Waker.ready`. Across processes on
-PostgreSQL, :class:`PgListener` turns ``NOTIFY`` into the same calls. No sleep-polling.
+In-process: any service that makes a phase runnable calls :meth:`Waker.ready`, and a retry in
+backoff schedules :meth:`Waker.wake_in` for when it becomes runnable. Across processes on
+PostgreSQL, :class:`PgListener` turns ``NOTIFY`` into the same calls; on SQLite,
+:class:`SqliteWatcher` polls ``PRAGMA data_version`` (a counter SQLite bumps when another connection
+commits, read from shared memory: no query, no lock) and, when it moved, wakes waiters if work is
+runnable and schedules a wake for the next delayed phase.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +27,8 @@ class Waker:
         self._ready: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._runs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
         self._closed = False
+        self._timer: threading.Timer | None = None
+        self._timer_due = 0.0
 
     # producers (any thread)
     def ready(self) -> None:
@@ -28,9 +37,32 @@ class Waker:
         for loop, ev in waiters:
             _set(loop, ev)
 
+    def wake_in(self, delay_s: float) -> None:
+        """Call :meth:`ready` in ``delay_s`` (a retry's backoff ends). One timer: the earliest wins;
+        a later wake is rescheduled by whoever sees the next due phase (claims, the reaper, watchers)."""
+        due = time.monotonic() + max(0.0, delay_s)
+        with self._lock:
+            if self._closed or (self._timer is not None and self._timer.is_alive() and self._timer_due <= due):
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(max(0.0, delay_s) + 0.001, self._fire)
+            self._timer.daemon = True
+            self._timer_due = due
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.ready()
+
     def close(self) -> None:
         """Shutting down: wake every waiter now and let later waits return at once."""
         self._closed = True
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         with self._lock:
             waiters = list(self._ready) + [w for bucket in self._runs.values() for w in bucket]
         for loop, ev in waiters:
@@ -115,3 +147,50 @@ class PgListener(threading.Thread):
             except Exception as exc:  # reconnect after a database restart
                 log.warning("pg listener reconnecting", extra={"error": str(exc)})
                 self._halt.wait(1.0)
+
+
+class SqliteWatcher(threading.Thread):
+    """Cross-process wake-ups on SQLite: work created by another process (the CLI's
+    ``pipelines run``, a second server) wakes this process's long-polls within ``interval_s``.
+
+    Polls ``PRAGMA data_version`` on its own connection (it changes when any other connection
+    commits); when it moved, ``check()`` answers (runnable now, seconds to the next delayed phase)
+    and the watcher calls :meth:`Waker.ready` / :meth:`Waker.wake_in`.
+    """
+
+    def __init__(self, path: str, waker: Waker, check: Callable[[], tuple[bool, float | None]],
+                 interval_s: float = 0.05) -> None:
+        super().__init__(name="sqlite-watcher", daemon=True)
+        self.path = path
+        self.waker = waker
+        self.check = check
+        self.interval_s = interval_s
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        seen: int | None = None
+        conn: sqlite3.Connection | None = None
+        while not self._halt.wait(self.interval_s):
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False)
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version == seen:
+                    continue
+                seen = version
+                runnable, due_in = self.check()
+                if runnable:
+                    self.waker.ready()
+                if due_in is not None:
+                    self.waker.wake_in(due_in)
+            except Exception as exc:  # a locked or replaced file: reopen and try again
+                log.warning("sqlite watcher retrying", extra={"error": str(exc)})
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._halt.wait(1.0)
+        if conn is not None:
+            conn.close()

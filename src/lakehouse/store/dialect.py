@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, text
+from sqlalchemy import Connection, Select, Table, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -55,3 +55,10 @@ def flush_notify(conn: Connection) -> None:
 def advisory_xact_lock(conn: Connection, key: int) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def seconds_since(conn: Connection, start: Any, now: Any) -> Any:
+    """SQL for the seconds elapsed from the ``start`` column to ``now`` (a bound UTC datetime)."""
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", now - start)
+    return (func.julianday(now) - func.julianday(start)) * 86400.0

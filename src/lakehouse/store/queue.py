@@ -11,7 +11,8 @@ from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, selec
 
 from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, RunStatus, phase_transition, run_transition
 from lakehouse.store import dialect
-from lakehouse.store.tables import executors, phase_attempts, phases, run_events, runs
+from lakehouse.store.tables import executors, phase_attempts, phases, run_events, runs, workspaces
+from lakehouse.store.types import UTCDateTime
 
 READY_CHANNEL = "lakehouse_ready"
 EVENTS_CHANNEL = "lakehouse_events"
@@ -120,8 +121,11 @@ def read_events(conn: Connection, run_id: str, after: int = 0, limit: int = 1000
 # --- claiming ---------------------------------------------------------------------------------
 
 def claim_candidates(conn: Connection, capabilities: Iterable[str], now: datetime, limit: int,
-                     run_id: str | None = None) -> list[RowMapping]:
-    """Runnable phases this executor can take, oldest first, locked (SKIP LOCKED on Postgres)."""
+                     run_id: str | None = None, workspace_ids: Iterable[int] | None = None) -> list[RowMapping]:
+    """Runnable phases this executor can take, oldest first, locked (SKIP LOCKED on Postgres).
+    ``workspace_ids`` (an executor bound to workspaces) keeps only phases of runs in them; None: all."""
+    scoped = workspace_ids is not None
+
     def build() -> Any:
         stmt = (select(phases)
                 .where(phases.c.status == PhaseStatus.QUEUED.value,
@@ -131,10 +135,31 @@ def claim_candidates(conn: Connection, capabilities: Iterable[str], now: datetim
                 .limit(bindparam("limit")))
         if run_id is not None:
             stmt = stmt.where(phases.c.run_id == bindparam("run_id"))
-        return dialect.skip_locked(conn, stmt)
+        if scoped:
+            stmt = stmt.where(phases.c.run_id.in_(
+                select(runs.c.id).where(runs.c.workspace_id.in_(bindparam("ws", expanding=True)))))
+        return dialect.skip_locked(conn, stmt, phases)
 
-    params = {"caps": list(capabilities), "now": now, "limit": limit, "run_id": run_id}
-    return list(conn.execute(_stmt(conn, f"claim_candidates:{run_id is None}", build), params).mappings())
+    params: dict[str, Any] = {"caps": list(capabilities), "now": now, "limit": limit, "run_id": run_id}
+    if scoped:
+        params["ws"] = sorted(workspace_ids or ())
+    name = f"claim_candidates:{run_id is None}:{scoped}"
+    return list(conn.execute(_stmt(conn, name, build), params).mappings())
+
+
+def workspace_slug(conn: Connection, workspace_id: int) -> str:
+    """A workspace's slug (claims carry it to the executor)."""
+    stmt = _stmt(conn, "workspace_slug", lambda: select(workspaces.c.slug).where(
+        workspaces.c.id == bindparam("ws_id")))
+    slug: str = conn.execute(stmt, {"ws_id": workspace_id}).scalar_one()
+    return slug
+
+
+def runnable_now(conn: Connection, now: datetime) -> bool:
+    """Is any phase runnable at ``now``? (Cheap: the claimable index.) Wakes cross-process waiters."""
+    stmt = _stmt(conn, "runnable_now", lambda: select(phases.c.id).where(
+        phases.c.status == PhaseStatus.QUEUED.value, phases.c.available_at <= bindparam("now")).limit(1))
+    return conn.execute(stmt, {"now": now}).first() is not None
 
 
 def lease_phase(conn: Connection, phase: RowMapping, *, executor_id: str, lease_token: str,
@@ -282,11 +307,17 @@ def expired_leases(conn: Connection, now: datetime, claim_deadline: datetime, li
 
 
 def timed_out_phases(conn: Connection, now: datetime, limit: int = 100) -> list[RowMapping]:
-    stmt = (select(phases).where(phases.c.status == PhaseStatus.RUNNING.value,
-                                 phases.c.timeout_s.is_not(None), phases.c.started_at.is_not(None))
-            .order_by(phases.c.id).limit(limit))
-    rows = conn.execute(dialect.skip_locked(conn, stmt, phases)).mappings()
-    return [r for r in rows if (now - r["started_at"]).total_seconds() > r["timeout_s"]]
+    """Running phases past their ``timeout_s``; the elapsed-time test is in SQL, so a page of
+    ``limit`` holds only phases that really timed out (later ones are never starved)."""
+    def build() -> Any:
+        elapsed = dialect.seconds_since(conn, phases.c.started_at, bindparam("now", type_=UTCDateTime()))
+        stmt = (select(phases).where(phases.c.status == PhaseStatus.RUNNING.value,
+                                     phases.c.timeout_s.is_not(None), phases.c.started_at.is_not(None),
+                                     elapsed > phases.c.timeout_s)
+                .order_by(phases.c.id).limit(bindparam("limit")))
+        return dialect.skip_locked(conn, stmt, phases)
+
+    return list(conn.execute(_stmt(conn, "timed_out_phases", build), {"now": now, "limit": limit}).mappings())
 
 
 # --- executors --------------------------------------------------------------------------------

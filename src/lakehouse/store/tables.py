@@ -218,8 +218,10 @@ audit_log = Table(
     Column("object_id", String(200), nullable=True),
     Column("details", JSONDoc(), nullable=True),
     Column("address", String(64), nullable=True),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
+    Column("seq", ID, nullable=True),  # chain order, set when the entry is sealed
+    Column("prev_hash", String(64), nullable=True),
+    Column("hash", String(64), nullable=True),
+    Index("ux_audit_log_seq", "seq", unique=True),
 )
 
 # --- data plane ---------------------------------------------------------------------------------
@@ -241,7 +243,10 @@ query_history = Table(
     Column("snapshot_ids", JSONDoc(), nullable=True),
     Column("result_sha256", String(64), nullable=True),
     Column("run_id", String(36), nullable=True),
+    Column("result_bytes", BigInteger, nullable=True),
+    Column("result_expired_at", UTCDateTime(), nullable=True),  # the stored result was deleted then
     Index("ix_query_history_ws_started", "workspace_id", "started_at"),
+    Index("ix_query_history_result_sha256", "result_sha256"),
 )
 
 watermarks = Table(
@@ -299,6 +304,18 @@ login_attempts = Table(
     Column("ok", Boolean, nullable=False),
     Index("ix_login_attempts_user_ts", "user_name", "ts"),
     Index("ix_login_attempts_address_ts", "address", "ts"),
+)
+
+login_throttles = Table(
+    "login_throttles",
+    metadata,
+    # failed logins per (account name, client address); user_name '' is the address as a whole
+    Column("user_name", String(100), primary_key=True),
+    Column("address", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("first_failure_at", UTCDateTime(), nullable=True),
+    Column("last_failure_at", UTCDateTime(), nullable=True),
+    Column("locked_until", UTCDateTime(), nullable=True),
 )
 
 connections = Table(

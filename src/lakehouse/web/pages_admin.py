@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
-from lakehouse.services import connections, users
+from lakehouse.services import connections, users, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.errors import ServiceError
 from lakehouse.web import queries
@@ -103,7 +103,12 @@ async def update_connection(conn_id: int, request: Request, p: Principal = Depen
 
 @router.post("/connections/{conn_id}/test")
 def test_connection(conn_id: int, request: Request, p: Principal = Depends(user)) -> Response:
-    result = connections.test_connection(context(request), p, conn_id, address(request))
+    try:
+        result = connections.test_connection(context(request), p, conn_id, address(request))
+    except ServiceError as exc:  # refused before connecting (egress allow-list, SQLite folders): recorded
+        if exc.status in (403, 404):
+            raise
+        result = {"ok": False, "message": exc.message, "elapsed_ms": 0}
     if is_htmx(request):
         return page(request, "connection_test.html", result=result)
     return RedirectResponse(f"/connections/{conn_id}", status_code=303)
@@ -136,7 +141,7 @@ def audit_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
 def _users_page(request: Request, p: Principal, status: int = 200, **extra: Any) -> HTMLResponse:
     ctx = context(request)
     return page(request, "users.html", status_code=status, nav="users", rows=users.list_users(ctx, p),
-                roles=[r.value for r in Role], workspaces=users.list_workspaces(ctx), **extra)
+                roles=[r.value for r in Role], workspaces=users.list_workspaces(ctx, p), **extra)
 
 
 @router.get("/admin/users")
@@ -175,3 +180,43 @@ async def users_action(request: Request, p: Principal = Depends(user)) -> Respon
     if new_token:
         return _users_page(request, p, new_token=new_token, token_user=form.get("name"))
     return RedirectResponse("/admin/users", status_code=303)
+
+
+# --- workspaces and their members ------------------------------------------------------------------
+
+def _workspaces_page(request: Request, p: Principal, status: int = 200, **extra: Any) -> HTMLResponse:
+    ctx = context(request)
+    return page(request, "workspaces.html", status_code=status, nav="workspaces",
+                rows=workspaces.list_workspaces(ctx, p), members=workspaces.all_members(ctx, p),
+                user_names=[u["name"] for u in users.list_users(ctx, p)], member_roles=workspaces.MEMBER_ROLES,
+                **extra)
+
+
+@router.get("/admin/workspaces")
+def workspaces_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+    return _workspaces_page(request, p)
+
+
+@router.post("/admin/workspaces")
+async def workspaces_action(request: Request, p: Principal = Depends(user)) -> Response:
+    p.require(Action.USER_ADMIN)
+    form = await _form(request)
+    ctx = context(request)
+    addr = address(request)
+    op = form.get("op", "")
+    try:
+        if op == "create":
+            workspaces.create_workspace(ctx, p, form.get("slug", ""), form.get("name") or None, addr)
+        elif op == "member":
+            workspaces.set_member(ctx, p, form.get("workspace", ""), form.get("user", ""), form.get("role") or None,
+                                  addr)
+        elif op == "remove":
+            workspaces.remove_member(ctx, p, form.get("workspace", ""), form.get("user", ""), addr)
+        else:
+            return _workspaces_page(request, p, status=422, error=f"unknown operation {op!r}")
+    except ServiceError as exc:
+        if exc.status == 403:
+            raise
+        return _workspaces_page(request, p, status=exc.status, error=exc.message,
+                                form={"slug": form.get("slug", ""), "name": form.get("name", "")})
+    return RedirectResponse("/admin/workspaces", status_code=303)

@@ -43,7 +43,10 @@ async def login(request: Request, name: str = Form(""), password: str = Form("")
     try:
         value, _session = await run_in_threadpool(sessions.login, ctx, name, password, address(request))
     except ServiceError as exc:
-        return _login_page(request, error=exc.message, name=name, status=exc.status)
+        answer = _login_page(request, error=exc.message, name=name, status=exc.status)
+        if exc.status == 429 and isinstance(exc.details, dict) and "retry_after_s" in exc.details:
+            answer.headers["Retry-After"] = str(int(exc.details["retry_after_s"]))
+        return answer
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(COOKIE, value, max_age=int(sessions.SESSION_TTL.total_seconds()), **cookie_flags(request.scope))
     resp.delete_cookie(PRE_COOKIE, path="/")

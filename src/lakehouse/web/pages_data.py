@@ -8,11 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services.auth import Principal
-from lakehouse.services.errors import InvalidInput, ServiceError
+from lakehouse.services.errors import InvalidInput, RateLimited, ServiceError
 from lakehouse.web import queries
 from lakehouse.web.render import context, is_htmx, mark_web, page, user
 
@@ -139,25 +140,36 @@ def sql_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
 
 
 @router.post("/sql")
-def run_sql(request: Request, sql: str = Form(""), env: str = Form("dev"), p: Principal = Depends(user)
-            ) -> HTMLResponse:
+async def run_sql(request: Request, sql: str = Form(""), env: str = Form("dev"), p: Principal = Depends(user)
+                  ) -> HTMLResponse:
+    """Run a query on the SQL pool (never on an HTTP thread); too many at once is a 429 with Retry-After."""
     svc = _service("sql")
     if svc is None:
         raise InvalidInput("the SQL service is not available in this build", code="unavailable")
     p.require(Action.QUERY)
+    ctx = context(request)
     result = error = None
+    status, headers = 200, {}
     try:
-        result = svc.run_query(context(request), p, sql, "duckdb", env, limit_preview=200)
+        result = await svc.run_query_in_pool(ctx, p, sql, "duckdb", env, limit_preview=200)
     except InvalidInput as exc:
         error = {"message": exc.message, "details": exc.details or {}}
+    except RateLimited as exc:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        error = {"message": exc.message, "details": {}}
+        headers = {"Retry-After": str(int(details.get("retry_after_s", 1)))}
+        status = 200 if is_htmx(request) else exc.status  # htmx swaps only 2xx answers into the page
     template = "sql_result.html" if is_htmx(request) else "sql.html"
-    history = [] if is_htmx(request) else svc.search_history(context(request), p, limit=30)
-    return page(request, template, nav="sql", result=result, error=error, text=sql, env=env, envs=ENVIRONMENTS,
-                history=history, available=True, search="", status_code=200)
+    history = [] if is_htmx(request) else await run_in_threadpool(svc.search_history, ctx, p, limit=30)
+    answer = page(request, template, nav="sql", result=result, error=error, text=sql, env=env, envs=ENVIRONMENTS,
+                  history=history, available=True, search="", status_code=status)
+    answer.headers.update(headers)
+    return answer
 
 
 @router.get("/sql/queries/{query_id}/result.{fmt}")
 def download_result(query_id: int, fmt: str, request: Request, p: Principal = Depends(user)) -> Response:
+    """The stored result; the service checks the ``query`` right in the query's workspace (403 for a viewer)."""
     svc = _service("sql")
     if svc is None or fmt not in ("csv", "parquet"):
         raise InvalidInput("download as .csv or .parquet", code="invalid_format")

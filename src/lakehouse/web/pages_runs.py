@@ -188,7 +188,7 @@ def artifact_preview(run_id: str, sha256: str, request: Request, p: Principal = 
 def executors_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
     ctx = context(request)
     p.require(Action.READ)
-    rows = executors.list_executors(ctx)
+    rows = executors.list_executors(ctx, p)
     leases = queries.executor_leases(ctx)
     for r in rows:
         lease = leases.get(r["executor_id"])

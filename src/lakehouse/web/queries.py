@@ -286,11 +286,10 @@ def audit_entries(ctx: Context, principal: Principal, f: AuditFilter, before: in
 
 
 def audit_verify(ctx: Context, principal: Principal) -> tuple[bool, int | None]:
-    principal.require(Action.AUDIT_VIEW)
     from lakehouse.services import audit
 
-    with ctx.db.read() as conn:
-        return audit.verify(conn)
+    result = audit.verify_chain(ctx, principal)
+    return result["ok"], result["first_bad"]
 
 
 def visible_workspaces(ctx: Context, principal: Principal) -> list[str]:

@@ -17,7 +17,7 @@ from lakehouse import __version__
 from lakehouse.domain.roles import Action
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
-from lakehouse.services.sessions import Session
+from lakehouse.services.sessions import Session, client_address
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -147,7 +147,10 @@ def user(request: Request) -> Principal:
 
 
 def address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The socket peer, or the client a trusted proxy names in X-Forwarded-For (``trusted_proxies``)."""
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.getlist("x-forwarded-for"),
+                          request.app.state.ctx.settings.trusted_proxies)
 
 
 def mark_web(request: Request) -> None:

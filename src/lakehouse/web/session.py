@@ -36,6 +36,7 @@ class SessionMiddleware:
     def __init__(self, app: ASGIApp, ctx: Context) -> None:
         self.app = app
         self.ctx = ctx
+        sessions.trusted_networks(tuple(ctx.settings.trusted_proxies))  # a wrong entry fails at start
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/static/"):

@@ -75,6 +75,12 @@ class ExecutorClient:
             body["events"] = events
         return self._post(f"/ops/runs/{run_id}/heartbeat", body)  # type: ignore[no-any-return]
 
+    def heartbeat_many(self, leases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Extend several leases in one call: ``[{run_id, lease_token, progress?, events?}]``; the
+        answer has one item per lease, in order, with ``error`` when that lease is gone."""
+        body = {"leases": [{k: v for k, v in lease.items() if v is not None and v != []} for lease in leases]}
+        return self._post("/ops/heartbeat", body)["results"]  # type: ignore[no-any-return]
+
     def complete(self, run_id: str, lease_token: str, output_manifest: dict[str, Any],
                  events: list[dict[str, Any]] | None = None, claim_next: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
@@ -126,3 +132,9 @@ class ExecutorClient:
             "run_id": run_id, "phase": phase, "name": name, "sha256": sha, "size_bytes": size,
             "media_type": media_type, "metadata": metadata or {},
         })
+
+    def phase_query(self, run_id: str, lease_token: str, sql: str, preview_rows: int = 20,
+                    name: str = "result.parquet") -> dict[str, Any]:
+        """Have the control plane run a ``query`` phase's SQL as the run's creator (handlers/query.py)."""
+        return self._post(f"/ops/runs/{run_id}/query", {  # type: ignore[no-any-return]
+            "lease_token": lease_token, "sql": sql, "preview_rows": preview_rows, "name": name})

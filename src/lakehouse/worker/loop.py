@@ -1,6 +1,11 @@
 """The worker loop: claim (long-poll) → run handler (heartbeat in the background) → complete with the
 next claim in the same call, or fail. SIGTERM finishes the current phase, then exits; a second
-SIGTERM releases the phase (fails it as retryable) and exits."""
+SIGTERM releases the phase (fails it as retryable) and exits.
+
+Every lease the worker holds is heartbeated, not only the running phase's: with ``max_phases`` > 1
+the phases waiting their turn and the finished ones waiting for the batched completion are kept
+alive by one batched heartbeat call. A completion the server refuses (a 4xx other than 409, e.g. a
+malformed manifest) fails that phase with the server's message; it never stops the worker."""
 
 from __future__ import annotations
 
@@ -93,9 +98,14 @@ class Worker:
                     if self.once or (self.max_idle_s is not None and time.monotonic() - idle_since > self.max_idle_s):
                         break
                     continue
+                self.beater.hold(pending)
                 flush_by = time.monotonic() + min(c.get("lease_ttl_s", 30.0) for c in pending) / 3
             idle_since = time.monotonic()
             claim = pending.pop(0)
+            if self.beater.is_lost(claim["lease_token"]):  # it waited its turn and its lease went away
+                log.warning("lease lost before the phase started", extra={"run_id": claim["run_id"]})
+                self.beater.drop(claim["lease_token"])
+                continue
             if self.max_phases == 1:
                 pending.extend(self.execute(claim, claim_next=not pending and not self.stopping.is_set()))
                 continue
@@ -111,6 +121,10 @@ class Worker:
         finished = self._run_phase(claim)
         if finished is None:
             return []
+        return self._complete(finished, claim_next)
+
+    def _complete(self, finished: dict[str, Any], claim_next: bool) -> list[dict[str, Any]]:
+        """Report one finished phase; a refusal fails the phase, nothing here stops the worker."""
         try:
             answer = _retrying(lambda: self.client.complete(
                 finished["run_id"], finished["lease_token"], finished["output_manifest"], finished["events"],
@@ -118,8 +132,31 @@ class Worker:
         except LeaseLostError:
             log.warning("lease lost before complete", extra={"run_id": finished["run_id"]})
             return []
+        except ContractError as exc:
+            self._refused(finished, exc.status, exc.code, exc.message)
+            return []
+        except (httpx.HTTPError, OSError) as exc:  # the server stayed away: the reaper requeues the phase
+            log.error("could not report a completion", extra={"run_id": finished["run_id"], "error": str(exc)})
+            return []
+        finally:
+            self.beater.drop(finished["lease_token"])
         self.done += 1
-        return answer.get("next") or []
+        nxt: list[dict[str, Any]] = answer.get("next") or []
+        self.beater.hold(nxt)
+        return nxt
+
+    def _refused(self, finished: dict[str, Any], status: int, code: str, message: str) -> None:
+        """The server refused a completion: a 4xx other than 409 fails the phase with its message (the
+        same output would be refused again, so not retryable); a 409 or a 5xx is left to the lease."""
+        if status == 409 or status >= 500:
+            log.warning("completion not accepted", extra={"run_id": finished["run_id"], "error": message})
+            return
+        error = f"the server refused the phase's completion ({status} {code}): {message}"
+        log.error("completion refused", extra={"run_id": finished["run_id"], "error": error})
+        try:
+            _retrying(lambda: self.client.fail(finished["run_id"], finished["lease_token"], error, False), 30)
+        except (ContractError, httpx.HTTPError, OSError) as exc:
+            log.warning("could not fail the refused phase", extra={"run_id": finished["run_id"], "error": str(exc)})
 
     def _claim_next(self) -> dict[str, Any]:
         return {"executor_id": self.executor_id, "capabilities": self.capabilities, "max_phases": self.max_phases}
@@ -128,13 +165,35 @@ class Worker:
         """Complete a batch of finished phases in one call (and lease the next batch in it)."""
         batch = list(done)
         done.clear()
-        answer = _retrying(lambda: self.client.complete_many(batch, self._claim_next() if claim_next else None))
-        for r in answer["results"]:
+        try:
+            answer = _retrying(lambda: self.client.complete_many(batch, self._claim_next() if claim_next else None))
+        except ContractError as exc:
+            if exc.status == 409 or exc.status >= 500:
+                log.warning("batched completion not accepted", extra={"error": exc.message})
+                for f in batch:
+                    self.beater.drop(f["lease_token"])
+                return []
+            for f in batch:  # the whole batch was refused (one bad item): report each on its own
+                self._complete(f, claim_next=False)
+            return []
+        except (httpx.HTTPError, OSError) as exc:
+            log.error("could not report completions", extra={"error": str(exc)})
+            for f in batch:
+                self.beater.drop(f["lease_token"])
+            return []
+        for f, r in zip(batch, answer["results"], strict=False):
             if "error" in r:
-                log.warning("completion refused", extra={"run_id": r["run_id"], "error": r["error"]["message"]})
+                err = r["error"]
+                if err["code"] in ("lease_lost", "run_not_found"):
+                    log.warning("completion refused", extra={"run_id": r["run_id"], "error": err["message"]})
+                else:
+                    self._refused(f, 422, err["code"], err["message"])
             else:
                 self.done += 1
-        return answer.get("next") or []
+            self.beater.drop(f["lease_token"])
+        nxt: list[dict[str, Any]] = answer.get("next") or []
+        self.beater.hold(nxt)
+        return nxt
 
     def _run_phase(self, claim: dict[str, Any]) -> dict[str, Any] | None:
         """Run the handler with heartbeats; report a failure itself; return the completion to send."""
@@ -157,12 +216,14 @@ class Worker:
         except PhaseCancelled as exc:
             lost = self.beater.unwatch()
             if lost:
+                self.beater.drop(ctx.lease_token)
                 return None
             if self.stopping.is_set() and ctx.cancel_reason == "worker shut down":
                 try:  # give the phase back untouched: another worker starts it over
                     _retrying(lambda: self.client.release(ctx.run_id, ctx.lease_token, "worker shut down"), 10)
                 except (LeaseLostError, ContractError, httpx.HTTPError, OSError):
                     pass
+                self.beater.drop(ctx.lease_token)
                 return None
             self._fail(ctx, str(exc), retryable=True)
             return None
@@ -179,6 +240,7 @@ class Worker:
             self.current = None
             ctx.cleanup()
         if self.beater.unwatch():
+            self.beater.drop(ctx.lease_token)
             return None
         if ctx.artifacts:
             manifest.setdefault("artifacts", [
@@ -189,9 +251,19 @@ class Worker:
     def _fail(self, ctx: PhaseContext, error: str, retryable: bool) -> None:
         events, _ = ctx.drain()
         try:
-            _retrying(lambda: self.client.fail(ctx.run_id, ctx.lease_token, error, retryable, events))
+            try:
+                _retrying(lambda: self.client.fail(ctx.run_id, ctx.lease_token, error, retryable, events))
+            except ContractError as exc:
+                if not events or isinstance(exc, LeaseLostError) or exc.status in (404, 409) or exc.status >= 500:
+                    raise
+                # the server refused the events riding along (e.g. a NUL byte): fail without them
+                _retrying(lambda: self.client.fail(ctx.run_id, ctx.lease_token, error, retryable), 30)
         except LeaseLostError:
             pass
+        except (ContractError, httpx.HTTPError, OSError) as exc:
+            log.warning("could not fail the phase", extra={"run_id": ctx.run_id, "error": str(exc)})
+        finally:
+            self.beater.drop(ctx.lease_token)
 
 
 def _retrying(call: Any, budget_s: float = 120.0) -> Any:
@@ -217,53 +289,129 @@ class _Interrupted(BaseException):
 
 
 class _Beater(threading.Thread):
-    """One long-lived thread per worker: extends the lease of the phase being run every ttl/3,
-    carries buffered events and progress, and enforces ``timeout_s``."""
+    """One long-lived thread per worker: every ttl/3 it extends EVERY lease the worker holds (the
+    running phase's, with its buffered events and progress, and those of a batched claim's phases
+    waiting their turn or their batched completion) in one call, and enforces ``timeout_s``."""
 
     def __init__(self, client: ExecutorClient) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.client = client
         self._cv = threading.Condition()
         self._ctx: PhaseContext | None = None
+        self._held: dict[str, str] = {}  # lease_token -> run_id
+        self._lost: set[str] = set()  # held leases the server answered are gone
         self._interval = 10.0
+        self._next_beat: float | None = None
         self._deadline: float | None = None
-        self._lost = False
+
+    def hold(self, claims: list[dict[str, Any]]) -> None:
+        """Keep these leases alive until :meth:`drop`."""
+        if not claims:
+            return
+        with self._cv:
+            for c in claims:
+                self._held[c["lease_token"]] = c["run_id"]
+                self._interval = max(0.05, float(c.get("lease_ttl_s") or 30.0) / 3)
+            if self._next_beat is None:
+                self._next_beat = time.monotonic() + self._interval
+            self._cv.notify()
+
+    def drop(self, lease_token: str) -> None:
+        with self._cv:
+            self._held.pop(lease_token, None)
+            self._lost.discard(lease_token)
+
+    def is_lost(self, lease_token: str) -> bool:
+        with self._cv:
+            return lease_token in self._lost
 
     def watch(self, ctx: PhaseContext, ttl_s: float, timeout_s: float | None) -> None:
         with self._cv:
             self._ctx = ctx
-            self._interval = max(0.05, ttl_s / 3)
+            if ctx.lease_token not in self._held:
+                self._held[ctx.lease_token] = ctx.run_id
+                self._interval = max(0.05, ttl_s / 3)
+            if self._next_beat is None:
+                self._next_beat = time.monotonic() + self._interval
             self._deadline = time.monotonic() + timeout_s if timeout_s else None
-            self._lost = False
             self._cv.notify()
 
     def unwatch(self) -> bool:
-        """Stop beating for the current phase; True when its lease was lost meanwhile."""
+        """Stop carrying the current phase's events; True when its lease was lost meanwhile."""
         with self._cv:
-            self._ctx = None
+            ctx, self._ctx = self._ctx, None
+            self._deadline = None
             self._cv.notify()
-            return self._lost
+            return ctx is not None and ctx.lease_token in self._lost
+
+    def _wait_for_beat(self) -> tuple[PhaseContext | None, list[tuple[str, str]]]:
+        """Sleep until the next beat is due (enforcing the running phase's deadline meanwhile);
+        returns the running phase and every held lease to extend."""
+        with self._cv:
+            while True:
+                if not self._held:
+                    self._next_beat = None
+                    self._cv.wait()
+                    continue
+                now = time.monotonic()
+                if self._next_beat is None:
+                    self._next_beat = now + self._interval
+                ctx = self._ctx
+                if ctx is not None and self._deadline is not None and now > self._deadline:
+                    ctx.cancel_reason = "phase timed out"
+                    ctx.cancelled.set()
+                    self._deadline = None
+                if now >= self._next_beat:
+                    self._next_beat = now + self._interval
+                    leases = [(run_id, token) for token, run_id in self._held.items() if token not in self._lost]
+                    if leases:
+                        return ctx, leases
+                    continue
+                wake = self._next_beat if self._deadline is None else min(self._next_beat, self._deadline)
+                self._cv.wait(max(0.0, wake - now))
+
+    def _mark_lost(self, lease_token: str, message: str) -> None:
+        with self._cv:
+            if lease_token not in self._held:
+                return  # finished meanwhile: the answer is about a lease already given back
+            self._lost.add(lease_token)
+            ctx = self._ctx
+        if ctx is not None and ctx.lease_token == lease_token:
+            ctx.cancel_reason = f"lease lost: {message}"
+            ctx.cancelled.set()
 
     def run(self) -> None:
         while True:
-            with self._cv:
-                ctx = self._ctx
-                self._cv.wait(self._interval if ctx is not None else None)
-                if self._ctx is None or self._ctx is not ctx:
-                    continue
-                if self._deadline and time.monotonic() > self._deadline:
-                    ctx.cancel_reason = "phase timed out"
-                    ctx.cancelled.set()
-            events, progress = ctx.drain()
+            ctx, leases = self._wait_for_beat()
+            events, progress = ctx.drain() if ctx is not None else ([], None)
             try:
-                self.client.heartbeat(ctx.run_id, ctx.lease_token, progress, events)
+                if len(leases) == 1:
+                    run_id, token = leases[0]
+                    mine = ctx is not None and ctx.lease_token == token
+                    self.client.heartbeat(run_id, token, progress if mine else None, events if mine else None)
+                else:
+                    items = [{"run_id": run_id, "lease_token": token}
+                             | ({"progress": progress, "events": events}
+                                if ctx is not None and ctx.lease_token == token else {})
+                             for run_id, token in leases]
+                    for (_, token), answer in zip(leases, self.client.heartbeat_many(items), strict=False):
+                        err = answer.get("error")
+                        if err and err["code"] in ("lease_lost", "run_not_found"):
+                            self._mark_lost(token, err["message"])
+                        elif err:
+                            log.warning("heartbeat refused", extra={"run_id": answer["run_id"],
+                                                                    "error": err["message"]})
             except LeaseLostError as exc:
-                with self._cv:
-                    if self._ctx is ctx:
-                        self._lost = True
-                ctx.cancel_reason = f"lease lost: {exc.message}"
-                ctx.cancelled.set()
+                self._mark_lost(leases[0][1], exc.message)
+            except ContractError as exc:
+                if exc.status == 404 and len(leases) == 1:
+                    self._mark_lost(leases[0][1], exc.message)
+                log.warning("heartbeat refused", extra={"error": exc.message})
+                if exc.status >= 500 and ctx is not None:
+                    with ctx._lock:
+                        ctx._events[:0] = events
             except Exception as exc:  # transient: the next beat may get through before the lease expires
                 log.warning("heartbeat failed", extra={"error": str(exc)})
-                with ctx._lock:
-                    ctx._events[:0] = events
+                if ctx is not None:
+                    with ctx._lock:
+                        ctx._events[:0] = events

@@ -29,8 +29,7 @@ from __future__ import annotations
 import os
 import sys
 
-# This file is named queue.py: keep its folder from shadowing the standard library's ``queue``
-# (concurrent.futures imports it) while still finding _common next to it.
+# find _common next to this file, whatever the working folder
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE] + [_HERE]
 

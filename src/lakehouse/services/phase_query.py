@@ -1,0 +1,60 @@
+"""``query`` phases run on the control plane, as the run's creator, inside the run's workspace.
+
+The executor holding the lease asks the server to run the phase's SQL (``POST
+/ops/runs/{run_id}/query``): the worker needs no metadata database, catalog or other workspace, and
+the query sees exactly what its creator may see — the same sandbox, roles and history as ``/api/sql``.
+The result is registered as the phase's artifact in the same call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lakehouse.domain.roles import Action
+from lakehouse.services import artifacts, auth, runs, sql
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import Forbidden, LeaseLost, NotFound
+from lakehouse.store import queue
+
+
+def run_for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str, text: str,
+                  preview_rows: int = 20, name: str = "result.parquet") -> dict[str, Any]:
+    principal.require(Action.EXECUTE)
+    with ctx.db.read() as conn:
+        run = queue.get_run(conn, run_id)
+        if run is None or not principal.can_see(run["workspace_id"]):
+            raise NotFound(f"run {run_id} not found", code="run_not_found")
+        phase = queue.find_lease(conn, run_id, lease_token)
+        if phase is None:
+            raise LeaseLost("the lease is no longer held (expired and requeued, cancelled or finished)")
+    slug = runs.get_run(ctx, run_id, principal)["workspace"]
+    creator = _acting_as(ctx, run["created_by"] or "", run["workspace_id"])
+    result = sql.run_query(ctx, creator, text, env=run["environment"], workspace=slug,
+                           limit_preview=preview_rows, run_id=run_id)
+    summary = {"query_id": result["query_id"], "rows": result["row_count"], "columns": result["columns"],
+               "snapshot_ids": result["snapshot_ids"], "duration_ms": result["duration_ms"],
+               "result_sha256": result["result_sha256"]}
+    artifact = None
+    if result.get("result_sha256"):
+        preview = [dict(zip([c["name"] for c in result["columns"]], row, strict=False)) for row in result["rows"]]
+        size = artifacts.store_for(ctx).path(result["result_sha256"]).stat().st_size
+        artifact, _ = artifacts.register(ctx, {
+            "run_id": run_id, "phase": phase["name"], "name": name, "sha256": result["result_sha256"],
+            "size_bytes": size, "media_type": "application/vnd.apache.parquet",
+            "metadata": {**sql.jsonable(summary), "preview": sql.jsonable(preview)}}, principal)
+    return {"query": sql.jsonable(summary), "artifact": artifact, "acting_as": creator.name,
+            "workspace": slug, "environment": run["environment"]}
+
+
+def _acting_as(ctx: Context, created_by: str, workspace_id: int) -> Principal:
+    """The run's creator as it is now, limited to the run's workspace; a creator who is gone, disabled
+    or no longer a member cannot have queries run on their behalf."""
+    if created_by == auth.SYSTEM.name:
+        return Principal(name=auth.SYSTEM.name, role=auth.SYSTEM.role, workspace_ids=frozenset({workspace_id}))
+    creator = auth.principal_for_user(ctx, created_by)
+    if creator is None or not creator.can_in(Action.QUERY, workspace_id):
+        raise Forbidden(f"the run's creator {created_by!r} may not query this workspace now",
+                        code="creator_not_allowed")
+    return Principal(name=creator.name, role=creator.role_in(workspace_id), user_id=creator.user_id,
+                     workspace_ids=frozenset({workspace_id}))

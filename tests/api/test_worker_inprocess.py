@@ -1,0 +1,146 @@
+"""The real worker loop against the real app in this process (TestClient as its HTTP connection):
+the worker-side lease bugs of issue 13, and cross-process wake-ups on SQLite."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lakehouse.api.app import create_app
+from lakehouse.domain.runs import PhaseSpec, RunRequest
+from lakehouse.handlers.builtin import noop, sleep
+from lakehouse.services import runs
+from lakehouse.services.auth import SYSTEM
+from lakehouse.services.context import Context, open_context
+from lakehouse.worker.client import ExecutorClient
+from lakehouse.worker.context import PhaseContext
+from lakehouse.worker.loop import Worker
+
+
+@pytest.fixture
+def fast_leases(ctx: Context) -> Context:
+    ctx.settings = ctx.settings.model_copy(update={"lease_ttl_s": 1.5, "reaper_interval_s": 0.1,
+                                                   "claim_start_timeout_s": 1.5})
+    return ctx
+
+
+@pytest.fixture
+def server(fast_leases: Context) -> Iterator[TestClient]:
+    with TestClient(create_app(fast_leases, reaper=True)) as c:
+        yield c
+
+
+def executor_client(http: TestClient, token: str) -> ExecutorClient:
+    client = ExecutorClient("http://testserver", token)
+    client.http.close()
+    http.headers["Authorization"] = f"Bearer {token}"
+    client.http = http
+    return client
+
+
+def run_of(ctx: Context, *phases: dict[str, Any]) -> str:
+    req = RunRequest(spec_slug="worker", git_sha="g", phases=[PhaseSpec(**p) for p in phases])
+    return str(runs.create_run(ctx, req, SYSTEM)[0]["run_id"])
+
+
+def trail(ctx: Context, run_id: str) -> list[dict[str, Any]]:
+    return runs.read_events(ctx, run_id, SYSTEM)
+
+
+def test_batched_claim_of_phases_longer_than_the_lease_runs_each_once(
+        server: TestClient, fast_leases: Context, executor_token: str) -> None:
+    """``--max-phases 4``: four 0.8 s phases with a 1.5 s lease. The waiting phases' leases used to
+    expire (only the running phase was heartbeated), get requeued and run twice."""
+    ctx = fast_leases
+    ids = [run_of(ctx, {"name": "slow", "type": "sleep", "params": {"seconds": 0.8}}) for _ in range(4)]
+    worker = Worker(executor_client(server, executor_token), executor_id="batcher", handlers={"sleep": sleep},
+                    max_phases=4, once=True, wait_s=0)
+    worker.run()
+    for rid in ids:
+        kinds = collections.Counter(e["type"] for e in trail(ctx, rid))
+        assert kinds["PHASE_STARTED"] == 1 and kinds["LEASE_EXPIRED"] == 0, kinds
+        run = runs.get_run(ctx, rid, SYSTEM)
+        assert run["status"] == "succeeded" and run["phases"][0]["attempt"] == 1
+    assert worker.done == 4
+
+
+def bad_watermark(ctx: PhaseContext) -> dict[str, Any]:
+    return {"outputs": {}, "watermarks": {"odoo.account_move": "not an object"}}
+
+
+def bad_lineage(ctx: PhaseContext) -> dict[str, Any]:
+    return {"outputs": {}, "lineage": {"inputs": ["no dots here"], "outputs": ["silver.x"]}}
+
+
+def nul_byte(ctx: PhaseContext) -> dict[str, Any]:
+    return {"outputs": {"silver.x": {"note": "a\x00b"}}}
+
+
+@pytest.mark.parametrize("handler, field", [
+    (bad_watermark, "watermarks.odoo.account_move"), (bad_lineage, "lineage.inputs[0]"),
+    (nul_byte, "outputs.silver.x.note")], ids=["watermark", "lineage", "nul"])
+@pytest.mark.parametrize("max_phases", [1, 3])
+def test_a_refused_completion_fails_the_phase_not_the_worker(
+        server: TestClient, fast_leases: Context, executor_token: str, handler: Any, field: str,
+        max_phases: int) -> None:
+    """A 4xx other than 409 answering ``complete`` used to escape the loop and kill the process; the
+    next worker then crashed on the same phase. Now the phase fails with the server's message and
+    the worker goes on to the next run."""
+    ctx = fast_leases
+    bad = run_of(ctx, {"name": "bad", "type": "bad"}, {"name": "after", "type": "noop"})
+    good = run_of(ctx, {"name": "fine", "type": "noop"})
+    worker = Worker(executor_client(server, executor_token), executor_id="steady",
+                    handlers={"bad": handler, "noop": noop}, max_phases=max_phases, once=True, wait_s=0)
+    worker.run()
+    failed = runs.get_run(ctx, bad, SYSTEM)
+    assert failed["status"] == "failed" and failed["phases"][0]["attempt"] == 1
+    assert "invalid_manifest" in failed["phases"][0]["error"] and field in failed["phases"][0]["error"]
+    assert [p["status"] for p in failed["phases"]] == ["failed", "skipped"]
+    assert runs.get_run(ctx, good, SYSTEM)["status"] == "succeeded"
+
+
+def test_complete_with_a_malformed_watermark_is_422_naming_the_field(
+        server: TestClient, fast_leases: Context, executor_token: str) -> None:
+    rid = run_of(fast_leases, {"name": "p", "type": "noop"})
+    auth = {"Authorization": f"Bearer {executor_token}"}
+    claim = server.post("/ops/claim", json={"executor_id": "w", "capabilities": ["noop"]}, headers=auth).json()
+    for manifest, field in (({"watermarks": {"t.x": 5}}, "output_manifest.watermarks.t.x"),
+                            ({"outputs": {"k": "\x00"}}, "output_manifest.outputs.k")):
+        r = server.post(f"/ops/runs/{rid}/complete", headers=auth,
+                        json={"lease_token": claim["lease_token"], "output_manifest": manifest})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "invalid_manifest"
+        assert r.json()["error"]["details"] == {"field": field}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_work_created_by_another_process_wakes_a_long_poll(ctx: Context, executor_token: str) -> None:
+    """On SQLite the waker only reached long-polls of the process that created the work: a run
+    started by the CLI (``pipelines run``) sat queued until the poll timed out. The server now
+    watches the database's change counter."""
+    with TestClient(create_app(ctx, reaper=False)) as http:
+        answer: dict[str, Any] = {}
+
+        def long_poll() -> None:
+            r = http.post("/ops/claim", json={"executor_id": "w", "capabilities": ["noop"], "wait_s": 60},
+                          headers={"Authorization": f"Bearer {executor_token}"})
+            answer["status"], answer["body"] = r.status_code, r.json() if r.status_code == 200 else None
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(0.3)  # let the poll find nothing and start waiting
+        other = open_context(ctx.settings)  # another process: its own engine and its own waker
+        try:
+            rid = runs.create_run(other, RunRequest(spec_slug="cli", git_sha="g", phases=[
+                PhaseSpec(name="p", type="noop")]), SYSTEM)[0]["run_id"]
+        finally:
+            other.db.dispose()
+        poller.join(timeout=30)  # a liveness bound, far below the poll's 60 s
+        assert not poller.is_alive(), "the long-poll was not woken by the other process's run"
+        assert answer["status"] == 200 and answer["body"]["run_id"] == rid
