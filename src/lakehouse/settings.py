@@ -71,6 +71,13 @@ class Settings(BaseSettings):
                                   description="Longest wait between two reads of a request body (else closed).")
     keep_alive_timeout_s: int = Field(default=5, ge=1, description="Idle keep-alive connections close after this.")
 
+    scheduler_interval_s: float = Field(default=10.0, gt=0,
+                                        description="How often the scheduler looks for due ticks, triggers and "
+                                                    "backfill slots (inside serve/up).")
+    scheduler_grace_s: float = Field(default=300.0, ge=0,
+                                     description="With catch-up 'none', a tick later than this is skipped.")
+    backfill_max_runs: int = Field(default=100_000, gt=0, description="Most runs one backfill may create.")
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):  # type: ignore[no-untyped-def]

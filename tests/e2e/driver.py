@@ -35,7 +35,8 @@ def drive(ctx: Context, run_id: str, max_steps: int = 100) -> dict[str, Any]:
                                 attempt=c["attempt"], params=c["params"], input_manifest=c["input_manifest"],
                                 previous_outputs=c["previous_outputs"], environment=c["environment"],
                                 spec_slug=c["spec_slug"], git_sha=c["git_sha"], workspace=c["workspace"],
-                                workdir_path=Path(tmp), lease_token=c["lease_token"])
+                                workdir_path=Path(tmp), lease_token=c["lease_token"],
+                                client=InProcessClient(ctx))  # type: ignore[arg-type]
             try:
                 manifest = HANDLERS[c["phase_type"]](pctx) or {}
             except PhaseError as exc:
@@ -44,11 +45,49 @@ def drive(ctx: Context, run_id: str, max_steps: int = 100) -> dict[str, Any]:
                 continue
             except Exception as exc:
                 events, _ = pctx.drain()
-                protocol.fail(ctx, EXECUTOR, run_id, c["lease_token"], f"{type(exc).__name__}: {exc}", True, _events(events))
+                protocol.fail(ctx, EXECUTOR, run_id, c["lease_token"], f"{type(exc).__name__}: {exc}", True,
+                              _events(events))
                 continue
             events, _ = pctx.drain()
             protocol.complete(ctx, EXECUTOR, run_id, c["lease_token"], manifest, _events(events))
     raise AssertionError(f"run {run_id} did not finish in {max_steps} steps")
+
+
+class InProcessClient:
+    """The calls a handler makes through ``PhaseContext.client``, answered by the services directly."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def phase_query(self, run_id: str, lease_token: str, sql: str, preview_rows: int = 20,
+                    name: str = "result.parquet") -> dict[str, Any]:
+        from lakehouse.services import phase_query
+        from lakehouse.services.errors import ServiceError
+        from lakehouse.worker.client import ContractError
+
+        try:
+            return phase_query.run_for_lease(self.ctx, EXECUTOR, run_id, lease_token, sql, preview_rows, name)
+        except ServiceError as exc:
+            raise ContractError(exc.status, exc.code, exc.message) from None
+
+    def upload_artifact(self, run_id: str, phase: str, name: str, path: Path, media_type: str,
+                        metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        import asyncio
+        import hashlib
+
+        from lakehouse.services import artifacts
+
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+
+        async def chunks() -> Any:
+            yield data
+
+        asyncio.run(artifacts.upload(self.ctx, sha, chunks()))
+        art, _ = artifacts.register(self.ctx, {"run_id": run_id, "phase": phase, "name": name, "sha256": sha,
+                                               "size_bytes": len(data), "media_type": media_type,
+                                               "metadata": metadata or {}}, EXECUTOR)
+        return art
 
 
 def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import json
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -255,3 +256,90 @@ def test_trino_engine_through_a_configured_connection(ctx: Context) -> None:
         server.shutdown()
         server.server_close()
     assert [h["engine"] for h in sql.search_history(ctx, SYSTEM)] == ["trino"] * 5
+
+
+# --- limits (issue 10, item 7) --------------------------------------------------------------------
+
+
+def test_each_query_has_a_memory_limit_and_a_private_spill_folder_removed_after(ctx: Context, catalog: Any) -> None:
+    ctx.settings.sql_memory_limit_mb = 64
+    out = sql.run_query(ctx, SYSTEM, "SELECT current_setting('memory_limit') AS m, "
+                        "current_setting('temp_directory') AS t")
+    memory, temp = out["rows"][0]
+    assert memory.startswith("64") or memory.startswith("61")  # 64 MB, shown in MiB
+    spill = Path(temp)
+    assert spill.is_relative_to(ctx.settings.home / "sql-tmp") and not spill.parent.exists()
+    other = sql.run_query(ctx, SYSTEM, "SELECT current_setting('temp_directory') AS t")["rows"][0][0]
+    assert other != temp
+
+
+def test_timeout_defaults_to_the_admins_maximum_and_more_is_refused(ctx: Context, catalog: Any) -> None:
+    ctx.settings.sql_max_timeout_s = 20
+    assert sql.check_timeout(ctx, None) == 20 and sql.check_timeout(ctx, 5) == 5
+    with pytest.raises(InvalidInput) as err:
+        sql.run_query(ctx, SYSTEM, "SELECT 1", timeout_s=21)
+    assert err.value.code == "timeout_too_long" and err.value.details["max_timeout_s"] == 20
+    assert sql.search_history(ctx, SYSTEM) == []  # refused before it ran
+
+
+def test_preview_is_capped_in_rows_and_bytes(ctx: Context, catalog: Any) -> None:
+    by_rows = sql.run_query(ctx, SYSTEM, "SELECT range AS n FROM range(10)", limit_preview=3)
+    assert (len(by_rows["rows"]), by_rows["truncated"], by_rows["truncated_by"]) == (3, True, "rows")
+    ctx.settings.sql_preview_max_bytes = 1024
+    by_bytes = sql.run_query(ctx, SYSTEM, "SELECT repeat('y', 300) AS s FROM range(10)", limit_preview=10)
+    assert len(by_bytes["rows"]) == 3 and by_bytes["row_count"] == 10 and by_bytes["truncated_by"] == "bytes"
+    assert len(json.dumps(by_bytes["rows"])) <= 1024
+    whole = sql.run_query(ctx, SYSTEM, "SELECT 1 AS n")
+    assert whole["truncated"] is False and whole["truncated_by"] is None
+
+
+def test_running_queries_are_capped_per_user_and_workspace(ctx: Context) -> None:
+    from lakehouse.services.errors import RateLimited
+    from lakehouse.services.sql_pool import SqlGate
+
+    ctx.settings.sql_max_per_user, ctx.settings.sql_max_per_workspace = 1, 2
+    gate = SqlGate(ctx.settings)
+    with gate.admit("ana", 1, 10):
+        with pytest.raises(RateLimited) as err, gate.admit("ana", 2, 10):
+            pass
+        assert err.value.code == "sql_user_busy" and 1 <= err.value.details["retry_after_s"] <= 10
+        with gate.admit("bob", 1, 10):
+            with pytest.raises(RateLimited) as err, gate.admit("cy", 1, 10):
+                pass
+            assert err.value.details["cap"] == "sql_max_per_workspace"
+            with gate.admit("cy", 2, 10):
+                assert gate.running() == 3
+    assert gate.running() == 0
+
+
+def test_expired_results_keep_content_others_still_name(ctx: Context, catalog: Any) -> None:
+    from lakehouse.lake.blobstore import BlobStore
+    from lakehouse.services import sql_results
+
+    acme = workspaces.create(ctx, "acme")
+    first = sql.run_query(ctx, SYSTEM, "SELECT 'shared' AS s")
+    twin = sql.run_query(ctx, SYSTEM, "SELECT 'shared' AS s", workspace="acme")  # same content, other workspace
+    assert twin["result_sha256"] == first["result_sha256"]
+    ctx.settings.sql_result_quota_bytes = 0
+    default_ws = workspaces.resolve_for(ctx, SYSTEM, "default")
+    assert sql_results.sweep(ctx, default_ws) == [first["query_id"]]
+    store = BlobStore(ctx.settings.artifacts_dir)
+    assert store.exists(first["result_sha256"])  # acme's query still names it
+    with pytest.raises(NotFound) as err:
+        sql.result_file(ctx, SYSTEM, first["query_id"])
+    assert err.value.code == "result_expired"
+    assert sql.get_query(ctx, SYSTEM, first["query_id"])["result_expired"] is True
+    assert sql_results.sweep(ctx, acme) == [twin["query_id"]]
+    assert not store.exists(first["result_sha256"])
+    with ctx.db.read() as conn:
+        assert conn.execute(select(blobs).where(blobs.c.sha256 == first["result_sha256"])).first() is None
+
+
+def test_a_viewer_sees_history_but_cannot_download_results(ctx: Context, catalog: Any) -> None:
+    out = sql.run_query(ctx, SYSTEM, "SELECT 42 AS n")
+    auth.create_user(ctx, "vic", "viewer", "long enough pw")
+    vic = auth.authenticate_password(ctx, "vic", "long enough pw")
+    assert sql.get_query(ctx, vic, out["query_id"])["rows"] == 1
+    with pytest.raises(Forbidden):
+        sql.result_file(ctx, vic, out["query_id"])
+    assert sql.result_file(ctx, _analyst(ctx), out["query_id"]).exists()

@@ -129,10 +129,10 @@ def test_protocol_calls_need_the_execute_right(attack: Attack) -> None:
     """The services check ``Action.EXECUTE`` themselves, whatever edge calls them."""
     from lakehouse.services.errors import Forbidden
 
+    run_id, token = _foreign_lease(attack)
     attack.run("alpha_engineer", "alpha", NOOP)
     engineer = Principal(name="alpha_engineer", role="engineer")
     with pytest.raises(Forbidden):
         protocol.claim(attack.ctx, engineer, "sneaky", ["noop"])
-    run_id, token = _foreign_lease(attack)
     with pytest.raises(Forbidden):
         protocol.complete(attack.ctx, engineer, run_id, token, {})

@@ -58,7 +58,7 @@ def victim_rows(attack: Attack, workspace: str) -> list[dict[str, Any]]:
 
 
 def transform_run(attack: Attack, who: str, workspace: str, sql: str, output: str = "gold.secret") -> dict[str, Any]:
-    spec = {"name": "attack", "transforms": [{"name": "t", "sql": "t.sql", "output": output}], "checks": []}
+    spec = {"name": "attack", "version": 1, "transforms": [{"name": "t", "sql": "t.sql", "output": output}]}
     return attack.run(who, workspace, [{"name": "transform", "type": "transform"},
                                        {"name": "publish", "type": "publish"}],
                       {"spec": spec, "sql": {"t": sql}})
@@ -159,7 +159,7 @@ def test_python_phase_with_unregistered_callable_is_refused_at_creation(attack: 
 
 
 def test_python_transform_in_a_spec_with_unregistered_callable_is_refused(attack: Attack) -> None:
-    spec = {"name": "x", "transforms": [{"name": "t", "python": "os:system", "output": "gold.x"}]}
+    spec = {"name": "x", "version": 1, "transforms": [{"name": "t", "python": "os:system", "output": "gold.x"}]}
     run = attack.run("beta_engineer", "beta", [{"name": "transform", "type": "transform"}], {"spec": spec})
     assert run["status_code"] == 422, run
     assert run["error"]["details"]["field"] == "input_manifest.spec.transforms[0].python"
@@ -182,7 +182,7 @@ def test_worker_refuses_unregistered_callable_even_if_the_server_let_it_through(
 @pytest.mark.parametrize("url", ["${LAKEHOUSE_DATABASE_URL}", "sqlite:///${LAKEHOUSE_HOME}/control.db",
                                  "${LAKEHOUSE_SECRET_KEY}"])
 def test_pipeline_source_cannot_read_the_metadata_database(lake: Attack, url: str) -> None:
-    spec = {"name": "steal", "sources": {"meta": {"url": url}},
+    spec = {"name": "steal", "version": 1, "sources": {"meta": {"kind": "sqlite", "url": url}},
             "ingest": {"source": "meta", "groups": {"g": ["users", "api_tokens", "connections"]}}}
     run = lake.run("beta_engineer", "beta", [{"name": "ingest", "type": "ingest", "params": {"group": "g"}}],
                    {"spec": spec})
@@ -212,3 +212,11 @@ def test_executor_token_cannot_read_query_history_catalog_or_lineage(attack: Att
     r = attack.client.get(path, headers=attack.headers("executor"))
     assert r.status_code == 403, r.text
     assert r.json()["error"]["code"] == "forbidden"
+
+
+def test_run_with_an_invalid_inline_spec_is_refused_at_creation(attack: Attack) -> None:
+    spec = {"name": "x", "version": 1, "transforms": [{"name": "t", "sql": "t.sql", "output": "public.t"}]}
+    run = attack.run("beta_engineer", "beta", [{"name": "transform", "type": "transform"}], {"spec": spec})
+    assert run["status_code"] == 422, run
+    assert run["error"]["code"] == "invalid_spec"
+    assert run["error"]["details"]["field"].startswith("input_manifest.spec.transforms.0")

@@ -18,7 +18,6 @@ from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from lakehouse.store.tables import audit_log, run_events
 
-
 EXECUTOR = Principal(name="robot", role="executor")  # a shared-pool executor: serves every workspace
 
 
@@ -191,7 +190,8 @@ def test_fail_retries_with_backoff_then_fails_the_run(ctx: Context, clock: Clock
 def test_non_retryable_failure_fails_at_once(ctx: Context, clock: Clock) -> None:
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
     [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
-    assert protocol.fail(ctx, EXECUTOR, run["run_id"], c["lease_token"], "bad spec", retryable=False)["run_status"] == "failed"
+    out = protocol.fail(ctx, EXECUTOR, run["run_id"], c["lease_token"], "bad spec", retryable=False)
+    assert out["run_status"] == "failed"
 
 
 def test_phase_timeout_is_enforced_by_the_reaper(ctx: Context, clock: Clock) -> None:
@@ -356,7 +356,8 @@ def test_complete_many_answers_each_item_and_claims_the_next_batch(ctx: Context,
     items = [{"run_id": c["run_id"], "lease_token": c["lease_token"], "output_manifest": {"i": i}}
              for i, c in enumerate(claims)]
     items[1]["lease_token"] = "stale"
-    out = protocol.complete_many(ctx, EXECUTOR, items, {"executor_id": "batcher", "capabilities": ["noop"], "max_phases": 10})
+    out = protocol.complete_many(ctx, EXECUTOR, items,
+                                 {"executor_id": "batcher", "capabilities": ["noop"], "max_phases": 10})
     assert [("error" in r) for r in out["results"]] == [False, True, False, False]
     assert out["results"][1]["error"]["code"] == "lease_lost"
     assert {c["phase"] for c in out["next"]} == {"p1"} and len(out["next"]) == 3

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from lakehouse.services import auth, users
 from lakehouse.services.context import Context
-from lakehouse.store.tables import audit_log, web_sessions
+from lakehouse.store.tables import audit_log, memberships, web_sessions
+from lakehouse.store.tables import users as users_table
 from tests.web.conftest import CSRF_RE, PASSWORD, Browser, login
 
 RUN = {"spec_slug": "demo", "git_sha": "abc", "phases": [{"name": "a", "type": "noop"}]}
@@ -63,8 +64,21 @@ def test_lockout_after_five_failures_even_with_the_right_password(anon: TestClie
     for _ in range(5):
         assert login(anon, "analyst", "nope nope nope").status_code == 401
     r = login(anon, "analyst")
-    assert r.status_code == 429 and "locked" in r.text
+    assert r.status_code == 429 and "locked" in r.text and r.headers["retry-after"] == "60"
     assert login(anon, "viewer").status_code == 303  # other users are not locked
+    # nor is the account for other addresses
+    assert login(TestClient(anon.app, client=("192.0.2.7", 4000)), "analyst").status_code == 303
+
+
+def test_session_acts_with_the_current_workspace_role(browser_for, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+    engineer = browser_for("engineer")
+    headers = {"X-CSRF-Token": engineer.csrf}
+    assert engineer.client.post("/ops/runs", json=RUN, headers=headers).status_code == 201
+    with ctx.db.write() as conn:  # the engineer is only a viewer in the default workspace from now on
+        uid: int = conn.execute(select(users_table.c.id).where(users_table.c.name == "engineer")).scalar_one()
+        conn.execute(update(memberships).where(memberships.c.user_id == uid).values(role="viewer"))
+    assert engineer.client.post("/ops/runs", json=RUN, headers=headers).status_code == 403
+    assert engineer.get("/runs").status_code == 200
 
 
 def test_address_rate_limit(anon: TestClient, people: dict[str, str]) -> None:

@@ -170,3 +170,34 @@ def test_rotate_key_cli_reencrypts(ctx: Context, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(InvalidInput):
         connections.decrypt(ctx, after)
     assert Fernet(new_key.encode()).decrypt(after.encode())
+
+
+def test_repointing_in_the_form_asks_to_reenter_the_secret(admin_browser: Browser, ctx: Context,
+                                                           webhook: dict[str, Any]) -> None:
+    b = admin_browser
+    pg = _create(b, "postgres", "odoo2", {**_pg_parts(), "password": SECRET})
+    page = b.get(f"/connections/{pg}").text
+    assert "re-enter its secrets in the same save" in page
+    moved = {f"f_{k}": v for k, v in {**_pg_parts(), "host": "localhost"}.items()}
+    r = b.post(f"/connections/{pg}", {**moved, "f_password": ""})
+    assert r.status_code == 422 and "re-enter the password" in r.text and SECRET not in r.text
+    assert connections.resolve(ctx, ADMIN, pg)[0]["host"] == _pg_parts()["host"]
+    r = b.post(f"/connections/{pg}", {**moved, "f_password": "another-secret"})
+    assert r.status_code == 303
+    assert connections.resolve(ctx, ADMIN, pg) == ({**_pg_parts(), "host": "localhost", "sslmode": "prefer"},
+                                                   {"password": "another-secret"})
+    r = b.post(f"/connections/{pg}/test", headers={"HX-Request": "true"})
+    assert "connected to PostgreSQL" in r.text
+
+
+def test_test_button_shows_an_egress_refusal(admin_browser: Browser, ctx: Context) -> None:
+    b = admin_browser
+    r = b.post("/connections", {"type": "webhook", "name": "far", "workspace": "default", "environment": "dev",
+                                "f_url": "http://192.0.2.1/hook"})
+    assert r.status_code == 422 and "egress allow-list" in r.text and "LAKEHOUSE_EGRESS_ALLOW" in r.text
+    ctx.settings.egress_allow = [*ctx.settings.egress_allow, "192.0.2.0/24"]  # an admin widens the list …
+    hook = _create(b, "webhook", "far", {"url": "http://192.0.2.1/hook"})
+    ctx.settings.egress_allow = ["127.0.0.0/8"]  # … and narrows it again: Test refuses before connecting
+    r = b.post(f"/connections/{hook}/test", headers={"HX-Request": "true"})
+    assert r.status_code == 200 and "s-error" in r.text and "egress allow-list" in r.text
+    assert connections.get(ctx, ADMIN, hook)["last_test_ok"] is False

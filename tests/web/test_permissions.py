@@ -52,6 +52,10 @@ def _service_attempt(action: Action) -> Callable[[Context, Principal, dict[str, 
         Action.CONNECTION_MANAGE: lambda ctx, p, s: connections.create(
             ctx, p, workspace="default", environment="dev", name=f"c-{p.role}", type_="sqlite",
             config={"path": "/tmp/x.db"}, secrets={}),
+        Action.JOB_MANAGE: lambda ctx, p, s: __import__("lakehouse.services.jobs", fromlist=["x"]).save(
+            ctx, p, "default", {"name": f"j_{p.role}", "type": "sql", "sql": {"query": "SELECT 1"}}),
+        Action.JOB_RUN: lambda ctx, p, s: __import__("lakehouse.services.job_runs", fromlist=["x"]).run_job(
+            ctx, p, "default", "no_such_job"),
         Action.USER_ADMIN: lambda ctx, p, s: users.list_users(ctx, p),
         Action.AUDIT_VIEW: lambda ctx, p, s: queries.audit_entries(ctx, p, queries.AuditFilter()),
         Action.ADMIN: lambda ctx, p, s: connections.rotate_key(ctx, Fernet.generate_key().decode(), p),

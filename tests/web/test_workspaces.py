@@ -108,3 +108,35 @@ def test_members_see_their_workspace(ctx: Context, browser_for, admin_token: str
     assert "acme_private_pipeline" in eng.get("/runs").text
     assert "acme-warehouse" in eng.get("/connections").text
     assert SECRET not in eng.get(f"/connections/{ids['conn_id']}").text
+
+
+def test_admin_creates_a_workspace_and_manages_members_from_the_page(admin_browser: Browser, browser_for) -> None:  # type: ignore[no-untyped-def]
+    page = admin_browser.get("/admin/workspaces")
+    assert page.status_code == 200 and "New workspace" in page.text and 'href="/admin/workspaces"' in page.text
+    r = admin_browser.post("/admin/workspaces", {"op": "create", "slug": "finance", "name": "Finance"})
+    assert r.status_code == 303
+    r = admin_browser.post("/admin/workspaces", {"op": "member", "workspace": "finance", "user": "engineer",
+                                                 "role": "analyst"})
+    assert r.status_code == 303
+    page = admin_browser.get("/admin/workspaces").text
+    assert "finance" in page and "Finance" in page and 'aria-label="Role of engineer in finance"' in page
+    bad = admin_browser.post("/admin/workspaces", {"op": "create", "slug": "Not A Slug"})
+    assert bad.status_code == 422 and "lowercase letters" in bad.text
+    above = admin_browser.post("/admin/workspaces", {"op": "member", "workspace": "finance", "user": "viewer",
+                                                     "role": "engineer"})
+    assert above.status_code == 422 and "caps it" in above.text
+    eng = browser_for("engineer")
+    assert {w["slug"]: w["role"] for w in eng.get("/api/workspaces").json()["workspaces"]} == \
+        {"default": "engineer", "finance": "analyst"}
+    r = admin_browser.post("/admin/workspaces", {"op": "remove", "workspace": "finance", "user": "engineer"})
+    assert r.status_code == 303
+    assert eng.get("/api/workspaces").status_code == 401  # a membership change ends the user's sessions
+    eng = browser_for("engineer")
+    assert [w["slug"] for w in eng.get("/api/workspaces").json()["workspaces"]] == ["default"]
+
+
+def test_workspace_page_is_refused_to_non_admins(browser_for) -> None:  # type: ignore[no-untyped-def]
+    eng = browser_for("engineer")
+    assert eng.get("/admin/workspaces").status_code == 403
+    assert eng.post("/admin/workspaces", {"op": "create", "slug": "mine"}).status_code == 403
+    assert 'href="/admin/workspaces"' not in eng.get("/").text

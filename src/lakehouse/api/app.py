@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__, web
-from lakehouse.api import data, errors, ops, ops_query, pipelines, users, workspaces
+from lakehouse.api import data, errors, jobs, ops, ops_query, pipelines, users, workspaces
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
 from lakehouse.services import audit, protocol
@@ -35,9 +35,16 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
             listener = SqliteWatcher(str(ctx.db.engine.url.database), ctx.waker, lambda: protocol.ready_state(ctx))
             listener.start()
         task = asyncio.create_task(_reaper_loop(ctx)) if reaper else None
+        from lakehouse.services.scheduler import SchedulerThread
+
+        sched = SchedulerThread(ctx) if reaper else None  # jobs: cron ticks, triggers, backfill slots
+        if sched:
+            sched.start()
         try:
             yield
         finally:
+            if sched:
+                await asyncio.to_thread(sched.stop)
             if task:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -47,7 +54,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
                 await asyncio.to_thread(listener.join, 3.0)
 
     app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
-                  description="Control plane API and the executor contract (DESIGN.md §3).")
+                  description="Control plane API and the executor contract (docs/executor-contract.md).")
     app.state.ctx = ctx
     errors.install(app)
     app.include_router(ops.router)
@@ -55,6 +62,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     web.install(app)
     app.include_router(data.router)
     app.include_router(pipelines.router)
+    app.include_router(jobs.router)
     app.include_router(workspaces.router)
     app.include_router(users.router)
 

@@ -1,4 +1,4 @@
-"""The executor contract (DESIGN.md §3): /ops/…"""
+"""The executor contract (docs/executor-contract.md): /ops/…"""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import typer
 
 from lakehouse.cli import admin, demo, pipelines, runs, server, sql
 from lakehouse.cli import audit as audit_cli
+from lakehouse.cli import jobs as jobs_cli
 from lakehouse.cli import odoo as odoo_cli
 from lakehouse.cli import secrets as secrets_cli
 from lakehouse.cli import workspaces as workspaces_cli
@@ -23,6 +24,8 @@ app.add_typer(workspaces_cli.app, name="workspaces")
 app.add_typer(runs.app, name="runs")
 app.command("sql")(sql.sql)
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(jobs_cli.app, name="jobs")
+app.command("backfill")(jobs_cli.backfill)
 app.add_typer(odoo_cli.app, name="odoo")
 app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(audit_cli.app, name="audit")

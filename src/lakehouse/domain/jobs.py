@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lakehouse.domain.pipelines import IDENT, TABLE_REF, PipelineSpec
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.domain.schedules import check_cron, check_timezone
+from lakehouse.domain.states import IllegalTransition
 
 PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # names every run gets without declaring them (they may not be declared)
@@ -54,6 +55,36 @@ class RunTrigger(StrEnum):
     UPSTREAM = "upstream"  # a job it depends on succeeded
     BACKFILL = "backfill"
     RERUN = "rerun"
+
+
+class BackfillStatus(StrEnum):
+    RUNNING = "running"  # runs being released and executed
+    SUCCEEDED = "succeeded"  # every run succeeded
+    FAILED = "failed"  # every run finished, some did not succeed
+    CANCELLED = "cancelled"
+
+
+BACKFILL_FINISHED = frozenset({BackfillStatus.SUCCEEDED, BackfillStatus.FAILED, BackfillStatus.CANCELLED})
+BACKFILL_TRANSITIONS: dict[BackfillStatus, frozenset[BackfillStatus]] = {
+    BackfillStatus.RUNNING: frozenset({BackfillStatus.SUCCEEDED, BackfillStatus.FAILED, BackfillStatus.CANCELLED}),
+    BackfillStatus.SUCCEEDED: frozenset(),
+    BackfillStatus.FAILED: frozenset({BackfillStatus.RUNNING}),  # retry of its failed runs
+    BackfillStatus.CANCELLED: frozenset({BackfillStatus.RUNNING}),  # retry of its failed and cancelled runs
+}
+
+
+def backfill_transition(current: str, target: BackfillStatus) -> BackfillStatus:
+    src = BackfillStatus(current)
+    if target not in BACKFILL_TRANSITIONS[src]:
+        raise IllegalTransition(f"backfill cannot go from {src} to {target}")
+    return target
+
+
+def job_transition(current: str, target: JobStatus) -> JobStatus:
+    src = JobStatus(current)
+    if target not in JOB_TRANSITIONS[src]:
+        raise IllegalTransition(f"job cannot go from {src} to {target}")
+    return target
 
 
 class ParamType(StrEnum):

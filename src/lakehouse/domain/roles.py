@@ -25,6 +25,8 @@ class Action(StrEnum):
     QUERY = "query"  # SQL against the lakehouse
     CONNECTION_READ = "connection.read"  # list connections and test them (never their secrets)
     CONNECTION_MANAGE = "connection.manage"  # create, edit, delete connections
+    JOB_MANAGE = "job.manage"  # create, edit, apply, pause, archive jobs
+    JOB_RUN = "job.run"  # run a job now, rerun a job run, backfills
     USER_ADMIN = "user.admin"  # users, roles, tokens of others
     AUDIT_VIEW = "audit.view"
     ADMIN = "admin"  # everything else reserved to admins (key rotation, workspaces)
@@ -33,7 +35,8 @@ class Action(StrEnum):
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
     Role.ENGINEER: frozenset({Action.READ, Action.RUN_READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY,
-                              Action.CONNECTION_READ, Action.CONNECTION_MANAGE}),
+                              Action.CONNECTION_READ, Action.CONNECTION_MANAGE, Action.JOB_MANAGE,
+                              Action.JOB_RUN}),
     Role.ANALYST: frozenset({Action.READ, Action.RUN_READ, Action.QUERY, Action.CONNECTION_READ}),
     Role.VIEWER: frozenset({Action.READ, Action.RUN_READ}),
     # executors use the contract's calls only: no catalog, lineage or query history (docs/security.md)

@@ -26,11 +26,30 @@ def python_targets(req: RunRequest) -> list[tuple[str, Any]]:
 
 
 def check_run(settings: Settings, req: RunRequest) -> None:
+    """Refuse a run whose inline pipeline spec is invalid or that would call unregistered Python."""
     from lakehouse.handlers.python import is_allowed
 
+    _check_spec(req)
     for where, target in python_targets(req):
         if not isinstance(target, str) or not is_allowed(target, settings.python_modules):
             raise InvalidInput(
                 f"{where}: {target!r} is not a Python function an admin registered "
                 "(LAKEHOUSE_PYTHON_MODULES or the lakehouse.python entry points)",
                 code="python_not_allowed", details={"field": where})
+
+
+def _check_spec(req: RunRequest) -> None:
+    from pydantic import ValidationError
+
+    from lakehouse.domain.pipelines import PipelineSpec
+
+    spec = (req.input_manifest or {}).get("spec")
+    if spec is None:
+        return
+    try:
+        PipelineSpec.model_validate(spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "input_manifest.spec." + ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{where}: {first['msg'].removeprefix('Value error, ')}", code="invalid_spec",
+                           details={"field": where, "errors": len(exc.errors())}) from None

@@ -320,7 +320,7 @@ def _require_reentry(type_: str, old: dict[str, Any], new: dict[str, str], store
                      given: dict[str, str], clear: list[str]) -> None:
     """Refuse to keep a stored secret when the connection now points elsewhere (GitHub, Grafana)."""
     spec = fields(type_)
-    moved = [f for f in spec if f.target and str(old.get(f.name) or "") != str(new.get(f.name) or "")]
+    moved = [f for f in spec if f.target and str(old.get(f.name) or f.default) != str(new.get(f.name) or f.default)]
     kept = [f for f in spec if f.secret and f.name in stored and f.name not in given and f.name not in clear]
     if moved and kept:
         names = " and ".join(f.label.lower() for f in kept)

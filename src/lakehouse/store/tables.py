@@ -344,3 +344,89 @@ Index("ix_runs_status_created_id", runs.c.status, runs.c.created_at, runs.c.id)
 # Lease timeouts of the last 24 h on the Overview: a partial index, so it costs nothing on other events.
 Index("ix_run_events_lease_expired", run_events.c.ts, postgresql_where=run_events.c.type == "LEASE_EXPIRED",
       sqlite_where=run_events.c.type == "LEASE_EXPIRED")
+
+# --- jobs, versions, schedules, backfills (Issue 7) ----------------------------------------------
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # domain.jobs.JobStatus
+    Column("current_version", Integer, nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("next_fire_at", UTCDateTime(), nullable=True),  # the next tick the scheduler looks at
+    Column("last_tick_at", UTCDateTime(), nullable=True),  # the last tick handled (run or skipped)
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "name", name="uq_jobs_workspace_name"),
+    Index("ix_jobs_next_fire_at", "next_fire_at"),
+)
+
+job_versions = Table(
+    "job_versions",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("job_id", ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("definition", JSONDoc(), nullable=False),
+    Column("canonical", Text, nullable=False),  # the canonical YAML the hash is of (diffed)
+    Column("git_sha", String(64), nullable=True),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("job_id", "version", name="uq_job_versions_job_version"),
+)
+
+job_triggers = Table(
+    "job_triggers",
+    metadata,
+    Column("job_id", ID, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("upstream", String(64), primary_key=True),  # the name of a job of the same workspace
+    Column("workspace_id", ID, nullable=False),
+    Index("ix_job_triggers_ws_upstream", "workspace_id", "upstream"),
+)
+
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("job_id", ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("workspace_id", ID, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # domain.jobs.BackfillStatus
+    Column("range_start", String(10), nullable=False),
+    Column("range_end", String(10), nullable=False),
+    Column("partitions", JSONDoc(), nullable=True),
+    Column("params", JSONDoc(), nullable=False),
+    Column("max_concurrent", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Index("ix_backfills_job_created", "job_id", "created_at"),
+    Index("ix_backfills_status", "status"),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("job_id", ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("workspace_id", ID, nullable=False),
+    Column("trigger", String(16), nullable=False),  # domain.jobs.RunTrigger
+    Column("logical_date", UTCDateTime(), nullable=True),
+    Column("backfill_id", String(36), ForeignKey("backfills.id", ondelete="CASCADE"), nullable=True),
+    Column("released", Boolean, nullable=False),  # false: a backfill run waiting for a concurrency slot
+    Column("superseded", Boolean, nullable=False),  # a backfill run retried by a newer one
+    Column("followed_up", Boolean, nullable=False),  # its finish was seen by the trigger pass
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_job_runs_job_created", "job_id", "created_at"),
+    Index("ix_job_runs_backfill", "backfill_id", "released"),
+    Index("ix_job_runs_followed_up", "followed_up"),
+)

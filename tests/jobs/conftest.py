@@ -1,0 +1,52 @@
+"""Jobs tests: a fake clock the services read, and a small SQL job definition."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from lakehouse.services.auth import SYSTEM, Principal
+from lakehouse.services.context import Context
+
+
+@dataclass
+class FakeClock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, value: datetime) -> datetime:
+        self.now = value
+        return value
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock(ctx: Context) -> Iterator[FakeClock]:
+    c = FakeClock(datetime(2024, 1, 1, 12, 0, tzinfo=UTC))
+    ctx.clock = c
+    yield c
+
+
+@pytest.fixture
+def admin() -> Principal:
+    return SYSTEM
+
+
+def sql_job(name: str = "daily", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "sql", "params": {"day": {"type": "date", "default": "2024-01-01"},
+                                                     "limit": {"type": "int", "default": 10}},
+            "sql": {"query": "SELECT {{ day }} AS day, {{ limit }} AS n"}, **extra}
+
+
+def scheduled(name: str, cron: str, tz: str = "UTC", **sched: Any) -> dict[str, Any]:
+    return {"name": name, "type": "sql", "sql": {"query": "SELECT {{ logical_date }} AS at"},
+            "schedule": {"cron": cron, "timezone": tz, **sched}}
