@@ -55,7 +55,8 @@ def lake_ctx(ctx: Context, source_url: str, monkeypatch: pytest.MonkeyPatch, tmp
     from lakehouse.store.migrations import upgrade
 
     for key, value in {"LAKEHOUSE_HOME": str(ctx.settings.home), "LAKEHOUSE_DATABASE_URL": ctx.settings.database_url,
-                       "LAKEHOUSE_WAREHOUSE": ctx.settings.warehouse, "LAKEHOUSE_ODOO_URL": source_url}.items():
+                       "LAKEHOUSE_WAREHOUSE": ctx.settings.warehouse, "LAKEHOUSE_ODOO_URL": source_url,
+                       "LAKEHOUSE_SQLITE_SOURCE_DIRS": f'["{tmp_path}"]'}.items():
         monkeypatch.setenv(key, value)
     specs = tmp_path / "pipelines"
     shutil.copytree(PIPELINES_DIR, specs)

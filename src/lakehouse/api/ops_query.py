@@ -39,8 +39,8 @@ class PhaseQueryOut(BaseModel):
 
 
 @router.post("/runs/{run_id}/query", response_model=PhaseQueryOut, responses=ERRORS)
-def phase_query_call(run_id: str, body: PhaseQueryIn, ctx: Context = Depends(context),
-                     p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+async def phase_query_call(run_id: str, body: PhaseQueryIn, ctx: Context = Depends(context),
+                           p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
     """Run a ``query`` phase's SQL for its lease holder, as the run's creator, in the run's workspace;
     the result becomes the phase's artifact."""
-    return phase_query.run_for_lease(ctx, p, run_id, body.lease_token, body.sql, body.preview_rows, body.name)
+    return await phase_query.run_for_lease(ctx, p, run_id, body.lease_token, body.sql, body.preview_rows, body.name)

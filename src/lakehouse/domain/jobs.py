@@ -430,3 +430,112 @@ def placeholders(text: str) -> list[str]:
 def parse_definition(data: Any) -> JobDefinition:
     """A definition from a mapping (YAML or JSON); pydantic's ValidationError on bad input."""
     return JobDefinition.model_validate(data)
+
+
+# --- environments and promotion -------------------------------------------------------------------
+
+# a job version runs in dev freely; it reaches stage from dev and prod from stage by promotion only
+LOWER_ENVIRONMENT: dict[str, str] = {"stage": "dev", "prod": "stage"}
+PROMOTED_ENVIRONMENTS = tuple(LOWER_ENVIRONMENT)
+APPROVER_ROLES = ("admin", "engineer")  # strongest first
+
+
+class PromotionStatus(StrEnum):
+    PENDING = "pending"  # its gates passed; it waits for an approver
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"  # a newer request to the same environment replaced it
+
+
+PROMOTION_TRANSITIONS: dict[PromotionStatus, frozenset[PromotionStatus]] = {
+    PromotionStatus.PENDING: frozenset({PromotionStatus.PROMOTED, PromotionStatus.REJECTED,
+                                        PromotionStatus.SUPERSEDED}),
+    PromotionStatus.PROMOTED: frozenset(),
+    PromotionStatus.REJECTED: frozenset(),
+    PromotionStatus.SUPERSEDED: frozenset(),
+}
+
+
+def promotion_transition(current: str, target: PromotionStatus) -> PromotionStatus:
+    src = PromotionStatus(current)
+    if target not in PROMOTION_TRANSITIONS[src]:
+        raise IllegalTransition(f"promotion cannot go from {src} to {target}")
+    return target
+
+
+class Gates(Model):
+    """What a workspace asks of a version before it reaches one environment."""
+
+    min_runs: int = Field(default=1, ge=0, le=100)  # the last N finished runs in the lower environment succeeded
+    require_dq: bool = False  # … and each has data-quality results (a validate phase) with no failed check
+    require_approval: bool = False  # an approver must approve the promotion
+    approver_role: Literal["admin", "engineer"] = "admin"  # the weakest role that may approve
+    approver_not_author: bool = True  # the version's author and the requester may not approve
+
+
+DEFAULT_GATES: dict[str, Gates] = {
+    "stage": Gates(min_runs=1),
+    "prod": Gates(min_runs=3, require_dq=True, require_approval=True),
+}
+
+
+def check_target(environment: str) -> str:
+    if environment not in LOWER_ENVIRONMENT:
+        raise ValueError(f"promotion goes to {' or '.join(PROMOTED_ENVIRONMENTS)}, not {environment!r} "
+                         "(dev runs any version)")
+    return environment
+
+
+def evaluate_gates(gates: Gates, version: int, environment: str, runs: list[dict[str, Any]],
+                   in_lower: bool) -> list[dict[str, Any]]:
+    """Each gate with ``ok`` and a reason fit to show a person. ``runs`` are the newest finished runs
+    of ``version`` in the lower environment (newest first, at most ``gates.min_runs``), each
+    ``{run_id, status, dq}`` with ``dq`` the validate phase's summary or None; ``in_lower``: the
+    version was ever promoted to the lower environment (always true for stage, whose lower is dev)."""
+    lower = LOWER_ENVIRONMENT[environment]
+    out: list[dict[str, Any]] = []
+    if lower != "dev":
+        out.append({"gate": "promoted_to_lower", "ok": in_lower,
+                    "reason": f"v{version} is promoted to {lower}" if in_lower
+                    else f"v{version} was never promoted to {lower}; promote it there first"})
+    n = gates.min_runs
+    if n:
+        bad = [r for r in runs if r["status"] != "succeeded"]
+        if bad:
+            reason = (f"run {bad[0]['run_id']} of v{version} in {lower} {bad[0]['status']}: "
+                      f"the last {n} runs in {lower} must have succeeded")
+        elif len(runs) < n:
+            reason = f"v{version} has {len(runs)} finished run{'s' if len(runs) != 1 else ''} in {lower}; {n} needed"
+        else:
+            reason = f"the last {n} runs of v{version} in {lower} succeeded"
+        out.append({"gate": "runs", "ok": not bad and len(runs) >= n, "reason": reason,
+                    "runs": [r["run_id"] for r in runs]})
+    if gates.require_dq:
+        considered = runs if n else []
+        missing = [r for r in considered if not r.get("dq")]
+        failed = [r for r in considered if r.get("dq") and int(r["dq"].get("checks", 0)) > int(r["dq"].get("passed", 0))]
+        if not considered:
+            ok, reason = False, f"no run of v{version} in {lower} to take data-quality results from (min_runs is 0)"
+        elif missing:
+            ok, reason = False, (f"run {missing[0]['run_id']} has no data-quality results "
+                                 "(the job has no validate phase)")
+        elif failed:
+            dq = failed[0]["dq"]
+            ok, reason = False, (f"run {failed[0]['run_id']}: {int(dq['checks']) - int(dq['passed'])} of "
+                                 f"{dq['checks']} data-quality checks failed")
+        else:
+            ok, reason = True, f"data-quality checks passed in the last {len(considered)} runs"
+        out.append({"gate": "dq", "ok": ok, "reason": reason})
+    return out
+
+
+def approval_refusal(gates: Gates, approver: str, approver_role: str, author: str, requester: str) -> str | None:
+    """Why ``approver`` (acting with ``approver_role`` in the workspace) may not approve, or None."""
+    if approver_role not in APPROVER_ROLES or \
+            APPROVER_ROLES.index(approver_role) > APPROVER_ROLES.index(gates.approver_role):
+        return f"approving needs the {gates.approver_role} role in this workspace; {approver} is {approver_role}"
+    if gates.approver_not_author and approver == author:
+        return f"{approver} wrote this version; this workspace needs another person to approve it"
+    if gates.approver_not_author and approver == requester:
+        return f"{approver} requested this promotion; this workspace needs another person to approve it"
+    return None

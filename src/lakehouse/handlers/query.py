@@ -31,7 +31,7 @@ def run_query(ctx: PhaseContext) -> dict[str, Any]:
     except LeaseLostError:
         raise
     except ContractError as exc:
-        raise PhaseError(f"{exc.code}: {exc.message}", retryable=exc.status >= 500) from None
+        raise PhaseError(f"{exc.code}: {exc.message}", retryable=exc.status >= 500 or exc.status == 429) from None
     summary = answer["query"]
     if answer.get("artifact"):
         ctx.artifacts.append(answer["artifact"])

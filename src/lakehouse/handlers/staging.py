@@ -85,8 +85,14 @@ _SOURCE_VARS = re.compile(r"^LAKEHOUSE_(HOME|ODOO_URL|SOURCE_[A-Z0-9_]+)$")
 def source_url(settings: Settings, value: str, env: dict[str, str] | None = None) -> str:
     """A pipeline source URL with ``${VAR}`` expanded — only ``LAKEHOUSE_HOME``, ``LAKEHOUSE_ODOO_URL``
     and ``LAKEHOUSE_SOURCE_*`` (a spec must not read ``${LAKEHOUSE_DATABASE_URL}`` or a key into a
-    URL) — and checked not to be the control plane's own metadata database or a file of its home
-    outside ``demo/`` and ``sources/``. Raises ``ValueError`` with the reason."""
+    URL) — and checked like a connection: never the control plane's own metadata database; a SQLite
+    file only inside ``LAKEHOUSE_SQLITE_SOURCE_DIRS`` (default ``$LAKEHOUSE_HOME/sources`` and
+    ``/demo``); a network host only inside ``LAKEHOUSE_EGRESS_ALLOW``. Raises ``ValueError``."""
+    from urllib.parse import urlsplit
+
+    from lakehouse.connectors.errors import SourceError
+    from lakehouse.connectors.netpolicy import EgressPolicy, check_sqlite_path
+
     source_env = {k: v for k, v in (os.environ if env is None else env).items() if _SOURCE_VARS.match(k)}
     for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", value):
         if not _SOURCE_VARS.match(name):
@@ -95,14 +101,17 @@ def source_url(settings: Settings, value: str, env: dict[str, str] | None = None
     url = expand(value, source_env)
     if _same_database(url, settings.database_url):
         raise ValueError("a pipeline may not read the control plane's metadata database")
-    if url.startswith("sqlite:"):
-        path = os.path.realpath(url.split(":///", 1)[-1].split("?", 1)[0])
-        home = os.path.realpath(settings.home)
-        allowed = [os.path.join(home, "demo"), os.path.join(home, "sources")]
-        if (path == home or path.startswith(home + os.sep)) and \
-                not any(path.startswith(a + os.sep) for a in allowed):
-            raise ValueError("a SQLite source may not be a file of the control plane's home "
-                             "(only its demo/ and sources/ folders)")
+    try:
+        if url.startswith("sqlite:"):
+            path = url.split(":///", 1)[-1].split("?", 1)[0]
+            dirs = list(settings.sqlite_source_dirs) or [settings.home / "sources", settings.home / "demo"]
+            check_sqlite_path(path, dirs)
+        else:
+            parts = urlsplit(url)
+            if parts.hostname:
+                EgressPolicy.parse(settings.egress_allow).check(parts.hostname, parts.port or 5432)
+    except SourceError as exc:
+        raise ValueError(str(exc)) from None
     return url
 
 

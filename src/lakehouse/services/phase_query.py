@@ -2,24 +2,45 @@
 
 The executor holding the lease asks the server to run the phase's SQL (``POST
 /ops/runs/{run_id}/query``): the worker needs no metadata database, catalog or other workspace, and
-the query sees exactly what its creator may see — the same sandbox, roles and history as ``/api/sql``.
-The result is registered as the phase's artifact in the same call.
+the query sees exactly what its creator may see — the same sandbox, roles, caps and history as
+``/api/sql``, on the same SQL pool (never on the threads that serve the executor contract). The
+result is registered as the phase's artifact in the same call.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from lakehouse.domain.roles import Action
-from lakehouse.services import artifacts, auth, runs, sql
+from lakehouse.services import artifacts, auth, runs, sql, sql_pool
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, LeaseLost, NotFound
-from lakehouse.store import queue
 
 
-def run_for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str, text: str,
-                  preview_rows: int = 20, name: str = "result.parquet") -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Lease:
+    run_id: str
+    phase: str
+    workspace: str
+    environment: str
+    creator: Principal
+
+
+async def run_for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str, text: str,
+                        preview_rows: int = 20, name: str = "result.parquet") -> dict[str, Any]:
+    lease = await run_in_threadpool(_check_lease, ctx, principal, run_id, lease_token)
+    result = await sql_pool.runtime(ctx).run(sql.run_query, ctx, lease.creator, text, "duckdb", lease.environment,
+                                             lease.workspace, preview_rows, run_id=run_id)
+    return await run_in_threadpool(_finish, ctx, principal, lease, result, name)
+
+
+def _check_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str) -> _Lease:
+    from lakehouse.store import queue
+
     principal.require(Action.EXECUTE)
     with ctx.db.read() as conn:
         run = queue.get_run(conn, run_id)
@@ -30,8 +51,10 @@ def run_for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: 
             raise LeaseLost("the lease is no longer held (expired and requeued, cancelled or finished)")
     slug = runs.get_run(ctx, run_id, principal)["workspace"]
     creator = _acting_as(ctx, run["created_by"] or "", run["workspace_id"])
-    result = sql.run_query(ctx, creator, text, env=run["environment"], workspace=slug,
-                           limit_preview=preview_rows, run_id=run_id)
+    return _Lease(run_id, phase["name"], slug, run["environment"], creator)
+
+
+def _finish(ctx: Context, principal: Principal, lease: _Lease, result: dict[str, Any], name: str) -> dict[str, Any]:
     summary = {"query_id": result["query_id"], "rows": result["row_count"], "columns": result["columns"],
                "snapshot_ids": result["snapshot_ids"], "duration_ms": result["duration_ms"],
                "result_sha256": result["result_sha256"]}
@@ -40,11 +63,11 @@ def run_for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: 
         preview = [dict(zip([c["name"] for c in result["columns"]], row, strict=False)) for row in result["rows"]]
         size = artifacts.store_for(ctx).path(result["result_sha256"]).stat().st_size
         artifact, _ = artifacts.register(ctx, {
-            "run_id": run_id, "phase": phase["name"], "name": name, "sha256": result["result_sha256"],
+            "run_id": lease.run_id, "phase": lease.phase, "name": name, "sha256": result["result_sha256"],
             "size_bytes": size, "media_type": "application/vnd.apache.parquet",
             "metadata": {**sql.jsonable(summary), "preview": sql.jsonable(preview)}}, principal)
-    return {"query": sql.jsonable(summary), "artifact": artifact, "acting_as": creator.name,
-            "workspace": slug, "environment": run["environment"]}
+    return {"query": sql.jsonable(summary), "artifact": artifact, "acting_as": lease.creator.name,
+            "workspace": lease.workspace, "environment": lease.environment}
 
 
 def _acting_as(ctx: Context, created_by: str, workspace_id: int) -> Principal:
