@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENDOR=src/lakehouse/web/static/vendor
 STAMP=$VENDOR/.stamp
-if [[ -f $STAMP && $STAMP -nt package-lock.json && $STAMP -nt package.json ]]; then
+if [[ -f $STAMP && $STAMP -nt package-lock.json && $STAMP -nt package.json
+      && $STAMP -nt src/lakehouse/web/static/src/sql-editor.mjs ]]; then
   exit 0
 fi
 if ! command -v npm >/dev/null 2>&1; then
@@ -24,5 +25,8 @@ cp node_modules/uplot/dist/uPlot.iife.min.js "$VENDOR/uPlot.iife.min.js"
 cp node_modules/uplot/dist/uPlot.min.css "$VENDOR/uPlot.min.css"
 cp node_modules/cytoscape/dist/cytoscape.min.js "$VENDOR/cytoscape.min.js"
 cp node_modules/@picocss/pico/css/pico.min.css "$VENDOR/pico.min.css"
+# CodeMirror 6 is ES modules across many packages: bundle our small entry into one script
+node_modules/.bin/esbuild src/lakehouse/web/static/src/sql-editor.mjs --bundle --minify --format=iife \
+  --log-level=warning --outfile="$VENDOR/sql-editor.js"
 touch "$STAMP"
 echo "web-assets: vendor files in $VENDOR"

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=60.0, gt=0,
                                   description="Longest wait between two reads of a request body (else closed).")
     keep_alive_timeout_s: int = Field(default=5, ge=1, description="Idle keep-alive connections close after this.")
+    artifact_store_max_bytes: int = Field(default=0, ge=0,
+                                          description="Capacity of the local artifact store (0: the disk's); "
+                                                      "uploads beyond it get a 507.")
+    database_wait_s: float = Field(default=60.0, ge=0,
+                                   description="How long `serve`/`up` wait for an unreachable metadata database "
+                                               "at start-up before giving up.")
+    processes: int = Field(default=0, ge=0, le=64,
+                           description="HTTP server processes of `serve` on PostgreSQL (0: one per core); "
+                                       "SQLite always runs one.")
 
     scheduler_interval_s: float = Field(default=10.0, gt=0,
                                         description="How often the scheduler looks for due ticks, triggers and "

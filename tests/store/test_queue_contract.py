@@ -281,6 +281,7 @@ def test_audit_log_is_chained(ctx: Context, clock: Clock) -> None:
 
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
     runs.cancel_run(ctx, run["run_id"], SYSTEM)
+    audit.seal_pending(ctx)  # the server's maintenance loop does this every second
     with ctx.db.read() as conn:
         assert audit.verify(conn) == (True, None)
         rows = conn.execute(select(audit_log.c.action).order_by(audit_log.c.id)).scalars().all()

@@ -56,6 +56,10 @@ def _service_attempt(action: Action) -> Callable[[Context, Principal, dict[str, 
             ctx, p, "default", {"name": f"j_{p.role}", "type": "sql", "sql": {"query": "SELECT 1"}}),
         Action.JOB_RUN: lambda ctx, p, s: __import__("lakehouse.services.job_runs", fromlist=["x"]).run_job(
             ctx, p, "default", "no_such_job"),
+        Action.JOB_PROMOTE: lambda ctx, p, s: __import__("lakehouse.services.promotions", fromlist=["x"]).promote(
+            ctx, p, "default", "no_such_job", "stage"),
+        Action.JOB_APPROVE: lambda ctx, p, s: __import__("lakehouse.services.promotions", fromlist=["x"]).approve(
+            ctx, p, "default", "no_such_job", "stage"),
         Action.USER_ADMIN: lambda ctx, p, s: users.list_users(ctx, p),
         Action.AUDIT_VIEW: lambda ctx, p, s: queries.audit_entries(ctx, p, queries.AuditFilter()),
         Action.ADMIN: lambda ctx, p, s: connections.rotate_key(ctx, Fernet.generate_key().decode(), p),

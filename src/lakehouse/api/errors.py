@@ -1,22 +1,33 @@
-"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}."""
+"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}.
+
+Faults below the API become clear answers, never ``internal_error``: the database away (a restart,
+a terminated connection) is a 503 with ``Retry-After``; a value the database cannot store (a NUL
+character in text, a number past bigint) is a 422; a full artifact store is a 507 naming the store.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lakehouse.lake.blobstore import StoreFull
 from lakehouse.services.errors import ServiceError
+from lakehouse.store.db import is_unavailable
 
 log = logging.getLogger("lakehouse.api")
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
                422: "invalid", 429: "rate_limited"}
+RETRY_AFTER_S = 2  # what a client should wait before repeating a request the database could not serve
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
@@ -44,9 +55,70 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail))
+        # keep the exception's headers: a 405 carries ``Allow`` (RFC 9110), a 401 ``WWW-Authenticate``
+        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail),
+                               headers=dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        answer = database_error(exc, request.url.path)
+        return answer if answer is not None else _internal(request, exc)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver refuses integers past 64 bits before any statement runs (ids in paths, params)
+        log.info("integer out of range", extra={"path": request.url.path, "error": str(exc)})
+        return error_response(422, "out_of_range", "a number in the request is out of range (64-bit integers)")
+
+    @app.exception_handler(StoreFull)
+    async def _store_full(request: Request, exc: StoreFull) -> JSONResponse:
+        log.error("artifact store full", extra={"path": request.url.path, "error": str(exc)})
+        return error_response(507, "insufficient_storage", str(exc), {"store": exc.store},
+                              {"Retry-After": "60"})
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in _FULL:
+            where = exc.filename or "the server's disk"
+            log.error("disk full", extra={"path": request.url.path, "error": str(exc)})
+            return error_response(507, "insufficient_storage", f"no space left to write {where}",
+                                  {"file": str(exc.filename) if exc.filename else None}, {"Retry-After": "60"})
+        return _internal(request, exc)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(500, "internal_error", "the server hit an unexpected error; it is logged")
+        return _internal(request, exc)
+
+
+def _internal(request: Request, exc: BaseException) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    return error_response(500, "internal_error", "the server hit an unexpected error; it is logged")
+
+
+def database_error(exc: DBAPIError, path: str = "") -> JSONResponse | None:
+    """The answer to a database error, or None when it is a bug (a 500)."""
+    if is_unavailable(exc):
+        log.warning("database unavailable", extra={"path": path, "error": _first_line(exc)})
+        return error_response(503, "database_unavailable",
+                              "the metadata database is unavailable; repeat the request in a moment",
+                              {"retry_after_s": RETRY_AFTER_S}, {"Retry-After": str(RETRY_AFTER_S)})
+    orig = exc.orig
+    text = _first_line(exc)
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if "NUL" in text and ("0x00" in text or "\\u0000" in text):
+        log.info("NUL character refused", extra={"path": path})
+        return error_response(422, "nul_character", "a text value contains a NUL (\\u0000) character, "
+                              "which cannot be stored", None)
+    if sqlstate == "22P05":  # untranslatable character: \u0000 inside JSON (jsonb refuses it)
+        return error_response(422, "nul_character", "a JSON value contains a \\u0000 character, which cannot "
+                              "be stored", None)
+    if sqlstate == "22003":
+        return error_response(422, "out_of_range", f"a number in the request is out of range: {text}", None)
+    if sqlstate.startswith("22") or type(orig).__name__ == "DataError":  # data exception: the value, not us
+        log.info("value refused by the database", extra={"path": path, "error": text})
+        return error_response(422, "invalid_value", f"a value was refused by the database: {text}", None)
+    return None
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0][:300]

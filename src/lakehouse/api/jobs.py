@@ -13,7 +13,7 @@ from lakehouse.api import schemas as s
 from lakehouse.api.deps import context, require
 from lakehouse.api.ops import ERRORS
 from lakehouse.domain.roles import Action
-from lakehouse.services import backfills, job_runs, jobs
+from lakehouse.services import backfills, job_runs, jobs, promotions
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
@@ -107,6 +107,36 @@ class BackfillList(BaseModel):
     backfills: list[dict[str, Any]]
 
 
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(max_length=16, description="stage or prod")
+    version: int | None = Field(default=None, ge=1, description="default: the job's current version")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class GatesIn(BaseModel):
+    """Gates to change; the ones left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_runs: int | None = Field(default=None, ge=0, le=100)
+    require_dq: bool | None = None
+    require_approval: bool | None = None
+    approver_role: str | None = Field(default=None, max_length=16)
+    approver_not_author: bool | None = None
+
+
+class GatesOut(BaseModel):
+    gates: dict[str, dict[str, Any]]
+
+
 @router.post("", response_model=JobOut, status_code=201, responses=ERRORS)
 def create_job(body: JobIn, ctx: Context = Depends(context),
                p: Principal = Depends(require(Action.JOB_MANAGE))) -> dict[str, Any]:
@@ -119,6 +149,20 @@ def create_job(body: JobIn, ctx: Context = Depends(context),
 def list_jobs(workspace: str | None = Query(None, max_length=64), ctx: Context = Depends(context),
               p: Principal = Depends(require(Action.READ))) -> dict[str, Any]:
     return {"jobs": jobs.list_jobs(ctx, p, workspace)}
+
+
+@router.get("/promotion-gates", response_model=GatesOut, responses=ERRORS)
+def promotion_gates(workspace: str = WS, ctx: Context = Depends(context),
+                    p: Principal = Depends(require(Action.READ))) -> dict[str, Any]:
+    """What a job version needs to reach stage and prod in this workspace."""
+    return {"gates": promotions.get_gates(ctx, p, workspace)}
+
+
+@router.put("/promotion-gates/{environment}", responses=ERRORS)
+def set_promotion_gates(environment: str, body: GatesIn, workspace: str = WS, ctx: Context = Depends(context),
+                        p: Principal = Depends(require(Action.ADMIN))) -> dict[str, Any]:
+    """Change the gates of stage or prod (workspace admins; audited)."""
+    return promotions.set_gates(ctx, p, workspace, environment, body.model_dump(exclude_none=True))
 
 
 @router.get("/{name}", response_model=JobOut, responses=ERRORS)
@@ -241,3 +285,33 @@ def retry_backfill(backfill_id: str, ctx: Context = Depends(context),
                    p: Principal = Depends(require(Action.JOB_RUN))) -> dict[str, Any]:
     """New runs for the backfill's failed (and cancelled) runs only."""
     return backfills.retry_failed(ctx, p, backfill_id)
+
+
+@router.get("/{name}/promotions", responses=ERRORS)
+def promotion_state(name: str, workspace: str = WS, ctx: Context = Depends(context),
+                    p: Principal = Depends(require(Action.READ))) -> dict[str, Any]:
+    """Per environment: the promoted version, the promotion waiting, the gates and how the current
+    version fares against them; and the history."""
+    return promotions.state(ctx, p, workspace, name)
+
+
+@router.post("/{name}/promotions", status_code=201, responses=ERRORS)
+def promote(name: str, body: PromoteIn, workspace: str = WS, ctx: Context = Depends(context),
+            p: Principal = Depends(require(Action.JOB_PROMOTE))) -> dict[str, Any]:
+    """Promote a version to stage or prod through the gates: 409 ``promotion_gate_failed`` names each
+    gate and why; ``status: pending`` when an approver must approve."""
+    return promotions.promote(ctx, p, workspace, name, body.to, body.version, body.comment)
+
+
+@router.post("/{name}/promotions/{environment}/approve", responses=ERRORS)
+def approve_promotion(name: str, environment: str, body: DecisionIn | None = None, workspace: str = WS,
+                      ctx: Context = Depends(context),
+                      p: Principal = Depends(require(Action.JOB_APPROVE))) -> dict[str, Any]:
+    return promotions.approve(ctx, p, workspace, name, environment, (body or DecisionIn()).comment)
+
+
+@router.post("/{name}/promotions/{environment}/reject", responses=ERRORS)
+def reject_promotion(name: str, environment: str, body: DecisionIn | None = None, workspace: str = WS,
+                     ctx: Context = Depends(context),
+                     p: Principal = Depends(require(Action.JOB_APPROVE))) -> dict[str, Any]:
+    return promotions.reject(ctx, p, workspace, name, environment, (body or DecisionIn()).comment)

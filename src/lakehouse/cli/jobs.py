@@ -12,8 +12,8 @@ from rich.table import Table
 
 from lakehouse.cli.common import console, context, fail, one_line_errors
 from lakehouse.cli.render import status_text
-from lakehouse.services import backfills, job_runs, jobs
-from lakehouse.services.auth import SYSTEM
+from lakehouse.services import backfills, job_runs, jobs, promotions
+from lakehouse.services.auth import SYSTEM, Principal
 
 app = typer.Typer(help="Jobs: versioned, parameterised, scheduled work.", no_args_is_help=True)
 WS = typer.Option("default", "--workspace", "-w", help="workspace slug")
@@ -201,6 +201,86 @@ def retry_backfill(backfill_id: str) -> None:
     """New runs for the backfill's failed runs only."""
     b = backfills.retry_failed(context(), SYSTEM, backfill_id)
     console.print(f"backfill {backfill_id} {b['status']}: {b['retried']} runs retried")
+
+
+@app.command("promote")
+@one_line_errors
+def promote(name: str, to: str = typer.Option(..., "--to", help="stage or prod"), workspace: str = WS,
+            version: int = typer.Option(None, "--version", min=1, help="default: the current version"),
+            comment: str = typer.Option(None, "--comment")) -> None:
+    """Promote a job version to stage or prod through the workspace's gates (a failed gate is an
+    error naming it; with an approval gate the promotion waits for `lakehouse jobs approve`)."""
+    p = promotions.promote(context(), SYSTEM, workspace, name, to, version, comment)
+    if p["status"] == "pending":
+        console.print(f"{name} v{p['version']} → {p['environment']}: gates passed, waiting for approval "
+                      f"(lakehouse jobs approve {name} --env {p['environment']})", highlight=False)
+    else:
+        console.print(f"{name} v{p['version']} promoted to {p['environment']}", highlight=False)
+
+
+def _approver(by: str | None) -> Principal:
+    return SYSTEM if not by else Principal(name=by, role=SYSTEM.role)
+
+
+@app.command("approve")
+@one_line_errors
+def approve(name: str, env: str = typer.Option(..., "--env", help="stage or prod"), workspace: str = WS,
+            by: str = typer.Option(None, "--by", help="the person approving, as the audit log records it "
+                                                      "(the CLI acts with admin rights)"),
+            comment: str = typer.Option(None, "--comment")) -> None:
+    """Approve the promotion waiting for an environment."""
+    p = promotions.approve(context(), _approver(by), workspace, name, env, comment)
+    console.print(f"{name} v{p['version']} promoted to {p['environment']} (approved by {p['decided_by']})",
+                  highlight=False)
+
+
+@app.command("reject")
+@one_line_errors
+def reject(name: str, env: str = typer.Option(..., "--env", help="stage or prod"), workspace: str = WS,
+           by: str = typer.Option(None, "--by", help="the person rejecting, as the audit log records it"),
+           comment: str = typer.Option(None, "--comment")) -> None:
+    """Reject the promotion waiting for an environment."""
+    p = promotions.reject(context(), _approver(by), workspace, name, env, comment)
+    console.print(f"promotion of {name} v{p['version']} to {p['environment']} rejected", highlight=False)
+
+
+@app.command("promotions")
+@one_line_errors
+def promotion_state(name: str, workspace: str = WS) -> None:
+    """Which version each environment runs, what waits for approval, and the gates."""
+    s = promotions.state(context(), SYSTEM, workspace, name)
+    console.print(f"dev: v{s['current_version']} (the current version; dev runs any version)", highlight=False)
+    for e in s["environments"]:
+        there = f"v{e['promoted']['version']}" if e["promoted"] else "nothing promoted"
+        waiting = f"; v{e['pending']['version']} waits for approval" if e["pending"] else ""
+        console.print(f"{e['environment']}: {there}{waiting}", highlight=False)
+        for c in e["checks"]:
+            console.print(f"  {'✓' if c['ok'] else '✕'} {c['gate']}: {c['reason']}", highlight=False)
+
+
+@app.command("gates")
+@one_line_errors
+def gates(workspace: str = WS, env: str = typer.Option(None, "--env", help="stage or prod: change its gates"),
+          min_runs: int = typer.Option(None, "--min-runs", min=0, max=100),
+          require_dq: bool = typer.Option(None, "--require-dq/--no-require-dq"),
+          require_approval: bool = typer.Option(None, "--require-approval/--no-require-approval"),
+          approver_role: str = typer.Option(None, "--approver-role", help="admin or engineer"),
+          approver_not_author: bool = typer.Option(None, "--approver-not-author/--author-may-approve")) -> None:
+    """Show the workspace's promotion gates, or change those of --env."""
+    ctx = context()
+    values = {k: v for k, v in {"min_runs": min_runs, "require_dq": require_dq, "require_approval": require_approval,
+                                "approver_role": approver_role, "approver_not_author": approver_not_author
+                                }.items() if v is not None}
+    if values and not env:
+        fail("--env stage|prod names the environment whose gates change")
+    if env:
+        promotions.set_gates(ctx, SYSTEM, workspace, env, values)
+    table = Table("env", "from", "min runs", "DQ", "approval", "approver role", "not the author")
+    for g in promotions.get_gates(ctx, SYSTEM, workspace).values():
+        table.add_row(g["environment"], g["lower"], str(g["min_runs"]), "yes" if g["require_dq"] else "no",
+                      "yes" if g["require_approval"] else "no", g["approver_role"],
+                      "yes" if g["approver_not_author"] else "no")
+    console.print(table)
 
 
 @one_line_errors

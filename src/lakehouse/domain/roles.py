@@ -27,6 +27,8 @@ class Action(StrEnum):
     CONNECTION_MANAGE = "connection.manage"  # create, edit, delete connections
     JOB_MANAGE = "job.manage"  # create, edit, apply, pause, archive jobs
     JOB_RUN = "job.run"  # run a job now, rerun a job run, backfills
+    JOB_PROMOTE = "job.promote"  # ask for a job version to reach stage or prod (through the gates)
+    JOB_APPROVE = "job.approve"  # approve or reject a promotion (the workspace's gates name the role)
     USER_ADMIN = "user.admin"  # users, roles, tokens of others
     AUDIT_VIEW = "audit.view"
     ADMIN = "admin"  # everything else reserved to admins (key rotation, workspaces)
@@ -36,7 +38,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
     Role.ENGINEER: frozenset({Action.READ, Action.RUN_READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY,
                               Action.CONNECTION_READ, Action.CONNECTION_MANAGE, Action.JOB_MANAGE,
-                              Action.JOB_RUN}),
+                              Action.JOB_RUN, Action.JOB_PROMOTE, Action.JOB_APPROVE}),
     Role.ANALYST: frozenset({Action.READ, Action.RUN_READ, Action.QUERY, Action.CONNECTION_READ}),
     Role.VIEWER: frozenset({Action.READ, Action.RUN_READ}),
     # executors use the contract's calls only: no catalog, lineage or query history (docs/security.md)

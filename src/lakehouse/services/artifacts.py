@@ -20,7 +20,7 @@ from lakehouse.store.tables import artifacts, blobs, runs
 
 
 def store_for(ctx: Context) -> BlobStore:
-    return BlobStore(ctx.settings.artifacts_dir)
+    return BlobStore(ctx.settings.artifacts_dir, ctx.settings.artifact_store_max_bytes)
 
 
 async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:

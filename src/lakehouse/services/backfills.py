@@ -19,7 +19,7 @@ from lakehouse.domain.jobs import (
 )
 from lakehouse.domain.roles import Action
 from lakehouse.domain.states import RunStatus
-from lakehouse.services import audit, runs, workspaces
+from lakehouse.services import audit, promotions, runs, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
@@ -47,7 +47,11 @@ def create(ctx: Context, principal: Principal, workspace: str, job: str, start: 
         row = store.get_job(conn, ws_id, job)
         if row is None or row["status"] != "active":
             raise NotFound(f"job {job!r} not found", code="job_not_found")
-        v = store.get_version(conn, row["id"], row["current_version"])
+        current = store.get_version(conn, row["id"], row["current_version"])
+        assert current is not None
+        cur = JobDefinition.model_validate(current["definition"])
+        env = environment or (cur.schedule.environment if cur.schedule else cur.environment)
+        v = store.get_version(conn, row["id"], promotions.version_for(conn, row, env, None))
     assert v is not None
     d = JobDefinition.model_validate(v["definition"])
     s = d.schedule
@@ -59,7 +63,6 @@ def create(ctx: Context, principal: Principal, workspace: str, job: str, start: 
         raise param_error(exc) from None
     except ValueError as exc:
         raise InvalidInput(str(exc), code="invalid_backfill", details=[{"field": "to", "message": str(exc)}]) from None
-    env = environment or (s.environment if s else d.environment)
     backfill_id = str(uuid.uuid4())
     new: list[store.NewRun] = []
     i = 0

@@ -13,7 +13,7 @@ from lakehouse.domain.jobs import JobDefinition, ParamError, RunTrigger, render_
 from lakehouse.domain.pipelines import PipelineSpec
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS, PhaseSpec, RunRequest
-from lakehouse.services import audit, code_policy, runs, workspaces
+from lakehouse.services import audit, code_policy, promotions, runs, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound
@@ -152,14 +152,16 @@ def run_job(ctx: Context, principal: Principal, workspace: str, name: str, param
     ws_id = workspaces.resolve_for(ctx, principal, workspace, write=True)
     principal.require_in(Action.JOB_RUN, ws_id)
     with ctx.db.read() as conn:
-        row, v = _job_and_version(conn, ws_id, name, version)
+        row, current = _job_and_version(conn, ws_id, name, None)
+        env = environment or str(current["definition"].get("environment") or "dev")
+        row, v = _job_and_version(conn, ws_id, name, promotions.version_for(conn, row, env, version))
     d = JobDefinition.model_validate(v["definition"])
     try:
         resolved = resolve_params(d.params, params)
     except ParamError as exc:
         raise param_error(exc) from None
-    return _start(ctx, principal, workspace, ws_id, row["id"], v, d, resolved, environment or d.environment,
-                  RunTrigger.MANUAL, None, idempotency_key)
+    return _start(ctx, principal, workspace, ws_id, row["id"], v, d, resolved, env, RunTrigger.MANUAL, None,
+                  idempotency_key)
 
 
 def _start(ctx: Context, principal: Principal, workspace: str, ws_id: int, job_id: int, v: Any, d: JobDefinition,
@@ -195,8 +197,10 @@ def rerun(ctx: Context, principal: Principal, run_id: str, params: dict[str, Any
         job = store.get_job_by_id(conn, link["job_id"])
         v = store.get_version(conn, link["job_id"], link["version"])
         ws_slug = queue.workspace_slug(conn, run["workspace_id"])
-    principal.require_in(Action.JOB_RUN, run["workspace_id"])
-    assert job is not None and v is not None
+        principal.require_in(Action.JOB_RUN, run["workspace_id"])
+        assert job is not None and v is not None
+        env = environment or run["environment"]
+        promotions.version_for(conn, job, env, int(link["version"]))  # stage/prod rerun only their version
     d = JobDefinition.model_validate(v["definition"])
     before = dict(((run["input_manifest"] or {}).get("job") or {}).get("params") or {})
     builtins = {k: before.pop(k) for k in ("logical_date", "upstream_run_id", "partition") if k in before}
@@ -205,7 +209,7 @@ def rerun(ctx: Context, principal: Principal, run_id: str, params: dict[str, Any
     except ParamError as exc:
         raise param_error(exc) from None
     return _start(ctx, principal, ws_slug, run["workspace_id"], job["id"], v, d, resolved,
-                  environment or run["environment"], RunTrigger.RERUN, link["logical_date"], None,
+                  env, RunTrigger.RERUN, link["logical_date"], None,
                   {"rerun_of": run_id})
 
 

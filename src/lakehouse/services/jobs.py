@@ -250,6 +250,8 @@ def list_jobs(ctx: Context, principal: Principal, workspace: str | None = None) 
     with ctx.db.read() as conn:
         rows = store.list_jobs(conn, ids)
         last = store.last_runs(conn, [r["id"] for r in rows])
+        promoted = {(k[0], k[1]): int(v["version"]) for k, v in store.promoted_versions(conn, [r["id"] for r in rows])
+                    .items()}
     out = []
     for r in rows:
         d = r["definition"]
@@ -262,8 +264,30 @@ def list_jobs(ctx: Context, principal: Principal, workspace: str | None = None) 
             "next_fire_at": next_fires(d, r, now, 1)[0] if d.get("schedule") and next_fires(d, r, now, 1) else None,
             "last_run": {"run_id": lr["run_id"], "status": lr["status"], "created_at": lr["created_at"]}
             if lr else None,
+            "environments": {env: promoted[(r["id"], env)] for env in ("stage", "prod") if (r["id"], env) in promoted},
         })
     return out
+
+
+def grid(ctx: Context, principal: Principal, workspace: str, name: str, limit: int = 25) -> dict[str, Any]:
+    """Recent runs × phases (Airflow's grid): the phase names in order (a union over the runs, since
+    versions differ), and per run its status and each phase's status (``None``: that run has no such
+    phase)."""
+    ws_id = _resolve(ctx, principal, workspace, Action.READ)
+    with ctx.db.read() as conn:
+        row = _job_row(conn, principal, ws_id, name)
+        recent = [render_job_run(r) for r in store.runs_of_job(conn, row["id"], limit)]
+        cells = store.phases_of_runs(conn, [r["run_id"] for r in recent])
+    names: list[str] = []
+    by_run: dict[str, dict[str, str]] = {}
+    for c in cells:
+        if c["name"] not in names:
+            names.append(c["name"])
+        status = "retrying" if c["status"] == "queued" and c["attempt"] > 0 else c["status"]
+        by_run.setdefault(c["run_id"], {})[c["name"]] = status
+    for r in recent:
+        r["cells"] = by_run.get(r["run_id"], {})
+    return {"phases": names, "runs": recent}
 
 
 def versions(ctx: Context, principal: Principal, workspace: str, name: str) -> list[dict[str, Any]]:
@@ -435,5 +459,5 @@ def definition_of(ctx: Context, principal: Principal, workspace: str, name: str)
     return JobDefinition.model_validate(v["definition"])
 
 
-__all__ = ["JobType", "Saved", "apply", "archive", "get_job", "list_jobs", "plan", "save", "set_paused",
+__all__ = ["JobType", "Saved", "apply", "archive", "get_job", "grid", "list_jobs", "plan", "save", "set_paused",
            "version", "version_diff", "versions"]

@@ -19,7 +19,7 @@ from typing import Any
 from lakehouse.domain import schedules
 from lakehouse.domain.jobs import JobDefinition, ParamError, RunTrigger, resolve_params
 from lakehouse.domain.states import RunStatus
-from lakehouse.services import backfills
+from lakehouse.services import backfills, promotions
 from lakehouse.services.context import Context
 from lakehouse.services.errors import ServiceError
 from lakehouse.services.job_runs import build_request
@@ -89,14 +89,26 @@ def _schedules(ctx: Context, now: datetime) -> tuple[int, int]:
     return made, skipped
 
 
+def _version(conn: Any, row: Any, d: JobDefinition, environment: str) -> tuple[Any, JobDefinition]:
+    """The version (and its definition) a run in ``environment`` uses: the current one in dev, the
+    promoted one in stage and prod, never a newer draft (Conflict when nothing is promoted there)."""
+    number = promotions.version_for(conn, row, environment, None)
+    v = store.get_version(conn, row["id"], number)
+    assert v is not None
+    return v, d if number == row["current_version"] else JobDefinition.model_validate(v["definition"])
+
+
 def _tick_run(ctx: Context, conn: Any, row: Any, d: JobDefinition, at: datetime, cache: dict[str, Any]
               ) -> store.NewRun:
-    v = store.get_version(conn, row["id"], row["current_version"])
+    """The run of one tick. The schedule (when) is the job's; what runs is the version of the
+    schedule's environment."""
+    assert d.schedule is not None
+    env = d.schedule.environment
+    v, d = _version(conn, row, d, env)
     ws_slug = queue.workspace_slug(conn, row["workspace_id"])
-    assert d.schedule is not None and v is not None
     params = resolve_params(d.params, {}, {"logical_date": at.isoformat()})
     req = build_request(ctx, workspace=ws_slug, workspace_id=row["workspace_id"], job_id=row["id"], version=v, d=d,
-                        params=params, environment=d.schedule.environment, trigger=RunTrigger.SCHEDULE,
+                        params=params, environment=env, trigger=RunTrigger.SCHEDULE,
                         logical_date=at, idempotency_key=f"job:{row['id']}:tick:{at.isoformat()}",
                         pipeline_cache=cache)
     return store.NewRun(run_id=str(uuid.uuid4()), workspace_id=row["workspace_id"], request=req, job_id=row["id"],
@@ -130,12 +142,12 @@ def _triggers(ctx: Context, now: datetime) -> int:
 
 def _trigger_run(ctx: Context, conn: Any, row: Any, upstream_run: str, upstream_job: str) -> store.NewRun:
     d = JobDefinition.model_validate(row["definition"])
-    v = store.get_version(conn, row["id"], row["current_version"])
-    assert v is not None
+    env = d.environment
+    v, d = _version(conn, row, d, env)
     ws_slug = queue.workspace_slug(conn, row["workspace_id"])
     params = resolve_params(d.params, {}, {"upstream_run_id": upstream_run})
     req = build_request(ctx, workspace=ws_slug, workspace_id=row["workspace_id"], job_id=row["id"], version=v, d=d,
-                        params=params, environment=d.environment, trigger=RunTrigger.UPSTREAM,
+                        params=params, environment=env, trigger=RunTrigger.UPSTREAM,
                         idempotency_key=f"job:{row['id']}:after:{upstream_run}",
                         extra_labels={"upstream_run_id": upstream_run, "upstream_job": upstream_job})
     return store.NewRun(run_id=str(uuid.uuid4()), workspace_id=row["workspace_id"], request=req, job_id=row["id"],
@@ -150,6 +162,24 @@ def upcoming(ctx: Context, principal: Any, within: timedelta) -> list[dict[str, 
     with ctx.db.read() as conn:
         rows = store.next_fires(conn, principal.workspace_ids, ctx.clock() + within)
     return [{"job": r["name"], "workspace": r["workspace"], "next_fire_at": r["next_fire_at"]} for r in rows]
+
+
+def overview(ctx: Context, principal: Any, within: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+    """For the Overview: ticks due within ``within`` (``upcoming``), and jobs whose tick is overdue —
+    no scheduler handled it well after its time (``missed``: the scheduler is off or stuck)."""
+    from lakehouse.domain.roles import Action
+
+    principal.require(Action.READ)
+    now = ctx.clock()
+    late = timedelta(seconds=max(60.0, 3 * ctx.settings.scheduler_interval_s))
+    with ctx.db.read() as conn:
+        rows = store.next_fires(conn, principal.workspace_ids, now + within)
+    out: dict[str, Any] = {"upcoming": [], "missed": [], "within_s": within.total_seconds()}
+    for r in rows:
+        item = {"job": r["name"], "workspace": r["workspace"], "next_fire_at": r["next_fire_at"],
+                "late_s": max(0.0, (now - r["next_fire_at"]).total_seconds())}
+        out["missed" if r["next_fire_at"] < now - late else "upcoming"].append(item)
+    return out
 
 
 class SchedulerThread(threading.Thread):

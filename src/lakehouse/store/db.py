@@ -1,15 +1,62 @@
-"""Engine creation and transaction scopes for SQLite and PostgreSQL."""
+"""Engine creation and transaction scopes for SQLite and PostgreSQL.
+
+Faults of a PostgreSQL server (a restart, ``pg_terminate_backend``, a failover) are survived here:
+the pool pings a connection before handing it out, a read whose connection dies under it is run
+again once on a fresh one, and :func:`is_unavailable` tells the HTTP edge which errors mean "the
+database is away" (a 503 with ``Retry-After``) rather than a bug. A write is never re-run here: it
+fails as a whole (PostgreSQL rolled it back) and its caller may repeat the request.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger("lakehouse.store")
+
+CONNECT_TIMEOUT_S = 10  # a database host that does not answer must not hold a request forever
+
+
+class _Connection(Connection):
+    """A connection that runs a statement again, once, when a *read* scope's connection was lost
+    (the server closed it, an admin terminated it). Reads are repeatable under READ COMMITTED: each
+    statement sees the latest committed data anyway, so a fresh connection changes nothing."""
+
+    def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        try:
+            return super().execute(statement, parameters, execution_options=execution_options)
+        except DBAPIError as exc:
+            if not self._may_retry(exc):
+                raise
+            return super().execute(statement, parameters, execution_options=execution_options)
+
+    def exec_driver_sql(self, statement: str, parameters: Any = None, execution_options: Any = None) -> Any:
+        try:
+            return super().exec_driver_sql(statement, parameters, execution_options)
+        except DBAPIError as exc:
+            if not self._may_retry(exc):
+                raise
+            return super().exec_driver_sql(statement, parameters, execution_options)
+
+    reading = False  # inside Database.read()
+    retried = False
+
+    def _may_retry(self, exc: DBAPIError) -> bool:
+        if not (exc.connection_invalidated and self.reading and not self.retried):
+            return False
+        self.retried = True
+        log.warning("database connection lost during a read; running it again on a new connection")
+        self.rollback()  # the invalidated connection is replaced at the next statement
+        return True
 
 
 class Database:
@@ -29,9 +76,10 @@ class Database:
             _setup_sqlite(self.engine)
         else:
             self.engine = create_engine(
-                url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=False,
-                poolclass=None if pool_size else NullPool,
+                url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
+                poolclass=None if pool_size else NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
             )
+            self.engine._connection_cls = _Connection  # type: ignore[misc]
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -54,10 +102,62 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
+            if self.is_sqlite:
+                yield conn
+                return
+            assert isinstance(conn, _Connection)
+            conn.reading = True
             yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached or dropped the connection (as opposed to
+    a statement it refused): the request may succeed when repeated a moment later."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate is None:  # psycopg: no answer from a server at all (refused, reset, timeout)
+            return not _is_sqlite_error(orig)
+        # 08: connection exception, 57P01-03: admin/crash shutdown, cannot connect now; 53300: too many
+        return sqlstate.startswith(("08", "57P", "53"))
+    return False
+
+
+def _is_sqlite_error(orig: Any) -> bool:
+    return type(orig).__module__.startswith("sqlite3")
+
+
+def wait_until_reachable(url: str, timeout_s: float, interval_s: float = 1.0) -> None:
+    """Block until the database at ``url`` answers ``SELECT 1`` (a server starting before its
+    PostgreSQL does); re-raise the last connection error after ``timeout_s``."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return
+    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": max(1, int(interval_s * 5))})
+    deadline = time.monotonic() + timeout_s
+    told = False
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                if told:
+                    log.info("the metadata database is reachable")
+                return
+            except OperationalError as exc:
+                if time.monotonic() + interval_s > deadline:
+                    raise
+                if not told:
+                    log.warning("the metadata database is not reachable yet; waiting up to %.0f s", timeout_s,
+                                extra={"error": str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)})
+                    told = True
+                time.sleep(interval_s)
+    finally:
+        engine.dispose()
 
 
 def _setup_sqlite(engine: Engine) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, RowMapping, and_, bindparam, func, select, up
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lakehouse.domain.events import EventType
-from lakehouse.domain.jobs import BackfillStatus, JobStatus, backfill_transition
+from lakehouse.domain.jobs import BackfillStatus, JobStatus, PromotionStatus, backfill_transition, promotion_transition
 from lakehouse.domain.runs import RunRequest
 from lakehouse.domain.states import RUN_FINISHED, PhaseStatus, RunStatus, phase_transition, run_transition
 from lakehouse.store import dialect, queue
@@ -23,8 +23,10 @@ from lakehouse.store.tables import (
     job_runs,
     job_triggers,
     job_versions,
+    job_promotions,
     jobs,
     phases,
+    promotion_gates,
     run_events,
     runs,
     workspaces,
@@ -229,6 +231,15 @@ def runs_of_job(conn: Connection, job_id: int, limit: int = 50) -> list[RowMappi
     return list(conn.execute(stmt).mappings())
 
 
+def phases_of_runs(conn: Connection, run_ids: Sequence[str]) -> list[RowMapping]:
+    """(run_id, idx, name, status, attempt) of every phase of some runs, in phase order."""
+    if not run_ids:
+        return []
+    return list(conn.execute(select(phases.c.run_id, phases.c.idx, phases.c.name, phases.c.status, phases.c.attempt)
+                             .where(phases.c.run_id.in_(list(run_ids))).order_by(phases.c.run_id, phases.c.idx))
+                .mappings())
+
+
 def last_runs(conn: Connection, job_ids: Sequence[int]) -> dict[int, RowMapping]:
     """The newest run of each job."""
     if not job_ids:
@@ -402,3 +413,105 @@ def retries_of(conn: Connection, backfill_id: str) -> int:
     return int(conn.execute(select(func.count()).select_from(job_runs)
                             .where(job_runs.c.backfill_id == backfill_id, job_runs.c.superseded.is_(True)))
                .scalar_one())
+
+
+# --- promotion ------------------------------------------------------------------------------------
+
+def get_gates(conn: Connection, workspace_id: int) -> dict[str, RowMapping]:
+    """The gates a workspace configured, by environment."""
+    return {r["environment"]: r for r in conn.execute(
+        select(promotion_gates).where(promotion_gates.c.workspace_id == workspace_id)).mappings()}
+
+
+def set_gates(conn: Connection, workspace_id: int, environment: str, values: dict[str, Any], by: str,
+              now: datetime) -> None:
+    key = and_(promotion_gates.c.workspace_id == workspace_id, promotion_gates.c.environment == environment)
+    row = {**values, "updated_by": by, "updated_at": now}
+    if conn.execute(update(promotion_gates).where(key).values(**row)).rowcount == 0:
+        conn.execute(promotion_gates.insert().values(workspace_id=workspace_id, environment=environment, **row))
+
+
+def finished_runs_of_version(conn: Connection, job_id: int, version: int, environment: str, limit: int
+                             ) -> list[dict[str, Any]]:
+    """The newest finished runs of one job version in one environment (newest first), each with the
+    data-quality summary of its validate phase (``dq``: None when it has none)."""
+    if limit <= 0:
+        return []
+    rows = list(conn.execute(
+        select(runs.c.id, runs.c.status, runs.c.finished_at).join(job_runs, job_runs.c.run_id == runs.c.id)
+        .where(job_runs.c.job_id == job_id, job_runs.c.version == version, runs.c.environment == environment,
+               runs.c.status.in_(FINISHED))
+        .order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(limit)).mappings())
+    ids = [r["id"] for r in rows]
+    dq: dict[str, Any] = {}
+    if ids:
+        for run_id, manifest in conn.execute(select(phases.c.run_id, phases.c.output_manifest)
+                                             .where(phases.c.run_id.in_(ids), phases.c.type == "validate")):
+            if isinstance(manifest, dict) and isinstance(manifest.get("dq"), dict):
+                dq[run_id] = manifest["dq"]
+    return [{"run_id": r["id"], "status": r["status"], "finished_at": r["finished_at"], "dq": dq.get(r["id"])}
+            for r in rows]
+
+
+def insert_promotion(conn: Connection, **values: Any) -> int:
+    values["status"] = PromotionStatus(values["status"]).value
+    return int(conn.execute(job_promotions.insert().values(**values).returning(job_promotions.c.id)).scalar_one())
+
+
+def get_promotion(conn: Connection, promotion_id: int) -> RowMapping | None:
+    return conn.execute(select(job_promotions).where(job_promotions.c.id == promotion_id)).mappings().first()
+
+
+def pending_promotion(conn: Connection, job_id: int, environment: str, *, lock: bool = False) -> RowMapping | None:
+    stmt = (select(job_promotions).where(job_promotions.c.job_id == job_id,
+                                         job_promotions.c.environment == environment,
+                                         job_promotions.c.status == PromotionStatus.PENDING.value)
+            .order_by(job_promotions.c.id.desc()))
+    return conn.execute(dialect.for_update(conn, stmt) if lock else stmt).mappings().first()
+
+
+def decide_promotion(conn: Connection, row: RowMapping, target: PromotionStatus, by: str | None, now: datetime,
+                     comment: str | None = None, gates: Any = None) -> None:
+    status = promotion_transition(row["status"], target)
+    values: dict[str, Any] = {"status": status.value, "decided_by": by, "decided_at": now}
+    if comment is not None:
+        values["comment"] = comment
+    if gates is not None:
+        values["gates"] = gates
+    conn.execute(update(job_promotions).where(job_promotions.c.id == row["id"],
+                                              job_promotions.c.status == row["status"]).values(**values))
+
+
+def promoted_versions(conn: Connection, job_ids: Sequence[int]) -> dict[tuple[int, str], RowMapping]:
+    """The version each job has in each environment: its newest decided promotion, by (job, env)."""
+    if not job_ids:
+        return {}
+    stmt = (select(job_promotions)
+            .where(job_promotions.c.job_id.in_(list(job_ids)),
+                   job_promotions.c.status == PromotionStatus.PROMOTED.value)
+            .order_by(job_promotions.c.decided_at, job_promotions.c.id))
+    out: dict[tuple[int, str], RowMapping] = {}
+    for r in conn.execute(stmt).mappings():
+        out[(r["job_id"], r["environment"])] = r  # later rows win
+    return out
+
+
+def promoted_version(conn: Connection, job_id: int, environment: str) -> int | None:
+    row = conn.execute(select(job_promotions.c.version)
+                       .where(job_promotions.c.job_id == job_id, job_promotions.c.environment == environment,
+                              job_promotions.c.status == PromotionStatus.PROMOTED.value)
+                       .order_by(job_promotions.c.decided_at.desc(), job_promotions.c.id.desc())
+                       .limit(1)).first()
+    return int(row[0]) if row else None
+
+
+def ever_promoted(conn: Connection, job_id: int, version: int, environment: str) -> bool:
+    return conn.execute(select(func.count()).select_from(job_promotions)
+                        .where(job_promotions.c.job_id == job_id, job_promotions.c.version == version,
+                               job_promotions.c.environment == environment,
+                               job_promotions.c.status == PromotionStatus.PROMOTED.value)).scalar_one() > 0
+
+
+def list_promotions(conn: Connection, job_id: int, limit: int = 50) -> list[RowMapping]:
+    return list(conn.execute(select(job_promotions).where(job_promotions.c.job_id == job_id)
+                             .order_by(job_promotions.c.id.desc()).limit(limit)).mappings())

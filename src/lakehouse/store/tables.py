@@ -430,3 +430,35 @@ job_runs = Table(
     Index("ix_job_runs_backfill", "backfill_id", "released"),
     Index("ix_job_runs_followed_up", "followed_up"),
 )
+
+promotion_gates = Table(
+    "promotion_gates",
+    metadata,
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("environment", String(16), primary_key=True),  # stage | prod
+    Column("min_runs", Integer, nullable=False),
+    Column("require_dq", Boolean, nullable=False),
+    Column("require_approval", Boolean, nullable=False),
+    Column("approver_role", String(16), nullable=False),
+    Column("approver_not_author", Boolean, nullable=False),
+    Column("updated_by", String(100), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+job_promotions = Table(
+    "job_promotions",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("job_id", ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("workspace_id", ID, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("environment", String(16), nullable=False),  # where the version goes
+    Column("status", String(16), nullable=False),  # domain.jobs.PromotionStatus
+    Column("gates", JSONDoc(), nullable=False),  # the gates as evaluated when requested (and approved)
+    Column("requested_by", String(100), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("comment", Text, nullable=True),
+    Index("ix_job_promotions_job_env", "job_id", "environment", "requested_at"),
+)

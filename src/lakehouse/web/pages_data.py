@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
+from lakehouse.services import catalog_view
 from lakehouse.services.auth import Principal
 from lakehouse.services.errors import InvalidInput, RateLimited, ServiceError
 from lakehouse.web import queries
@@ -85,19 +87,33 @@ def start_pipeline(name: str, request: Request, environment: str = Form("dev"), 
 
 @router.get("/catalog")
 def catalog_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+    """Where each table is, how big and fresh it is, who writes it; every filter is in the URL."""
     p.require(Action.READ)
-    svc = _service("catalog")
-    env = request.query_params.get("env") or "dev"
-    layer = request.query_params.get("layer") or None
+    q = request.query_params
+    env = q.get("env") or "dev"
+    layer = q.get("layer") or None
+    f = {"q": q.get("q", "").strip(), "state": q.get("state") or None, "pipeline": q.get("pipeline") or None}
+    if f["state"] and f["state"] not in FRESH_STATES:
+        raise InvalidInput(f"freshness is one of {', '.join(FRESH_STATES)}", code="invalid_state")
     tables: list[dict[str, Any]] = []
     error = None
-    if svc is not None:
-        try:
-            tables = svc.list_tables(context(request), p, env=env, layer=layer)
-        except ServiceError as exc:
-            error = exc.message
+    try:
+        tables = catalog_view.list_tables(context(request), p, env=env, layer=layer, q=f["q"] or None,
+                                          state=f["state"], pipeline=f["pipeline"])
+    except ServiceError as exc:
+        error = exc.message
+    filtered = bool(layer or f["q"] or f["state"] or f["pipeline"])
     return page(request, "catalog.html", nav="catalog", tables=tables, env=env, layer=layer, envs=ENVIRONMENTS,
-                available=svc is not None, error=error)
+                available=True, error=error, f=f, filtered=filtered, states=FRESH_STATES,
+                pipelines=sorted({t["pipeline"] for t in tables if t["pipeline"]} | (
+                    {f["pipeline"]} if f["pipeline"] else set())))
+
+
+FRESH_STATES = ("fresh", "aging", "late")
+
+
+def sql_link(sql_name: str, env: str) -> str:
+    return "/sql?" + urlencode({"sql": f"SELECT * FROM {sql_name} LIMIT 100", "env": env})
 
 
 @router.get("/catalog/{env}/{layer}/{table}")
@@ -107,13 +123,12 @@ def table_page(env: str, layer: str, table: str, request: Request, p: Principal 
     if svc is None:
         raise InvalidInput("the catalog is not available in this build", code="unavailable")
     ctx = context(request)
-    tables = svc.list_tables(ctx, p, env=env, layer=layer)
-    ref = next((t for t in tables if t["table"] == table), None)
-    if ref is None:
+    head = catalog_view.table_header(ctx, p, env, layer, table)
+    if head is None:
         from lakehouse.services.errors import NotFound
 
         raise NotFound(f"table {layer}.{table} not found in {env}", code="table_not_found")
-    info = svc.describe_table(ctx, p, ref["namespace"], table, env=env, sample=20)
+    info = svc.describe_table(ctx, p, head["namespace"], table, env=env, sample=20)
     lineage_svc = _service("lineage")
     graph = None
     if lineage_svc is not None:
@@ -121,7 +136,8 @@ def table_page(env: str, layer: str, table: str, request: Request, p: Principal 
             graph = lineage_svc.graph(ctx, p, f"{layer}.{table}", env=env)
         except ServiceError:
             graph = None
-    return page(request, "table.html", nav="catalog", t=info, env=env, graph=graph)
+    return page(request, "table.html", nav="catalog", t=info, head=head, env=env, graph=graph,
+                sql_url=sql_link(info["sql_name"], env))
 
 
 # --- sql ------------------------------------------------------------------------------------------

@@ -9,48 +9,33 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lakehouse.domain.roles import Action
-from lakehouse.domain.runs import ENVIRONMENTS, PhaseSpec, RunRequest
-from lakehouse.domain.states import RunStatus
-from lakehouse.services import artifacts, executors, runs
+from lakehouse.domain.runs import ENVIRONMENTS
+from lakehouse.domain.states import RUN_FINISHED, RunStatus
+from lakehouse.services import artifacts, catalog_view, executors, reruns, runs
 from lakehouse.services.auth import Principal
 from lakehouse.services.errors import InvalidInput, NotFound
-from lakehouse.web import queries
-from lakehouse.web.render import context, is_htmx, mark_web, page, user
+from lakehouse.web import queries, run_outputs
+from lakehouse.web.render import context, is_htmx, mark_web, page, query_url, user
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_web)])
 PREVIEW_BYTES = 64 * 1024
-TEXT_TYPES = ("text/", "application/json", "application/x-ndjson", "application/yaml", "application/sql")
 STATE_EVENTS = ("RUN_", "PHASE_CLAIMED", "PHASE_STARTED", "PHASE_SUCCEEDED", "PHASE_FAILED", "PHASE_REQUEUED",
                 "PHASE_SKIPPED", "LEASE_EXPIRED", "ARTIFACT_REGISTERED")
 
 
-FRESHNESS_SLO = timedelta(hours=24)
+FINISHED = {s.value for s in RUN_FINISHED}
 
 
 def _freshness(request: Request, p: Principal) -> list[dict[str, Any]] | None:
-    """Gold tables with the age of their last snapshot against a 24 h SLO (from the catalog service)."""
-    try:
-        from lakehouse.services import catalog
-    except ImportError:
-        return None
+    """Gold tables, most overdue first, with the age of their last snapshot against their SLO."""
     ctx = context(request)
-    now = ctx.clock()
     try:
-        tables = catalog.list_tables(ctx, p, layer="gold")
+        tables = catalog_view.list_tables(ctx, p, layer="gold")
     except Exception:  # the warehouse may be unreachable; the overview still answers
         return None
-    out = []
-    for t in sorted(tables, key=lambda t: (t["env"] != "prod", t["sql_name"]))[:12]:
-        try:
-            info = catalog.describe_table(ctx, p, t["namespace"], t["table"], env=t["env"], sample=0)
-        except Exception:
-            continue
-        last = info["snapshots"][-1]["timestamp"] if info["snapshots"] else None
-        age = (now - last).total_seconds() if last else None
-        slo = FRESHNESS_SLO.total_seconds()
-        out.append({**t, "last": last, "age_s": age, "slo_s": slo, "late": age is None or age > slo,
-                    "fill": min(100.0, 100 * (age or slo) / slo)})
-    return out
+    order = {"late": 0, "aging": 1, "fresh": 2}
+    tables.sort(key=lambda t: (t["env"] != "prod", order[t["state"]], -(t["ratio"] or 0), t["sql_name"]))
+    return [{**t, "last": t["last_written"]} for t in tables[:12]]
 
 
 @router.get("/")
@@ -115,17 +100,36 @@ def _run_view(request: Request, run_id: str, p: Principal) -> dict[str, Any]:
     failed = next((ph for ph in run["phases"] if ph["status"] == "failed"), None)
     before_failure = [e for e in events if failed and e["phase"] == failed["name"]][-8:] if failed else []
     dq = [e for e in events if e["type"] == "DQ_RESULT"]
-    return {"run": run, "events": events, "event_total": run["last_seq"], "artifacts": arts, "bars": bars,
-            "span_total": total, "failed_phase": failed, "before_failure": before_failure, "dq": dq,
-            "lineage": queries.run_lineage(ctx, run_id), "finished": run["status"] in ("succeeded", "failed",
-                                                                                        "cancelled")}
+    finished = run["status"] in FINISHED
+    current = reruns.current_spec(ctx, run) if finished and p.can(Action.RUN_CREATE) else None
+    # the page resumes the live stream after the last event it rendered, never before (no duplicates)
+    last_seq = max([int(run["last_seq"]), *(int(e["seq"]) for e in events)])
+    return {"run": run, "events": events, "event_total": last_seq, "last_seq": last_seq, "artifacts": arts,
+            "bars": bars, "span_total": total, "failed_phase": failed, "before_failure": before_failure, "dq": dq,
+            "lineage": queries.run_lineage(ctx, run_id), "finished": finished,
+            "spec_version": run_outputs.spec_version(run), "current_spec": current}
+
+
+TABS = ("events", "outputs", "artifacts", "dq", "lineage", "inputs")
 
 
 @router.get("/runs/{run_id}")
-def run_page(run_id: str, request: Request, p: Principal = Depends(user)) -> HTMLResponse:
+def run_page(run_id: str, request: Request, p: Principal = Depends(user)) -> Response:
+    if not reruns.FULL_RE.match(run_id):  # a short id, as the lists and the CLI show them
+        try:
+            full = reruns.resolve_run_id(context(request), p, run_id)
+        except InvalidInput:
+            raise NotFound(f"run {run_id} not found", code="run_not_found") from None
+        return RedirectResponse(query_url(request).replace(f"/runs/{run_id}", f"/runs/{full}", 1), status_code=307)
     view = _run_view(request, run_id, p)
     tab = request.query_params.get("tab", "events")
-    return page(request, "run.html", nav="runs", tab=tab, state_events=STATE_EVENTS, **view)
+    tab = tab if tab in TABS else "events"
+    extra: dict[str, Any] = {}
+    if tab == "outputs":
+        extra["outputs"] = run_outputs.outputs_summary(view["run"], view["artifacts"], view["dq"])
+    elif tab == "inputs":
+        extra["inputs"] = run_outputs.inputs_summary(view["run"])
+    return page(request, "run.html", nav="runs", tab=tab, state_events=STATE_EVENTS, **view, **extra)
 
 
 @router.get("/runs/{run_id}/live")
@@ -143,28 +147,15 @@ def cancel(run_id: str, request: Request, p: Principal = Depends(user)) -> Respo
 
 
 @router.post("/runs/{run_id}/rerun")
-def rerun(run_id: str, request: Request, from_phase: str = Form(""), p: Principal = Depends(user)) -> Response:
-    """A new run of the same spec, git sha and inputs; from a phase on, with earlier outputs as input."""
+def rerun(run_id: str, request: Request, from_phase: str = Form(""), mode: str = Form("as_ran"),
+          p: Principal = Depends(user)) -> Response:
+    """A new run: as this one ran (its frozen spec, git sha and inputs) or with the current spec; from a
+    phase on, with earlier outputs as input."""
     p.require(Action.RUN_CREATE)
-    ctx = context(request)
-    old = runs.get_run(ctx, run_id, p)
-    phases = old["phases"]
-    manifest = dict(old["input_manifest"] or {})
-    if from_phase:
-        names = [ph["name"] for ph in phases]
-        if from_phase not in names:
-            raise NotFound(f"run has no phase {from_phase!r}", code="phase_not_found")
-        i = names.index(from_phase)
-        manifest["previous_outputs"] = {ph["name"]: ph["output_manifest"] for ph in phases[:i]
-                                        if ph["status"] == "succeeded"}
-        phases = phases[i:]
-    req = RunRequest(
-        spec_slug=old["spec_slug"], git_sha=old["git_sha"], environment=old["environment"], workspace=old["workspace"],
-        input_manifest=manifest,
-        labels={**(old["labels"] or {}), "rerun_of": run_id, **({"from_phase": from_phase} if from_phase else {})},
-        phases=[PhaseSpec(name=ph["name"], type=ph["type"], capability=ph["capability"], params=ph["params"] or {},
-                          timeout_s=ph["timeout_s"], max_attempts=ph["max_attempts"]) for ph in phases])
-    new, _ = runs.create_run(ctx, req, p)
+    if mode not in ("as_ran", "current"):
+        raise InvalidInput("mode is as_ran or current", code="invalid_mode")
+    new = reruns.rerun(context(request), p, run_id, from_phase=from_phase or None,
+                       mode="current" if mode == "current" else "as_ran")
     return RedirectResponse(f"/runs/{new['run_id']}", status_code=303)
 
 
@@ -177,8 +168,7 @@ def artifact_preview(run_id: str, sha256: str, request: Request, p: Principal = 
     art = arts[0]
     _meta, store = artifacts.open_blob(ctx, sha256, p)
     text = None
-    if art["media_type"].startswith(TEXT_TYPES) or art["name"].endswith((".json", ".csv", ".txt", ".sql", ".md",
-                                                                         ".log", ".yaml", ".yml")):
+    if run_outputs.previewable(art):
         with store.path(sha256).open("rb") as fh:
             text = fh.read(PREVIEW_BYTES).decode("utf-8", errors="replace")
     return page(request, "artifact.html", nav="runs", art=art, text=text, truncated=art["size_bytes"] > PREVIEW_BYTES)

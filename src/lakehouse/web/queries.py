@@ -67,7 +67,7 @@ def list_runs(ctx: Context, principal: Principal, f: RunFilter, before: str | No
     """Newest first, keyset-paginated by (created_at, id); returns (rows, cursor of the next page)."""
     stmt = _visible(select(runs.c.id, runs.c.status, runs.c.spec_slug, runs.c.git_sha, runs.c.environment,
                            runs.c.created_at, runs.c.started_at, runs.c.finished_at, runs.c.error,
-                           runs.c.created_by, runs.c.workspace_id), principal)
+                           runs.c.created_by, runs.c.workspace_id, runs.c.labels), principal)
     if f.status:
         stmt = stmt.where(runs.c.status == f.status)
     if f.spec_slug:
@@ -177,20 +177,25 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
             .where(runs.c.status.in_(["running", "queued"])), principal)
             .order_by(runs.c.created_at.desc()).limit(8)).mappings()]
         ex: list[Any] = list(conn.execute(select(executors.c.last_seen_at)).scalars().all())
+    # the rate is succeeded / (succeeded + failed): a phase skipped because an earlier one failed, or
+    # cancelled with its run, never ran and did not fail; they are counted apart
     success: dict[str, dict[str, int]] = {}
     for name, status, n in phase_rows:
-        d = success.setdefault(name, {"succeeded": 0, "total": 0})
-        d["total"] += n
-        if status == PhaseStatus.SUCCEEDED.value:
-            d["succeeded"] += n
+        d = success.setdefault(name, {"succeeded": 0, "failed": 0, "total": 0, "skipped": 0, "cancelled": 0})
+        if status in (PhaseStatus.SUCCEEDED.value, PhaseStatus.FAILED.value):
+            d["total"] += n
+            d[status] += n
+        elif status in (PhaseStatus.SKIPPED.value, PhaseStatus.CANCELLED.value):
+            d[status] += n
     stale_after = ctx.settings.executor_stale_s
     online = sum(1 for t in ex if (now - t).total_seconds() <= stale_after)
     durations.sort()
     return {
         "by_status": by_status, "queued": queued, "backoff": backoff, "lease_timeouts": lease_timeouts,
         "executors_online": online, "executors_total": len(ex),
-        "success_by_phase": sorted(({"phase": k, **v, "rate": v["succeeded"] / v["total"]} for k, v in success.items()),
-                                   key=lambda d: d["rate"]),
+        "success_by_phase": sorted(({"phase": k, **v, "rate": v["succeeded"] / v["total"] if v["total"] else None}
+                                    for k, v in success.items()),
+                                   key=lambda d: (d["rate"] is None, d["rate"] or 0.0, d["phase"])),
         "p50": _pct(durations, 0.5), "p95": _pct(durations, 0.95), "hourly": hourly,
         "failures": failures, "running": running,
     }

@@ -28,7 +28,9 @@ STATUS: dict[str, tuple[str, str]] = {
     "running": ("▶", "running"), "succeeded": ("✓", "succeeded"), "failed": ("✕", "failed"),
     "cancelled": ("⊘", "cancelled"), "skipped": ("↷", "skipped"), "retrying": ("↻", "retrying"),
     "stale": ("⚠", "stale"), "online": ("●", "online"), "ok": ("✓", "ok"), "error": ("✕", "error"),
-    "untested": ("?", "untested"),
+    "untested": ("?", "untested"), "stopped": ("■", "stopped"), "late": ("✕", "late"), "fresh": ("✓", "fresh"),
+    "aging": ("◔", "aging"),
+    "warning": ("⚠", "warning"), "passed": ("✓", "passed"),
 }
 
 
@@ -92,6 +94,57 @@ def short(value: str | None, n: int = 8) -> str:
     return value.split(":", 1)[1][:n] if value.startswith("sha256:") else value[:n]
 
 
+def short_sha(value: str | None, n: int = 7) -> str:
+    """A git sha cut to ``n`` characters that keeps what matters: ``-dirty`` and the ``sha256:`` marker."""
+    value = value or ""
+    if value.startswith("sha256:"):
+        return "sha256:" + value[7:7 + n]
+    head, dirty, _ = value.partition("-dirty")
+    return head[:n] + ("-dirty" if dirty else "")
+
+
+def clock(dt: datetime | None, start: datetime | None = None) -> Markup:
+    """An event time as clock time (the viewer's zone, set by app.js) and its offset from ``start``
+    (the run's creation): ``09:14:03 +1 m 12 s`` — what Dagster's and GitHub's logs show."""
+    if dt is None:
+        return Markup("—")
+    iso = dt.astimezone(UTC).isoformat(timespec="milliseconds")
+    text = dt.astimezone(UTC).strftime("%H:%M:%S")
+    offset = ""
+    if start is not None:
+        secs = (dt - start).total_seconds()
+        offset = ("+" if secs >= 0 else "-") + duration(abs(secs))
+    return Markup('<time datetime="{iso}" title="{abs}" data-clock>{t}</time>{o}').format(
+        iso=iso, abs=dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC", t=text,
+        o=Markup(' <span class="offset">{}</span>').format(offset) if offset else "")
+
+
+def absolute(dt: datetime | None) -> Markup:
+    """An absolute time (rewritten into the viewer's zone by app.js)."""
+    if dt is None:
+        return Markup("—")
+    iso = dt.astimezone(UTC).isoformat(timespec="seconds")
+    return Markup('<time datetime="{iso}" data-abs>{t}</time>').format(
+        iso=iso, t=dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def number(value: Any) -> str:
+    """Thousands separated, as a result grid and a catalog show counts (``1,234,567``)."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}"
+    return f"{int(value):,}"
+
+
+def plural(n: int | None, word: str, many: str | None = None) -> str:
+    """``1 snapshot`` / ``3 snapshots`` — never ``1 snapshot(s)``."""
+    n = n or 0
+    return f"{number(n)} {word if n == 1 else (many or word + 's')}"
+
+
 def tojson_script(value: Any) -> Markup:
     """JSON for a <script type="application/json"> block (safe against </script>)."""
     raw = orjson.dumps(value, default=str).decode()
@@ -126,7 +179,8 @@ def query_url(request: Request, **changes: Any) -> str:
 
 env = templates.env
 env.filters.update(status=status_badge, duration=duration, ago=ago, short=short, tojson_script=tojson_script,
-                   pretty_json=pretty_json, nbytes=nbytes, urlquote=lambda v: quote(str(v), safe=""))
+                   pretty_json=pretty_json, nbytes=nbytes, urlquote=lambda v: quote(str(v), safe=""),
+                   short_sha=short_sha, clock=clock, absolute=absolute, number=number, plural=plural)
 env.globals.update(span=span, version=__version__, Action=Action, query_url=query_url)
 
 
