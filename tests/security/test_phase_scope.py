@@ -4,52 +4,16 @@ HTTP to the app in this process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
-from fastapi.testclient import TestClient
 
 from lakehouse.lake import tables as lake_tables
-from lakehouse.lake.catalog import catalog_for, close_catalogs
+from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import runs, users
 from lakehouse.services.auth import SYSTEM
-from lakehouse.worker.client import ExecutorClient
-from lakehouse.worker.loop import Worker
-from lakehouse.worker.registry import load_handlers
-from tests.security.conftest import ADMIN, Attack
-
-VICTIM_ROWS = pa.table({"secret": ["victim-row-4711"], "n": [1]})
-
-
-@pytest.fixture
-def lake(attack: Attack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Attack]:
-    """Workers read their settings from the environment: point it at this install. The ``default`` and
-    ``alpha`` workspaces each hold a ``gold.secret`` table."""
-    s = attack.ctx.settings
-    for key, value in {"LAKEHOUSE_HOME": str(s.home), "LAKEHOUSE_DATABASE_URL": s.database_url,
-                       "LAKEHOUSE_WAREHOUSE": s.warehouse}.items():
-        monkeypatch.setenv(key, value)
-    catalog = catalog_for(s)
-    for ws in ("default", "alpha"):
-        lake_tables.write_table(catalog, "gold", "dev", "secret", VICTIM_ROWS, workspace=ws)
-    yield attack
-    close_catalogs()
-
-
-def work(attack: Attack, who: str = "executor") -> int:
-    """Run every runnable phase with a real worker (handlers from the entry points) until none is left."""
-    client = ExecutorClient("http://testserver", attack.tokens[who])
-    client.http.close()
-    client.http = TestClient(attack.client.app, headers={"Authorization": f"Bearer {attack.tokens[who]}"})
-    worker = Worker(client, executor_id=f"attack-{who}", handlers=load_handlers(), wait_s=0, once=True)
-    return worker.run()
-
-
-def run_of(attack: Attack, run_id: str) -> dict[str, Any]:
-    return runs.get_run(attack.ctx, run_id, SYSTEM)
+from tests.security.conftest import ADMIN, VICTIM_ROWS, Attack, run_of, work
 
 
 def victim_rows(attack: Attack, workspace: str) -> list[dict[str, Any]]:

@@ -163,7 +163,7 @@ def test_users_admin(admin_browser: Browser, ctx: Context) -> None:
 def test_sql_page_runs_searches_and_downloads(admin_browser: Browser) -> None:
     b = admin_browser
     r = b.post("/sql", {"sql": "SELECT 42 AS answer, 'x' AS label", "env": "dev"})
-    assert r.status_code == 200 and "<td>42</td>" in r.text
+    assert r.status_code == 200 and '<td class="num" data-v="42">42</td>' in r.text and "INTEGER" in r.text
     csv_link = r.text.split('href="/sql/queries/')[1].split('"')[0]
     assert csv_link.endswith("result.csv")
     csv = b.get(f"/sql/queries/{csv_link}")

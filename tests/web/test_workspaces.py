@@ -124,7 +124,7 @@ def test_admin_creates_a_workspace_and_manages_members_from_the_page(admin_brows
     assert bad.status_code == 422 and "lowercase letters" in bad.text
     above = admin_browser.post("/admin/workspaces", {"op": "member", "workspace": "finance", "user": "viewer",
                                                      "role": "engineer"})
-    assert above.status_code == 422 and "caps it" in above.text
+    assert above.status_code == 422 and "caps their role" in above.text
     eng = browser_for("engineer")
     assert {w["slug"]: w["role"] for w in eng.get("/api/workspaces").json()["workspaces"]} == \
         {"default": "engineer", "finance": "analyst"}

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__, web
-from lakehouse.api import data, errors, jobs, ops, ops_query, pipelines, users, workspaces
+from lakehouse.api import data, errors, jobs, ops, ops_connections, ops_query, pipelines, users, workspaces
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
 from lakehouse.services import audit, protocol
@@ -59,6 +59,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(ops.router)
     app.include_router(ops_query.router)
+    app.include_router(ops_connections.router)
     web.install(app)
     app.include_router(data.router)
     app.include_router(pipelines.router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -54,10 +55,13 @@ def install(app: FastAPI) -> None:
         return error_response(422, "validation_error", f"{where}: {first['msg']}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # keep the exception's headers: a 405 carries ``Allow`` (RFC 9110), a 401 ``WWW-Authenticate``
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail),
-                               headers=dict(exc.headers) if exc.headers else None)
+                               headers=headers or None)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
@@ -88,6 +92,28 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         return _internal(request, exc)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own 405 names only the first route's)."""
+    from starlette.routing import get_route_path
+
+    path = get_route_path(request.scope)
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        if route.path_regex.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+def _routes(routes: Any) -> Iterator[Any]:
+    """Routes with methods, through included routers (FastAPI wraps them) and mounts."""
+    for route in routes:
+        if getattr(route, "methods", None) and hasattr(route, "path_regex"):
+            yield route
+        nested = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
+        if nested:
+            yield from _routes(nested)
 
 
 def _internal(request: Request, exc: BaseException) -> JSONResponse:

@@ -18,9 +18,8 @@ tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 @one_line_errors
 def db_upgrade() -> None:
     """Apply migrations (Alembic) to LAKEHOUSE_DATABASE_URL."""
-    from sqlalchemy.exc import OperationalError
-
     from lakehouse.store.migrations import current, upgrade
+    from lakehouse.store.types_public import OperationalError
 
     s = settings()
     s.ensure_home()

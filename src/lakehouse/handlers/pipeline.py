@@ -109,14 +109,9 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
     if not tables:
         raise PhaseError(f"the spec has no table group {group!r}", retryable=False)
     source_spec = spec["sources"][ing["source"]]
-    if source_spec.get("connection"):
-        raise PhaseError("connections by name are not supported by this worker yet; use url", retryable=False)
     settings = _settings()
     ws = _scope(ctx)
-    try:
-        url = staging.source_url(settings, source_spec["url"])
-    except ValueError as exc:
-        raise PhaseError(str(exc), retryable=False) from None
+    url = _source_url(ctx, settings, source_spec)
     catalog = _catalog(settings)
     env = ctx.environment
     incremental = (ing.get("incremental") or {}).get("column")
@@ -179,6 +174,33 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
         con.close()
         source.close()
     return {"outputs": outputs, "pending_watermarks": pending_marks}
+
+
+def _source_url(ctx: PhaseContext, settings: Settings, source_spec: dict[str, Any]) -> str:
+    """The URL to read: a stored connection handed over for this lease (its secrets stay in memory), or
+    the spec's URL checked like a connection (handlers/staging.py)."""
+    name = source_spec.get("connection")
+    if name:
+        if ctx.client is None:
+            raise PhaseError("a connection by name needs the control plane", retryable=False)
+        from lakehouse.worker.client import ContractError, LeaseLostError
+
+        try:
+            handed = ctx.client.lease_connection(ctx.run_id, ctx.lease_token, str(name))
+        except LeaseLostError:
+            raise
+        except ContractError as exc:
+            raise PhaseError(f"connection {name}: {exc.code}: {exc.message}", retryable=exc.status >= 500) from None
+        if not handed.get("url"):
+            raise PhaseError(f"connection {name} is a {handed.get('type')} connection, not a database source",
+                             retryable=False)
+        if staging.same_database(handed["url"], settings.database_url):
+            raise PhaseError("a pipeline may not read the control plane's metadata database", retryable=False)
+        return str(handed["url"])
+    try:
+        return staging.source_url(settings, source_spec["url"])
+    except ValueError as exc:
+        raise PhaseError(str(exc), retryable=False) from None
 
 
 def _parse_mark(value: Any) -> Any:

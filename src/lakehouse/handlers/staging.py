@@ -99,7 +99,7 @@ def source_url(settings: Settings, value: str, env: dict[str, str] | None = None
             raise ValueError(f"source URLs may use ${{LAKEHOUSE_HOME}}, ${{LAKEHOUSE_ODOO_URL}} and "
                              f"${{LAKEHOUSE_SOURCE_*}} only, not ${{{name}}}")
     url = expand(value, source_env)
-    if _same_database(url, settings.database_url):
+    if same_database(url, settings.database_url):
         raise ValueError("a pipeline may not read the control plane's metadata database")
     try:
         if url.startswith("sqlite:"):
@@ -115,7 +115,7 @@ def source_url(settings: Settings, value: str, env: dict[str, str] | None = None
     return url
 
 
-def _same_database(url: str, database_url: str) -> bool:
+def same_database(url: str, database_url: str) -> bool:
     from urllib.parse import urlsplit
 
     a, b = urlsplit(url), urlsplit(database_url)

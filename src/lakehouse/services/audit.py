@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
 
 from lakehouse.domain.roles import Action
 from lakehouse.store import audit as store
+from lakehouse.store.types_public import Connection
 
 GENESIS = "0" * 64
 

@@ -23,8 +23,6 @@ from urllib.parse import urlsplit
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import Connection, RowMapping, delete, select, update
-from sqlalchemy.exc import IntegrityError
 
 from lakehouse.connectors.netpolicy import EgressDenied, EgressPolicy, PathDenied, Target, check_sqlite_path
 from lakehouse.domain.roles import Action
@@ -33,8 +31,9 @@ from lakehouse.services import audit, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
-from lakehouse.store.tables import connections
-from lakehouse.store.tables import workspaces as ws_table
+from lakehouse.store import connections as store
+from lakehouse.store.connections import ConnectionRow
+from lakehouse.store.types_public import Connection, IntegrityError
 
 MASK = "•••••"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -193,14 +192,13 @@ def rotate_key(ctx: Context, new_key: str, actor: Principal) -> int:
     rotator = MultiFernet([Fernet(new_key.encode()), *cipher(ctx.settings.secret_key)._fernets])
     n = 0
     with ctx.db.write() as conn:
-        for row in conn.execute(select(connections.c.id, connections.c.secrets_enc)
-                                .where(connections.c.secrets_enc.is_not(None))).all():
+        for conn_id, secrets_enc in store.encrypted_secrets(conn):
             try:
-                token = rotator.rotate(row[1].encode()).decode()
+                token = rotator.rotate(secrets_enc.encode()).decode()
             except InvalidToken:
-                raise InvalidInput(f"connection {row[0]} cannot be decrypted with the current keys",
+                raise InvalidInput(f"connection {conn_id} cannot be decrypted with the current keys",
                                    code="secret_key_mismatch") from None
-            conn.execute(update(connections).where(connections.c.id == row[0]).values(secrets_enc=token))
+            store.set_secrets_enc(conn, conn_id, token)
             n += 1
         audit.record(conn, ctx.clock(), actor, "secrets.rotate_key", "connection", None, None, {"rows": n})
     return n
@@ -208,35 +206,23 @@ def rotate_key(ctx: Context, new_key: str, actor: Principal) -> int:
 
 # --- reading (scoped to the principal's workspaces, like row-level security) --------------------------
 
-def _scoped(principal: Principal) -> Any:
-    stmt = select(connections, ws_table.c.slug.label("workspace")).join(
-        ws_table, ws_table.c.id == connections.c.workspace_id)
-    if principal.workspace_ids is not None:
-        stmt = stmt.where(connections.c.workspace_id.in_(principal.workspace_ids))
-    return stmt
-
-
-def render(row: RowMapping) -> dict[str, Any]:
+def render(row: ConnectionRow) -> dict[str, Any]:
     """The public shape: never the secrets, only which of them are set."""
-    return {"id": row["id"], "workspace": row["workspace"], "environment": row["environment"], "name": row["name"],
-            "type": row["type"], "config": row["config"], "secrets_set": sorted(row["secret_keys"] or []),
-            "created_by": row["created_by"], "created_at": row["created_at"], "updated_at": row["updated_at"],
-            "last_test_at": row["last_test_at"], "last_test_ok": row["last_test_ok"],
-            "last_test_message": row["last_test_message"]}
+    return {"id": row.id, "workspace": row.workspace, "environment": row.environment, "name": row.name,
+            "type": row.type, "config": row.config, "secrets_set": sorted(row.secret_keys),
+            "created_by": row.created_by, "created_at": row.created_at, "updated_at": row.updated_at,
+            "last_test_at": row.last_test_at, "last_test_ok": row.last_test_ok,
+            "last_test_message": row.last_test_message}
 
 
 def list_connections(ctx: Context, principal: Principal, environment: str | None = None) -> list[dict[str, Any]]:
     principal.require(Action.CONNECTION_READ)
-    stmt = _scoped(principal)
-    if environment:
-        stmt = stmt.where(connections.c.environment == environment)
     with ctx.db.read() as conn:
-        rows = conn.execute(stmt.order_by(ws_table.c.slug, connections.c.environment, connections.c.name)).mappings()
-        return [render(r) for r in rows]
+        return [render(r) for r in store.list_visible(conn, principal.workspace_ids, environment)]
 
 
-def _get(conn: Connection, principal: Principal, conn_id: int) -> RowMapping:
-    row = conn.execute(_scoped(principal).where(connections.c.id == conn_id)).mappings().first()
+def _get(conn: Connection, principal: Principal, conn_id: int) -> ConnectionRow:
+    row = store.get_visible(conn, principal.workspace_ids, conn_id)
     if row is None:
         raise NotFound(f"connection {conn_id} not found", code="connection_not_found")
     return row
@@ -253,8 +239,8 @@ def resolve(ctx: Context, principal: Principal, conn_id: int) -> tuple[dict[str,
     principal.require(Action.CONNECTION_READ)
     with ctx.db.read() as conn:
         row = _get(conn, principal, conn_id)
-    check_target(ctx, row["type"], dict(row["config"]))  # secrets go out only towards an allowed target
-    return dict(row["config"]), decrypt(ctx, row["secrets_enc"])
+    check_target(ctx, row.type, dict(row.config))  # secrets go out only towards an allowed target
+    return dict(row.config), decrypt(ctx, row.secrets_enc)
 
 
 # --- writing ------------------------------------------------------------------------------------------
@@ -304,16 +290,15 @@ def create(ctx: Context, principal: Principal, *, workspace: str, environment: s
     now = ctx.clock()
     try:
         with ctx.db.write() as conn:
-            conn_id: int = conn.execute(connections.insert().values(
-                workspace_id=ws_id, environment=environment, name=name, type=type_, config=clean,
-                secrets_enc=encrypt(ctx, secret_values), secret_keys=sorted(secret_values), created_by=principal.name,
-                created_at=now, updated_at=now).returning(connections.c.id)).scalar_one()
+            conn_id = store.insert(conn, workspace_id=ws_id, environment=environment, name=name, type_=type_,
+                                   config=clean, secrets_enc=encrypt(ctx, secret_values),
+                                   secret_keys=sorted(secret_values), created_by=principal.name, now=now)
             audit.record(conn, now, principal, "connection.create", "connection", name, ws_id,
                          {"type": type_, "environment": environment, "secrets_set": sorted(secret_values)}, address)
     except IntegrityError:
         raise Conflict(f"a connection named {name!r} exists in {workspace}/{environment}",
                        code="connection_exists") from None
-    return get(ctx, principal, int(conn_id))
+    return get(ctx, principal, conn_id)
 
 
 def _require_reentry(type_: str, old: dict[str, Any], new: dict[str, str], stored: dict[str, str],
@@ -338,22 +323,20 @@ def update_connection(ctx: Context, principal: Principal, conn_id: int, *, confi
     principal.require(Action.CONNECTION_MANAGE)
     with ctx.db.read() as conn:
         row = _get(conn, principal, conn_id)
-    clean, new_secrets = _validate(row["type"], config, secrets)
-    _require_reentry(row["type"], dict(row["config"]), clean, decrypt(ctx, row["secrets_enc"]), new_secrets,
-                     clear or [])
-    check_target(ctx, row["type"], clean)  # outside the write transaction: it may resolve a name
+    clean, new_secrets = _validate(row.type, config, secrets)
+    _require_reentry(row.type, dict(row.config), clean, decrypt(ctx, row.secrets_enc), new_secrets, clear or [])
+    check_target(ctx, row.type, clean)  # outside the write transaction: it may resolve a name
     now = ctx.clock()
     with ctx.db.write() as conn:
         row = _get(conn, principal, conn_id)
-        stored = decrypt(ctx, row["secrets_enc"])
-        _require_reentry(row["type"], dict(row["config"]), clean, stored, new_secrets, clear or [])
+        stored = decrypt(ctx, row.secrets_enc)
+        _require_reentry(row.type, dict(row.config), clean, stored, new_secrets, clear or [])
         merged = {**stored, **new_secrets}
         for k in clear or []:
             merged.pop(k, None)
-        conn.execute(update(connections).where(connections.c.id == conn_id).values(
-            config=clean, secrets_enc=encrypt(ctx, merged), secret_keys=sorted(merged), updated_at=now,
-            last_test_at=None, last_test_ok=None, last_test_message=None))
-        audit.record(conn, now, principal, "connection.update", "connection", row["name"], row["workspace_id"],
+        store.update_settings(conn, conn_id, config=clean, secrets_enc=encrypt(ctx, merged),
+                              secret_keys=sorted(merged), now=now)
+        audit.record(conn, now, principal, "connection.update", "connection", row.name, row.workspace_id,
                      {"replaced_secrets": sorted(new_secrets), "cleared_secrets": sorted(clear or [])}, address)
     return get(ctx, principal, conn_id)
 
@@ -362,9 +345,9 @@ def delete_connection(ctx: Context, principal: Principal, conn_id: int, address:
     principal.require(Action.CONNECTION_MANAGE)
     with ctx.db.write() as conn:
         row = _get(conn, principal, conn_id)
-        conn.execute(delete(connections).where(connections.c.id == conn_id))
-        audit.record(conn, ctx.clock(), principal, "connection.delete", "connection", row["name"],
-                     row["workspace_id"], {"type": row["type"]}, address)
+        store.delete_one(conn, conn_id)
+        audit.record(conn, ctx.clock(), principal, "connection.delete", "connection", row.name,
+                     row.workspace_id, {"type": row.type}, address)
 
 
 def test_connection(ctx: Context, principal: Principal, conn_id: int, address: str | None = None,
@@ -375,30 +358,28 @@ def test_connection(ctx: Context, principal: Principal, conn_id: int, address: s
     principal.require(Action.CONNECTION_READ)
     with ctx.db.read() as conn:
         row = _get(conn, principal, conn_id)
-    config = dict(row["config"])
+    config = dict(row.config)
     try:
-        where = check_target(ctx, row["type"], config)
+        where = check_target(ctx, row.type, config)
     except InvalidInput as exc:
         now = ctx.clock()
         with ctx.db.write() as conn:
-            conn.execute(update(connections).where(connections.c.id == conn_id).values(
-                last_test_at=now, last_test_ok=False, last_test_message=exc.message[:1000]))
-            audit.record(conn, now, principal, "connection.test", "connection", row["name"], row["workspace_id"],
+            store.record_test(conn, conn_id, at=now, ok=False, message=exc.message[:1000])
+            audit.record(conn, now, principal, "connection.test", "connection", row.name, row.workspace_id,
                          {"ok": False, "refused": exc.code}, address)
         raise
-    secrets = decrypt(ctx, row["secrets_enc"])
+    secrets = decrypt(ctx, row.secrets_enc)
     started = time.perf_counter()
     try:
-        ok, message = True, probe(row["type"], config, secrets, timeout_s, where)
+        ok, message = True, probe(row.type, config, secrets, timeout_s, where)
     except Exception as exc:  # every driver has its own errors; the message is what the user needs
         ok, message = False, f"{type(exc).__name__}: {exc}".strip()
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     message = redact(message, secrets)[:1000]
     now = ctx.clock()
     with ctx.db.write() as conn:
-        conn.execute(update(connections).where(connections.c.id == conn_id).values(
-            last_test_at=now, last_test_ok=ok, last_test_message=message))
-        audit.record(conn, now, principal, "connection.test", "connection", row["name"], row["workspace_id"],
+        store.record_test(conn, conn_id, at=now, ok=ok, message=message)
+        audit.record(conn, now, principal, "connection.test", "connection", row.name, row.workspace_id,
                      {"ok": ok}, address)
     return {"ok": ok, "message": message, "elapsed_ms": elapsed_ms}
 

@@ -3,6 +3,7 @@ and the GitOps plan/apply of a folder of job files."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,14 +22,21 @@ from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.store import jobs as store
 
 
+_NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+) ")
+
+
 def validation_error(exc: ValidationError, prefix: str = "") -> InvalidInput:
     """A pydantic error as InvalidInput: the first error in the message, every error (field, message)
     in the details, so that a form can show each next to its field."""
     details = []
     for e in exc.errors():
         where = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = str(e["msg"]).removeprefix("Value error, ")
+        named = _NAMED_FIELD.match(message) if not where else None
+        if named:  # a check across fields that names the one at fault ("sql.query uses …")
+            where = named.group(1)
         details.append({"field": prefix + where if where else prefix.rstrip(".") or "definition",
-                        "message": str(e["msg"]).removeprefix("Value error, ")})
+                        "message": message})
     first = details[0]
     return InvalidInput(f"{first['field']}: {first['message']}", code="invalid_job", details=details)
 

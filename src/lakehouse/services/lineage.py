@@ -12,15 +12,14 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
-
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
-from lakehouse.store.tables import lineage_edges
+from lakehouse.store import lineage as store
+from lakehouse.store.lineage import EdgeRow, NewEdge
+from lakehouse.store.types_public import Connection
 
 _NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_$-]*(\.[a-z0-9_][a-z0-9_$-]*)+$")
 _LAYERS = ("bronze", "silver", "gold")
@@ -44,18 +43,8 @@ def record_edges(conn: Connection, workspace_id: int, env: str, run_id: str | No
         raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENTS)}", code="invalid_environment")
     srcs = sorted({normalize(n) for n in inputs})
     tgts = sorted({normalize(n) for n in outputs})
-    rows = [{"workspace_id": workspace_id, "environment": env, "source": s, "target": t, "run_id": run_id,
-             "phase": phase, "created_at": now} for s in srcs for t in tgts if s != t]
-    if not rows:
-        return 0
-    mod: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = mod.insert(lineage_edges)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["workspace_id", "environment", "source", "target"],
-        set_={"run_id": stmt.excluded.run_id, "phase": stmt.excluded.phase, "created_at": stmt.excluded.created_at},
-    )
-    conn.execute(stmt, rows)
-    return len(rows)
+    edges = [NewEdge(s, t) for s in srcs for t in tgts if s != t]
+    return store.upsert_edges(conn, workspace_id, env, edges, run_id, phase, now)
 
 
 def record(ctx: Context, principal: Principal, env: str, run_id: str | None, phase: str | None,
@@ -78,15 +67,14 @@ def graph(ctx: Context, principal: Principal, table: str, env: str = "dev", work
     focus = normalize(table)
     ws_id = workspaces.resolve_for(ctx, principal, workspace)
     with ctx.db.read() as conn:
-        rows = conn.execute(select(lineage_edges).where(lineage_edges.c.workspace_id == ws_id,
-                                                        lineage_edges.c.environment == env)).mappings().all()
-    down: dict[str, list[Any]] = {}
-    up: dict[str, list[Any]] = {}
+        rows = store.edges_of(conn, ws_id, env)
+    down: dict[str, list[EdgeRow]] = {}
+    up: dict[str, list[EdgeRow]] = {}
     for r in rows:
-        down.setdefault(r["source"], []).append(r)
-        up.setdefault(r["target"], []).append(r)
+        down.setdefault(r.source, []).append(r)
+        up.setdefault(r.target, []).append(r)
     nodes: dict[str, dict[str, Any]] = {focus: _node(focus, "focus", 0)}
-    edges: dict[tuple[str, str], Any] = {}
+    edges: dict[tuple[str, str], EdgeRow] = {}
     for role, index, far in (("upstream", up, "source"), ("downstream", down, "target")):
         seen = {focus}
         queue = deque([(focus, 0)])
@@ -95,8 +83,8 @@ def graph(ctx: Context, principal: Principal, table: str, env: str = "dev", work
             if depth is not None and dist >= depth:
                 continue
             for edge in index.get(name, []):
-                edges[(edge["source"], edge["target"])] = edge
-                other = edge[far]
+                edges[(edge.source, edge.target)] = edge
+                other = edge.source if far == "source" else edge.target
                 if other in seen:
                     continue
                 seen.add(other)
@@ -107,8 +95,8 @@ def graph(ctx: Context, principal: Principal, table: str, env: str = "dev", work
         "nodes": sorted(nodes.values(), key=lambda n: ({"upstream": 0, "focus": 1, "downstream": 2}[n["role"]],
                                                        -n["distance"] if n["role"] == "upstream" else n["distance"],
                                                        n["id"])),
-        "edges": [{"source": e["source"], "target": e["target"], "run_id": e["run_id"], "phase": e["phase"],
-                   "updated_at": e["created_at"]} for _, e in sorted(edges.items())],
+        "edges": [{"source": e.source, "target": e.target, "run_id": e.run_id, "phase": e.phase,
+                   "updated_at": e.created_at} for _, e in sorted(edges.items())],
     }
 
 

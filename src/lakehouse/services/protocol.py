@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,13 +36,18 @@ def _ev(type_: EventType | str, now: datetime, message: str, phase: str | None =
 # --- claim --------------------------------------------------------------------------------------
 
 def claim(ctx: Context, principal: Principal, executor_id: str, capabilities: list[str], *,
-          max_phases: int = 1, run_id: str | None = None, start: bool = True) -> list[dict[str, Any]]:
-    """Lease up to ``max_phases`` runnable phases; claim-and-start in one transaction."""
+          max_phases: int = 1, run_id: str | None = None, start: bool = True,
+          cached: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Lease up to ``max_phases`` runnable phases; claim-and-start in one transaction. A claim of a
+    run in ``cached`` (the executor already has its input manifest) carries ``input_manifest`` None."""
     principal.require(Action.EXECUTE)
     with ctx.db.write() as conn:
         if run_id is not None:
             _visible_run(conn, principal, run_id)
-        return _claim(ctx, conn, principal, executor_id, capabilities, max_phases, run_id, start)
+        claims = _claim(ctx, conn, principal, executor_id, capabilities, max_phases, run_id, start, cached)
+    for c in claims:
+        ctx.waker.run_event(c["run_id"])
+    return claims
 
 
 def _visible_run(conn: Connection, principal: Principal, run_id: str) -> RowMapping:
@@ -53,8 +59,17 @@ def _visible_run(conn: Connection, principal: Principal, run_id: str) -> RowMapp
 
 
 def _claim(ctx: Context, conn: Connection, principal: Principal, executor_id: str, capabilities: list[str],
-           max_phases: int, run_id: str | None, start: bool) -> list[dict[str, Any]]:
+           max_phases: int, run_id: str | None, start: bool, cached: Sequence[str] = ()) -> list[dict[str, Any]]:
     now = ctx.clock()
+    if conn.dialect.name == "postgresql":  # one set-based statement (store/queue.py, claim_set)
+        expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+        claims = queue.claim_set(conn, executor_id=executor_id, capabilities=capabilities, now=now, expires=expires,
+                                 limit=max_phases, run_id=run_id, workspace_ids=principal.workspace_ids,
+                                 start=start, cached=cached)
+        for c in claims:
+            c["lease_expires_at"] = expires
+            c["lease_ttl_s"] = ctx.settings.lease_ttl_s
+        return claims
     candidates = queue.claim_candidates(conn, capabilities, now, max_phases, run_id,
                                         principal.workspace_ids) if capabilities else []
     claims = []
@@ -316,10 +331,29 @@ def post_events(ctx: Context, principal: Principal, run_id: str, events: list[di
 
 
 def complete(ctx: Context, principal: Principal, run_id: str, lease_token: str, output_manifest: dict[str, Any],
-             events: list[dict[str, Any]] | None = None, *, claim_next: dict[str, Any] | None = None
-             ) -> dict[str, Any]:
+             events: list[dict[str, Any]] | None = None, *, claim_next: dict[str, Any] | None = None,
+             cached: Sequence[str] = ()) -> dict[str, Any]:
     """The phase succeeded; queue the next phase or finish the run. ``claim_next`` (executor_id,
     capabilities, max_phases) leases the next work in the same transaction."""
+    if not ctx.db.is_sqlite:
+        principal.require(Action.EXECUTE)
+        item = _fast_item(0, {"run_id": run_id, "lease_token": lease_token, "output_manifest": output_manifest,
+                              "events": events})
+        if item is not None:
+            with ctx.db.write() as conn:
+                now = ctx.clock()
+                done, claims = queue.complete_set(
+                    conn, [item[0]], item[1], now=now, expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
+                    claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
+            if 0 in done:
+                _after_set(ctx, done, claims)
+                out = {"run_status": done[0]["run_status"], "phase": done[0]["phase"],
+                       "phase_status": PhaseStatus.SUCCEEDED.value}
+                if claim_next is not None:
+                    out["next"] = _stamp(ctx, now, claims)
+                return out
+        # not completed (the lease is not held: the slow path tells 404 / 409 / expired apart) or a
+        # manifest that needs more than the set-based statement (watermarks, lineage, a refusal)
 
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
         if claim_next is not None:
@@ -340,11 +374,126 @@ def complete(ctx: Context, principal: Principal, run_id: str, lease_token: str, 
     return result  # type: ignore[no-any-return]
 
 
+def _fast_item(i: int, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The item and event rows of ``queue.complete_set``, or None when the item needs the slow path:
+    a manifest that declares watermarks or lineage (recorded by services), or one to be refused."""
+    manifest = item.get("output_manifest") or {}
+    if "watermarks" in manifest or "lineage" in manifest:
+        return None
+    try:
+        check_manifest(manifest)
+        events = _client_events(None, item.get("events"))
+    except InvalidInput:
+        return None  # refused on the slow path, after the lease check, as before
+    rows, seen = [], set()
+    for ord_, e in enumerate(events):
+        event_id = e.get("event_id") or queue.new_event_id()
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        rows.append({"i": i, "ord": ord_, "event_id": event_id, "type": e["type"], "phase": e.get("phase"),
+                     "ts": e["ts"], "level": e["level"], "message": e.get("message", ""),
+                     "payload": e.get("payload") or {}})
+    return {"i": i, "run_id": item["run_id"], "lease_token": item["lease_token"], "manifest": manifest}, rows
+
+
+def _stamp(ctx: Context, now: datetime, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+    for c in claims:
+        c["lease_expires_at"] = expires
+        c["lease_ttl_s"] = ctx.settings.lease_ttl_s
+    return claims
+
+
+def _after_set(ctx: Context, done: dict[int, dict[str, Any]], claims: list[dict[str, Any]]) -> None:
+    """Wake this process's waiters after a set-based complete committed (other processes got the
+    statement's NOTIFYs)."""
+    for d in done.values():
+        ctx.waker.run_event(d["run_id"])
+    for c in claims:
+        ctx.waker.run_event(c["run_id"])
+    if any(d["queued_next"] for d in done.values()):
+        ctx.waker.ready()
+
+
 def complete_many(ctx: Context, principal: Principal, completions: list[dict[str, Any]],
-                  claim_next: dict[str, Any] | None = None) -> dict[str, Any]:
+                  claim_next: dict[str, Any] | None = None, cached: Sequence[str] = ()) -> dict[str, Any]:
     """Complete several phases in ONE transaction (batched executors). Each item succeeds or fails on
-    its own (a savepoint each): a lost lease answers that item with an error, not the whole call."""
+    its own: a lost lease answers that item with an error, not the whole call. On PostgreSQL the
+    batch, the hand-offs and the next claims are one statement; items it did not complete (and
+    manifests with watermarks or lineage) take the per-item path (a savepoint each)."""
     principal.require(Action.EXECUTE)
+    if not ctx.db.is_sqlite:
+        return _complete_many_set(ctx, principal, completions, claim_next, cached)
+    return _complete_many_slow(ctx, principal, completions, claim_next)
+
+
+def _complete_many_set(ctx: Context, principal: Principal, completions: list[dict[str, Any]],
+                       claim_next: dict[str, Any] | None, cached: Sequence[str]) -> dict[str, Any]:
+    fast: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    runs_seen: set[str] = set()
+    for i, item in enumerate(completions):
+        prepared = None if item["run_id"] in runs_seen else _fast_item(i, item)
+        runs_seen.add(item["run_id"])
+        if prepared is not None:
+            fast.append(prepared[0])
+            rows += prepared[1]
+    results: list[dict[str, Any] | None] = [None] * len(completions)
+    with ctx.db.write() as conn:
+        now = ctx.clock()
+        done, claims = queue.complete_set(conn, fast, rows, now=now,
+                                          expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
+                                          claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
+        for i, d in done.items():
+            results[i] = {"run_id": d["run_id"], "run_status": d["run_status"], "phase": d["phase"],
+                          "phase_status": PhaseStatus.SUCCEEDED.value}
+        rest = [(i, c) for i, c in enumerate(completions) if results[i] is None]
+        if rest:
+            slow = _complete_items(ctx, conn, principal, [c for _, c in rest], now)
+            for (i, _), (result, _nxt) in zip(rest, slow, strict=True):
+                results[i] = result
+            wake_slow = _notify_unclaimed(conn, [(r["run_id"], n) for r, n in slow], None)
+        else:
+            wake_slow = False
+    _after_set(ctx, done, claims)
+    for r in results:
+        assert r is not None
+        if "error" not in r and not any(d["run_id"] == r["run_id"] for d in done.values()):
+            ctx.waker.run_event(r["run_id"])
+    if wake_slow:
+        ctx.waker.ready()
+    answer: dict[str, Any] = {"results": results}
+    if claim_next is not None:
+        answer["next"] = _stamp(ctx, now, claims)
+    return answer
+
+
+def _complete_items(ctx: Context, conn: Connection, principal: Principal, completions: list[dict[str, Any]],
+                    now: datetime) -> list[tuple[dict[str, Any], RowMapping | None]]:
+    """Complete items one by one (a savepoint each); an item's refusal is its result's ``error``."""
+    out: list[tuple[dict[str, Any], RowMapping | None]] = []
+    for item in completions:
+        try:
+            with conn.begin_nested():
+                if principal.workspace_ids is not None:
+                    _visible_run(conn, principal, item["run_id"])
+                phase = _holder(ctx, conn, item["run_id"], item["lease_token"], now)
+                result, nxt = _complete_one(conn, phase, now, item.get("output_manifest") or {}, item.get("events"))
+        except _Expired:
+            out.append(({"run_id": item["run_id"], "error": {
+                "code": "lease_lost", "message": "the lease expired; the reaper requeues the phase"}}, None))
+            continue
+        except ServiceError as exc:
+            out.append(({"run_id": item["run_id"], "error": {"code": exc.code, "message": exc.message,
+                                                             "details": exc.details}}, None))
+            continue
+        out.append(({"run_id": item["run_id"], **result}, nxt))
+    return out
+
+
+def _complete_many_slow(ctx: Context, principal: Principal, completions: list[dict[str, Any]],
+                        claim_next: dict[str, Any] | None = None) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     queued: list[tuple[str, RowMapping | None]] = []
     with ctx.db.write() as conn:

@@ -41,7 +41,6 @@ from uuid import UUID
 import duckdb
 import orjson
 import pyarrow as pa
-from sqlalchemy import func, select
 
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
@@ -52,10 +51,8 @@ from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound, ServiceError
 from lakehouse.services.sql_results import ResultSink as _ResultSink
-from lakehouse.store import dialect
-from lakehouse.store.tables import blobs as blobs_table
-from lakehouse.store.tables import query_history
-from lakehouse.store.tables import workspaces as ws_table
+from lakehouse.store import sql_history as history
+from lakehouse.store.sql_history import QueryRow
 
 log = logging.getLogger("lakehouse.sql")
 
@@ -128,12 +125,24 @@ def sql_error(exc: BaseException, sql: str) -> InvalidInput:
     when DuckDB gives a position; the message is DuckDB's, without its context lines."""
     text = str(exc)
     message, _, _ = text.partition("\n\nLINE ")
-    message = " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    message = _our_hints(" ".join(line.strip() for line in message.strip().splitlines() if line.strip()))
     details: dict[str, Any] = {"error_type": message.split(":", 1)[0] if ":" in message else type(exc).__name__}
     pos = error_position(text, sql)
     if pos is not None:
         details["line"], details["column"] = pos
     return InvalidInput(message or "the query failed", code="sql_error", details=details)
+
+
+_INSTALL_RE = re.compile(r"\s*Please try installing and loading the (\w+) extension.*$")
+
+
+def _our_hints(message: str) -> str:
+    """DuckDB's advice to ``INSTALL``/``LOAD`` an extension points at what a lakehouse user may not do."""
+    m = _INSTALL_RE.search(message)
+    if m is None:
+        return message
+    return (message[:m.start()].rstrip() + f" The {m.group(1)} extension is not available to lakehouse queries;"
+            " tables are queried as layer.table (see the Catalog).")
 
 
 def error_position(message: str, sql: str) -> tuple[int, int] | None:
@@ -418,14 +427,12 @@ def _record(ctx: Context, ws_id: int, env: str, principal: Principal, engine: st
         duration_ms = (time.perf_counter() - t0) * 1000
     with ctx.db.write() as conn:
         if result is not None:
-            dialect.insert_ignore(conn, blobs_table, [{"sha256": result[0], "size_bytes": result[1],
-                                                       "uri": result[2], "stored_at": ctx.clock()}], "sha256")
-        return int(conn.execute(query_history.insert().values(
-            workspace_id=ws_id, environment=env, user_name=principal.name, engine=engine, sql_text=sql,
+            history.remember_blob(conn, result[0], result[1], result[2], ctx.clock())
+        return history.insert_query(
+            conn, workspace_id=ws_id, environment=env, user_name=principal.name, engine=engine, sql_text=sql,
             status=status, error=error, started_at=started_at, duration_ms=duration_ms, rows=rows,
-            snapshot_ids=snapshot_ids, result_sha256=result[0] if result else None, run_id=run_id,
-            result_bytes=result[1] if result else None,
-        ).returning(query_history.c.id)).scalar_one())
+            snapshot_ids=snapshot_ids, result_sha256=result[0] if result else None,
+            result_bytes=result[1] if result else None, run_id=run_id)
 
 
 def jsonable(value: Any) -> Any:
@@ -461,20 +468,12 @@ def jsonable(value: Any) -> Any:
 # --- history ------------------------------------------------------------------------------------
 
 
-def _render(row: Any) -> dict[str, Any]:
-    return {"query_id": row["id"], "workspace": row["workspace"], "env": row["environment"],
-            "user": row["user_name"], "engine": row["engine"], "sql": row["sql_text"], "status": row["status"],
-            "error": row["error"], "started_at": row["started_at"], "duration_ms": row["duration_ms"],
-            "rows": row["rows"], "snapshot_ids": row["snapshot_ids"] or [], "result_sha256": row["result_sha256"],
-            "run_id": row["run_id"], "result_expired": row["result_expired_at"] is not None}
-
-
-def _base(principal: Principal) -> Any:
-    stmt = select(query_history, ws_table.c.slug.label("workspace")).join(
-        ws_table, ws_table.c.id == query_history.c.workspace_id)
-    if principal.workspace_ids is not None:
-        stmt = stmt.where(query_history.c.workspace_id.in_(principal.workspace_ids))
-    return stmt
+def _render(row: QueryRow) -> dict[str, Any]:
+    return {"query_id": row.id, "workspace": row.workspace, "env": row.environment, "user": row.user_name,
+            "engine": row.engine, "sql": row.sql_text, "status": row.status, "error": row.error,
+            "started_at": row.started_at, "duration_ms": row.duration_ms, "rows": row.rows,
+            "snapshot_ids": row.snapshot_ids or [], "result_sha256": row.result_sha256, "run_id": row.run_id,
+            "result_expired": row.result_expired_at is not None}
 
 
 def search_history(ctx: Context, principal: Principal, q: str | None = None, user: str | None = None,
@@ -484,45 +483,35 @@ def search_history(ctx: Context, principal: Principal, q: str | None = None, use
     SQL text; keyset pagination: pass the last ``query_id`` as ``before``."""
     if not 1 <= limit <= 1000:
         raise InvalidInput("limit must be between 1 and 1000", code="invalid")
-    stmt = _base(principal)
-    if workspace:
-        stmt = stmt.where(query_history.c.workspace_id == workspaces.resolve_for(ctx, principal, workspace))
-    if env:
-        stmt = stmt.where(query_history.c.environment == env)
-    if q:
-        stmt = stmt.where(func.lower(query_history.c.sql_text).contains(q.lower(), autoescape=True))
-    if user:
-        stmt = stmt.where(query_history.c.user_name == user)
-    if status:
-        stmt = stmt.where(query_history.c.status == status)
-    if before is not None:
-        stmt = stmt.where(query_history.c.id < before)
-    stmt = stmt.order_by(query_history.c.id.desc()).limit(limit)
+    ws_id = workspaces.resolve_for(ctx, principal, workspace) if workspace else None
     with ctx.db.read() as conn:
-        return [_render(r) for r in conn.execute(stmt).mappings()]
+        rows = history.search(conn, principal.workspace_ids, limit=limit, workspace_id=ws_id, environment=env,
+                              text=q, user=user, status=status, before=before)
+    return [_render(r) for r in rows]
+
+
+def _visible_query(ctx: Context, principal: Principal, query_id: int) -> QueryRow:
+    with ctx.db.read() as conn:
+        row = history.get_visible(conn, principal.workspace_ids, query_id)
+    if row is None:
+        raise NotFound(f"query {query_id} not found", code="query_not_found")
+    return row
 
 
 def get_query(ctx: Context, principal: Principal, query_id: int) -> dict[str, Any]:
-    with ctx.db.read() as conn:
-        row = conn.execute(_base(principal).where(query_history.c.id == query_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"query {query_id} not found", code="query_not_found")
-    return _render(row)
+    return _render(_visible_query(ctx, principal, query_id))
 
 
 def result_file(ctx: Context, principal: Principal, query_id: int) -> Path:
     """The Parquet file of a query's full result: 404 when the query is not visible, failed or its result
     expired; 403 unless the principal may query in the query's workspace (a viewer sees the history
     row, not the data)."""
-    with ctx.db.read() as conn:
-        row = conn.execute(_base(principal).where(query_history.c.id == query_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"query {query_id} not found", code="query_not_found")
-    principal.require_in(Action.QUERY, row["workspace_id"])
-    if row["result_expired_at"] is not None:
-        raise NotFound(f"the result of query {query_id} was deleted on {row['result_expired_at']:%Y-%m-%d} "
+    row = _visible_query(ctx, principal, query_id)
+    principal.require_in(Action.QUERY, row.workspace_id)
+    if row.result_expired_at is not None:
+        raise NotFound(f"the result of query {query_id} was deleted on {row.result_expired_at:%Y-%m-%d} "
                        f"(retention or workspace quota); run the query again", code="result_expired")
     store = BlobStore(ctx.settings.artifacts_dir)
-    if not row["result_sha256"] or not store.exists(row["result_sha256"]):
+    if not row.result_sha256 or not store.exists(row.result_sha256):
         raise NotFound(f"query {query_id} has no stored result", code="result_not_found")
-    return store.path(row["result_sha256"])
+    return store.path(row.result_sha256)

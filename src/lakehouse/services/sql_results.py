@@ -11,19 +11,16 @@ set; its file is deleted once no live query result and no artifact names the sam
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 import orjson
 import pyarrow as pa
-from sqlalchemy import and_, exists, func, select, update
 
 from lakehouse.lake import blobs
 from lakehouse.lake.blobstore import BlobStore
 from lakehouse.services.context import Context
-from lakehouse.store.tables import artifacts, query_history
-from lakehouse.store.tables import blobs as blobs_table
+from lakehouse.store import sql_history as store
 
 log = logging.getLogger("lakehouse.sql")
 _BATCH = 500
@@ -100,64 +97,34 @@ def sweep(ctx: Context, workspace_id: int, *, keep: int | None = None) -> list[i
     """Expire the workspace's stored results past retention, then the oldest beyond its quota (never
     query ``keep``); delete the files no one else names. Returns the expired query ids."""
     s = ctx.settings
-    qh = query_history
     now = ctx.clock()
-    live = and_(qh.c.workspace_id == workspace_id, qh.c.result_sha256.is_not(None), qh.c.result_expired_at.is_(None))
-    others = live if keep is None else and_(live, qh.c.id != keep)
     victims: dict[int, str] = {}
     with ctx.db.write() as conn:
         cutoff = now - timedelta(days=s.sql_result_retention_days)
-        for r in conn.execute(select(qh.c.id, qh.c.result_sha256).where(others, qh.c.started_at < cutoff)).mappings():
-            victims[r["id"]] = r["result_sha256"]
-        _expire(conn, victims, now)
-        over = int(conn.execute(select(func.coalesce(func.sum(qh.c.result_bytes), 0)).where(live)).scalar_one()) \
-            - s.sql_result_quota_bytes
+        for r in store.results_started_before(conn, workspace_id, cutoff, keep=keep):
+            victims[r.query_id] = r.sha256
+        store.expire_results(conn, victims, now)
+        over = store.live_result_bytes(conn, workspace_id) - s.sql_result_quota_bytes
         after = 0
         while over > 0:
-            batch = conn.execute(select(qh.c.id, qh.c.result_sha256, qh.c.result_bytes).where(others, qh.c.id > after)
-                                 .order_by(qh.c.id).limit(_BATCH)).mappings().all()
+            batch = store.oldest_results(conn, workspace_id, after=after, limit=_BATCH, keep=keep)
             if not batch:
                 break
             chosen: dict[int, str] = {}
             for r in batch:
                 if over <= 0:
                     break
-                chosen[r["id"]] = r["result_sha256"]
-                over -= r["result_bytes"] or 0
-            _expire(conn, chosen, now)
+                chosen[r.query_id] = r.sha256
+                over -= r.size_bytes or 0
+            store.expire_results(conn, chosen, now)
             victims.update(chosen)
-            after = batch[-1]["id"]
-        orphans = sorted({sha for sha in victims.values() if not _named(conn, sha)})
-        for chunk in _chunks(orphans):
-            conn.execute(blobs_table.delete().where(blobs_table.c.sha256.in_(chunk)))
-    store = BlobStore(s.artifacts_dir)
+            after = batch[-1].query_id
+        orphans = sorted({sha for sha in victims.values() if not store.is_named(conn, sha)})
+        store.forget_blobs(conn, orphans)
+    blob_store = BlobStore(s.artifacts_dir)
     for sha in orphans:
-        store.path(sha).unlink(missing_ok=True)
+        blob_store.path(sha).unlink(missing_ok=True)
     if victims:
         log.info("expired stored query results", extra={"workspace_id": workspace_id, "queries": len(victims),
                                                          "files_deleted": len(orphans)})
     return sorted(victims)
-
-
-def _expire(conn: Any, victims: dict[int, str], now: Any) -> None:
-    for chunk in _chunks(sorted(victims)):
-        conn.execute(update(query_history).where(query_history.c.id.in_(chunk)).values(result_expired_at=now))
-
-
-def _named(conn: Any, sha: str) -> bool:
-    """Whether a live query result (any workspace) or an artifact still names this content."""
-    qh = query_history
-    live = exists().where(qh.c.result_sha256 == sha, qh.c.result_expired_at.is_(None))
-    artifact = exists().where(artifacts.c.sha256 == sha)
-    return bool(conn.execute(select(live | artifact)).scalar())
-
-
-def _chunks(items: Iterable[Any]) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == _BATCH:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -129,7 +129,7 @@ def _member_role(role: str | None, user_role: str) -> str:
         raise InvalidInput(f"unknown workspace role {role!r}; use one of {', '.join(MEMBER_ROLES)}",
                            code="invalid_role", details={"field": "role"})
     if MEMBER_ROLES.index(role) > MEMBER_ROLES.index(user_role):
-        raise InvalidInput(f"a {user_role} cannot be {role} in a workspace (their own role caps it)",
+        raise InvalidInput(f"{role} is above the user's own role ({user_role}), which caps their role in a workspace",
                            code="role_above_user", details={"field": "role"})
     return role
 

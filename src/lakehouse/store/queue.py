@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, select, update
+import orjson
+from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, select, text, update
 
 from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, RunStatus, phase_transition, run_transition
 from lakehouse.store import dialect
@@ -341,3 +342,316 @@ def touch_executor(conn: Connection, executor_id: str, capabilities: list[str] |
         if isinstance(current, tuple):
             row["current_run_id"], row["current_phase"] = current
         dialect.insert_ignore(conn, executors, [row], "id")
+
+
+# --- the set-based hot path (PostgreSQL) ------------------------------------------------------
+#
+# Claim, start, attempt record, run transition, events (numbered from ``UPDATE runs … RETURNING
+# last_seq``, the new value, so a concurrent writer on the same run cannot collide) and the
+# executor touch are ONE statement of data-modifying CTEs; complete + hand-off of the run's next
+# phase + claim of the executor's next work (+ the notifications) are another. Only when an item
+# is not completed does the caller take the slow path (404 / 409 / expired told apart there).
+# Lease tokens are 244 random bits from ``gen_random_uuid()``; the attempt keeps their SHA-256.
+
+_TOKEN = "replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '')"
+_UUID_HEX = "replace(gen_random_uuid()::text, '-', '')"
+_HASH = "encode(sha256(convert_to({}, 'UTF8')), 'hex')"
+_WS = "run_id IN (SELECT id FROM runs WHERE workspace_id = ANY(CAST(:ws AS bigint[])))"
+
+# k_*: lease up to {limit} runnable phases (oldest first, SKIP LOCKED), start them, record the
+# attempts and move their runs to running; k_events is a SELECT of their trail rows.
+_CLAIM_CTES = """
+k_c AS (
+    SELECT p.id FROM phases p
+    WHERE p.status = 'queued' AND p.capability = ANY(CAST(:caps AS text[])) AND p.available_at <= :now {filter}
+    ORDER BY p.available_at, p.id
+    LIMIT {limit}
+    FOR UPDATE OF p SKIP LOCKED
+),
+k_l AS (
+    UPDATE phases p SET status = :k_target, attempt = p.attempt + 1, lease_token = {token},
+        lease_expires_at = :expires, executor_id = :executor_id, claimed_at = :now,
+        started_at = CASE WHEN :k_start THEN CAST(:now AS timestamptz) END, error = NULL
+    FROM k_c WHERE p.id = k_c.id
+    RETURNING p.id, p.run_id, p.idx, p.name, p.type, p.attempt, p.max_attempts, p.lease_token, p.timeout_s,
+              p.params, p.available_at
+),
+k_a AS (
+    INSERT INTO phase_attempts (phase_id, attempt, executor_id, lease_token_hash, status, claimed_at)
+    SELECT id, attempt, :executor_id, {hash}, :k_target, :now FROM k_l
+),
+k_g AS (SELECT run_id, count(*) AS n FROM k_l GROUP BY run_id),
+k_rl AS (SELECT r.id, r.status FROM runs r WHERE r.id IN (SELECT run_id FROM k_g) FOR UPDATE),
+k_ru AS (
+    UPDATE runs r SET
+        status = CASE WHEN k_rl.status = 'queued' THEN 'running' ELSE r.status END,
+        started_at = CASE WHEN k_rl.status = 'queued' THEN CAST(:now AS timestamptz) ELSE r.started_at END,
+        last_seq = r.last_seq + k_g.n * :k_per + CASE WHEN k_rl.status = 'queued' THEN 1 ELSE 0 END
+    FROM k_rl JOIN k_g ON k_g.run_id = k_rl.id
+    WHERE r.id = k_rl.id
+    RETURNING r.id, r.last_seq, k_rl.status = 'queued' AS began, k_g.n, r.input_manifest, r.spec_slug, r.git_sha,
+              r.environment, r.workspace_id, r.created_by
+),
+k_lk AS (SELECT k_l.*, row_number() OVER (PARTITION BY k_l.run_id ORDER BY k_l.id) AS k FROM k_l)"""
+
+_CLAIM_EVENTS = """
+    SELECT k_ru.id AS run_id, k_ru.last_seq - k_ru.n * :k_per AS seq, {uuid} AS event_id, 'RUN_STARTED' AS type,
+           CAST(NULL AS text) AS phase, CAST(:now AS timestamptz) AS ts, 'info' AS level, 'run started' AS message,
+           '{{}}'::jsonb AS payload
+    FROM k_ru WHERE k_ru.began
+    UNION ALL
+    SELECT k_lk.run_id, k_ru.last_seq - k_ru.n * :k_per + (k_lk.k - 1) * :k_per + 1, {uuid}, 'PHASE_CLAIMED',
+           k_lk.name, :now, 'info', k_lk.name || ' claimed by ' || CAST(:executor_id AS text),
+           jsonb_build_object('executor_id', CAST(:executor_id AS text), 'attempt', k_lk.attempt,
+                              'lease_expires_at', CAST(:expires_iso AS text))
+    FROM k_lk JOIN k_ru ON k_ru.id = k_lk.run_id
+    UNION ALL
+    SELECT k_lk.run_id, k_ru.last_seq - k_ru.n * :k_per + (k_lk.k - 1) * :k_per + 2, {uuid}, 'PHASE_STARTED',
+           k_lk.name, :now, 'info', k_lk.name || ' started (attempt ' || k_lk.attempt || ')',
+           jsonb_build_object('executor_id', CAST(:executor_id AS text), 'attempt', k_lk.attempt)
+    FROM k_lk JOIN k_ru ON k_ru.id = k_lk.run_id WHERE :k_start"""
+
+# The columns of a claim, from a leased phase row ``{l}`` of a run row ``{r}``.
+_CLAIM_COLUMNS = """
+    {l}.run_id, {l}.name AS phase, {l}.type AS phase_type, {l}.attempt, {l}.max_attempts, {l}.lease_token,
+    {l}.timeout_s, {l}.params,
+    CASE WHEN {l}.run_id = ANY(CAST(:cached AS text[])) THEN NULL ELSE {r}.input_manifest END AS input_manifest,
+    {r}.spec_slug, {r}.git_sha, {r}.environment, w.slug AS workspace, {r}.created_by,
+    CASE WHEN {l}.idx = 0 THEN '{{}}'::jsonb ELSE coalesce((
+        SELECT jsonb_object_agg(q.name, q.output_manifest) FROM phases q
+        WHERE q.run_id = {l}.run_id AND q.idx < {l}.idx AND q.status = 'succeeded'), '{{}}'::jsonb){extra} END"""
+
+_EVENT_INSERT = """
+INSERT INTO run_events (run_id, seq, event_id, type, phase, ts, level, message, payload)
+SELECT run_id, seq, event_id, type, phase, ts, level, message, payload FROM ({rows}) e
+ON CONFLICT (run_id, event_id) DO NOTHING"""
+
+_EXECUTOR_UPSERT = """
+ex AS (
+    INSERT INTO executors (id, capabilities, first_seen_at, last_seen_at, current_run_id, current_phase)
+    SELECT CAST(:executor_id AS text), CAST(:caps_json AS jsonb), :now, :now, cur.run_id, cur.name
+    FROM (SELECT NULL) one LEFT JOIN ({current}) cur ON true
+    ON CONFLICT (id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at, capabilities = EXCLUDED.capabilities,
+        current_run_id = EXCLUDED.current_run_id, current_phase = EXCLUDED.current_phase
+)"""
+
+
+def _claim_sql(run_filter: bool, scoped: bool) -> str:
+    where = (" AND p.run_id = :run_id" if run_filter else "") + (f" AND p.{_WS}" if scoped else "")
+    ctes = _CLAIM_CTES.format(filter=where, limit=":limit", token=_TOKEN, hash=_HASH.format("k_l.lease_token"))
+    current = "SELECT run_id, name FROM k_l ORDER BY available_at DESC, id DESC LIMIT 1"
+    events = _EVENT_INSERT.format(rows=_CLAIM_EVENTS.format(uuid=_UUID_HEX))
+    return (f"WITH {ctes},\nk_ev AS ({events}),\n{_EXECUTOR_UPSERT.format(current=current)},\n"
+            f"notes AS (SELECT pg_notify('{EVENTS_CHANNEL}', id) FROM k_ru)\n"
+            f"SELECT {_CLAIM_COLUMNS.format(l='k_l', r='k_ru', extra='')} AS previous_outputs,\n"
+            f"    (SELECT count(*) FROM notes) AS notified\n"
+            f"FROM k_l JOIN k_ru ON k_ru.id = k_l.run_id JOIN workspaces w ON w.id = k_ru.workspace_id\n"
+            f"ORDER BY k_l.available_at, k_l.id")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def claim_set(conn: Connection, *, executor_id: str, capabilities: list[str], now: datetime, expires: datetime,
+              limit: int, run_id: str | None, workspace_ids: Iterable[int] | None, start: bool,
+              cached: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """PostgreSQL: lease, start and record up to ``limit`` runnable phases in ONE statement (see
+    above); returns the claims (``input_manifest`` None for runs in ``cached``)."""
+    scoped = workspace_ids is not None
+    stmt = _stmt(conn, f"claim_set:{run_id is not None}:{scoped}", lambda: text(_claim_sql(run_id is not None, scoped)))
+    params: dict[str, Any] = {
+        "caps": list(capabilities), "caps_json": _json(sorted(set(capabilities))), "now": now, "expires": expires,
+        "expires_iso": expires.isoformat(), "executor_id": executor_id, "limit": limit, "run_id": run_id,
+        "k_target": (PhaseStatus.RUNNING if start else PhaseStatus.CLAIMED).value, "k_start": start,
+        "k_per": 2 if start else 1, "cached": list(cached),
+    }
+    if scoped:
+        params["ws"] = sorted(workspace_ids or ())
+    rows = conn.execute(stmt, params).mappings().all()
+    return [_claim_row(r) for r in rows]
+
+
+def _claim_row(row: RowMapping) -> dict[str, Any]:
+    keys = ("run_id", "phase", "phase_type", "attempt", "max_attempts", "lease_token", "timeout_s", "params",
+            "input_manifest", "spec_slug", "git_sha", "environment", "workspace", "created_by", "previous_outputs")
+    return {k: row[k] for k in keys}
+
+
+# c_*: complete a batch of leased phases (compare-and-swap on (run_id, lease_token), unexpired,
+# the workspace filter for bound executors), close their attempts, queue each run's next phase —
+# or lease it to the completing executor (the chain hand-off) — finish runs with no next phase,
+# and write every event with its sequence number.
+_COMPLETE_CTES = """
+it AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:items AS jsonb)) AS t(i int, run_id text, lease_token text, manifest jsonb)
+),
+done AS (
+    UPDATE phases p SET status = 'succeeded', lease_token = NULL, lease_expires_at = NULL, finished_at = :now,
+        output_manifest = it.manifest
+    FROM it
+    WHERE p.run_id = it.run_id AND p.lease_token = it.lease_token AND p.status IN ('claimed', 'running')
+      AND (p.lease_expires_at IS NULL OR p.lease_expires_at >= :now) {filter}
+    RETURNING p.id, p.run_id, p.idx, p.name, p.attempt, p.executor_id, it.i, it.manifest,
+              extract(epoch FROM (CAST(:now AS timestamptz) - coalesce(p.started_at, p.claimed_at, :now))) AS took
+),
+c_att AS (
+    UPDATE phase_attempts a SET status = 'succeeded', finished_at = :now, error = NULL
+    FROM done WHERE a.phase_id = done.id AND a.attempt = done.attempt
+),
+nx AS (
+    SELECT q.id, q.run_id, q.status, q.capability, done.i FROM phases q JOIN done ON q.run_id = done.run_id
+    AND q.idx = done.idx + 1
+),
+hx AS (
+    SELECT nx.id, row_number() OVER (ORDER BY nx.i) AS rk FROM nx
+    WHERE nx.status = 'pending' AND nx.capability = ANY(CAST(:caps AS text[]))
+),
+hand AS (
+    UPDATE phases p SET status = 'running', attempt = p.attempt + 1, lease_token = {token},
+        lease_expires_at = :expires, executor_id = :executor_id, claimed_at = :now, started_at = :now,
+        available_at = :now, error = NULL
+    FROM hx WHERE p.id = hx.id AND hx.rk <= :max_phases
+    RETURNING p.id, p.run_id, p.idx, p.name, p.type, p.attempt, p.max_attempts, p.lease_token, p.timeout_s,
+              p.params, p.available_at
+),
+h_att AS (
+    INSERT INTO phase_attempts (phase_id, attempt, executor_id, lease_token_hash, status, claimed_at)
+    SELECT id, attempt, :executor_id, {hash}, 'running', :now FROM hand
+),
+qd AS (
+    UPDATE phases p SET status = 'queued', available_at = :now
+    FROM nx WHERE p.id = nx.id AND nx.status = 'pending'
+      AND p.id NOT IN (SELECT id FROM hx WHERE rk <= :max_phases)
+    RETURNING p.id, p.run_id
+),
+ce AS (
+    SELECT e.*, done.run_id, done.name, row_number() OVER (PARTITION BY e.i ORDER BY e.ord) AS k
+    FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(i int, ord int, event_id text, type text, phase text,
+                                                         ts timestamptz, level text, message text, payload jsonb)
+    JOIN done ON done.i = e.i
+    WHERE NOT EXISTS (SELECT 1 FROM run_events x WHERE x.run_id = done.run_id AND x.event_id = e.event_id)
+),
+per AS (
+    SELECT done.i, done.run_id, (SELECT count(*) FROM ce WHERE ce.i = done.i) AS n,
+           nx.id IS NULL AS last, hand.id IS NOT NULL AS handed
+    FROM done LEFT JOIN nx ON nx.run_id = done.run_id LEFT JOIN hand ON hand.run_id = done.run_id
+),
+c_ru AS (
+    UPDATE runs r SET
+        status = CASE WHEN per.last THEN 'succeeded' ELSE r.status END,
+        finished_at = CASE WHEN per.last THEN CAST(:now AS timestamptz) ELSE r.finished_at END,
+        last_seq = r.last_seq + per.n + 1 + CASE WHEN per.last THEN 1 ELSE 0 END + CASE WHEN per.handed THEN 2 ELSE 0 END
+    FROM per WHERE r.id = per.run_id
+    RETURNING r.id, r.status, r.input_manifest, r.spec_slug, r.git_sha, r.environment, r.workspace_id, r.created_by,
+              per.i, per.last, per.handed,
+              r.last_seq - per.n - 1 - CASE WHEN per.last THEN 1 ELSE 0 END - CASE WHEN per.handed THEN 2 ELSE 0 END AS base
+)"""
+
+_COMPLETE_EVENTS = """
+    SELECT ce.run_id, c_ru.base + ce.k AS seq, ce.event_id, ce.type, coalesce(ce.phase, ce.name) AS phase,
+           ce.ts, ce.level, ce.message, coalesce(ce.payload, '{{}}'::jsonb) AS payload
+    FROM ce JOIN c_ru ON c_ru.i = ce.i
+    UNION ALL
+    SELECT done.run_id, c_ru.base + per.n + 1, {uuid}, 'PHASE_SUCCEEDED', done.name, :now, 'info',
+           done.name || ' succeeded in ' || to_char(done.took, 'FM9999999990.000') || ' s',
+           jsonb_build_object('attempt', done.attempt, 'duration_s', round(done.took, 6),
+               'outputs', CASE WHEN jsonb_typeof(done.manifest -> 'outputs') = 'object' THEN coalesce(
+                   (SELECT jsonb_agg(k ORDER BY k COLLATE "C") FROM jsonb_object_keys(done.manifest -> 'outputs') k),
+                   '[]'::jsonb) END)
+    FROM done JOIN c_ru ON c_ru.i = done.i JOIN per ON per.i = done.i
+    UNION ALL
+    SELECT c_ru.id, c_ru.base + per.n + 2, {uuid}, 'RUN_SUCCEEDED', NULL, :now, 'info', 'run succeeded', '{{}}'::jsonb
+    FROM c_ru JOIN per ON per.i = c_ru.i WHERE per.last
+    UNION ALL
+    SELECT hand.run_id, c_ru.base + per.n + 2, {uuid}, 'PHASE_CLAIMED', hand.name, :now, 'info',
+           hand.name || ' claimed by ' || CAST(:executor_id AS text),
+           jsonb_build_object('executor_id', CAST(:executor_id AS text), 'attempt', hand.attempt,
+                              'lease_expires_at', CAST(:expires_iso AS text))
+    FROM hand JOIN c_ru ON c_ru.id = hand.run_id JOIN per ON per.i = c_ru.i
+    UNION ALL
+    SELECT hand.run_id, c_ru.base + per.n + 3, {uuid}, 'PHASE_STARTED', hand.name, :now, 'info',
+           hand.name || ' started (attempt ' || hand.attempt || ')',
+           jsonb_build_object('executor_id', CAST(:executor_id AS text), 'attempt', hand.attempt)
+    FROM hand JOIN c_ru ON c_ru.id = hand.run_id JOIN per ON per.i = c_ru.i"""
+
+
+# the phase completed in the same statement is not in its snapshot: its manifest comes from ``done``
+_HANDED_PREVIOUS = (" || coalesce((SELECT jsonb_build_object(done.name, done.manifest) FROM done "
+                    "WHERE done.run_id = hand.run_id), '{}'::jsonb)")
+
+
+def _complete_sql(claim_next: bool, scoped: bool) -> str:
+    ws = f" AND p.{_WS}" if scoped else ""
+    ctes = _COMPLETE_CTES.format(filter=ws, token=_TOKEN, hash=_HASH.format("hand.lease_token"))
+    rows = _COMPLETE_EVENTS.format(uuid=_UUID_HEX)
+    ru = "SELECT id FROM c_ru"
+    if claim_next:  # the executor's further work, in the same statement (never a run completed here)
+        limit = "CASE WHEN EXISTS (SELECT 1 FROM done) THEN greatest(:max_phases - (SELECT count(*) FROM hand), 0) ELSE 0 END"
+        ctes += "," + _CLAIM_CTES.format(filter=" AND p.run_id NOT IN (SELECT run_id FROM it)" + ws, limit=limit,
+                                          token=_TOKEN, hash=_HASH.format("k_l.lease_token"))
+        rows += "\n    UNION ALL" + _CLAIM_EVENTS.format(uuid=_UUID_HEX)
+        current = ("SELECT run_id, name FROM (SELECT run_id, name, 1 AS pri, available_at, id FROM k_l UNION ALL "
+                   "SELECT run_id, name, 0, available_at, id FROM hand) x "
+                   "ORDER BY pri DESC, available_at DESC, id DESC LIMIT 1")
+        touch = _EXECUTOR_UPSERT.format(current=current)
+        ru += " UNION SELECT id FROM k_ru"
+    else:
+        touch = ("ex AS (UPDATE executors e SET last_seen_at = :now, current_run_id = NULL, current_phase = NULL "
+                 "WHERE e.id IN (SELECT executor_id FROM done))")
+    claims = ""
+    if claim_next:
+        claims = (f"UNION ALL SELECT 'claim', CAST(NULL AS int), CAST(NULL AS text), CAST(NULL AS boolean), 0, "
+                  f"{_CLAIM_COLUMNS.format(l='hand', r='c_ru', extra=_HANDED_PREVIOUS)}, (SELECT count(*) FROM notes)\n"
+                  f"    FROM hand JOIN c_ru ON c_ru.id = hand.run_id JOIN workspaces w ON w.id = c_ru.workspace_id\n"
+                  f"UNION ALL SELECT 'claim', CAST(NULL AS int), CAST(NULL AS text), CAST(NULL AS boolean), 1, "
+                  f"{_CLAIM_COLUMNS.format(l='k_l', r='k_ru', extra='')}, (SELECT count(*) FROM notes)\n"
+                  f"    FROM k_l JOIN k_ru ON k_ru.id = k_l.run_id JOIN workspaces w ON w.id = k_ru.workspace_id\n")
+    nulls = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in (
+        ("phase_type", "text"), ("attempt", "int"), ("max_attempts", "int"), ("lease_token", "text"),
+        ("timeout_s", "float8"), ("params", "jsonb"), ("input_manifest", "jsonb"), ("spec_slug", "text"),
+        ("git_sha", "text"), ("environment", "text"), ("workspace", "text"), ("created_by", "text"),
+        ("previous_outputs", "jsonb")))
+    return (f"WITH {ctes},\nc_ev AS ({_EVENT_INSERT.format(rows=rows)}),\n{touch},\n"
+            f"notes AS (SELECT pg_notify('{EVENTS_CHANNEL}', id) FROM ({ru}) x\n"
+            f"          UNION ALL SELECT pg_notify('{READY_CHANNEL}', '') FROM (SELECT 1 FROM qd LIMIT 1) y)\n"
+            f"SELECT 'done' AS kind, done.i, c_ru.status AS run_status,\n"
+            f"       EXISTS (SELECT 1 FROM qd WHERE qd.run_id = done.run_id) AS queued_next, 0 AS pri, "
+            f"done.run_id, done.name AS phase, {nulls},\n"
+            f"       (SELECT count(*) FROM notes)\n"
+            f"FROM done JOIN c_ru ON c_ru.i = done.i\n{claims}")
+
+
+def complete_set(conn: Connection, items: list[dict[str, Any]], events: list[dict[str, Any]], *, now: datetime,
+                 expires: datetime, claim_next: dict[str, Any] | None, workspace_ids: Iterable[int] | None,
+                 cached: Sequence[str] = ()) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """PostgreSQL: complete ``items`` ``[{i, run_id, lease_token, manifest}]`` (distinct runs) carrying
+    ``events`` ``[{i, ord, event_id, type, phase, ts, level, message, payload}]``, hand each run's next
+    phase to the ``claim_next`` executor when it can run it, and lease that executor's further work,
+    in ONE statement. Returns ``{i: {run_status, phase, queued_next}}`` for the items completed (an
+    item missing was not: its lease is not held) and the claims (hand-offs first)."""
+    scoped = workspace_ids is not None
+    want = claim_next is not None
+    stmt = _stmt(conn, f"complete_set:{want}:{scoped}", lambda: text(_complete_sql(want, scoped)))
+    caps = list(claim_next["capabilities"]) if claim_next else None
+    params: dict[str, Any] = {
+        "items": _json(items), "events": _json(events), "now": now, "expires": expires,
+        "expires_iso": expires.isoformat(), "cached": list(cached), "caps": caps,
+        "executor_id": claim_next["executor_id"] if claim_next else None,
+        "max_phases": claim_next.get("max_phases", 1) if claim_next else 0,
+    }
+    if claim_next:
+        params.update(caps_json=_json(sorted(set(caps or []))), k_target=PhaseStatus.RUNNING.value, k_start=True,
+                      k_per=2)
+    if scoped:
+        params["ws"] = sorted(workspace_ids or ())
+    done: dict[int, dict[str, Any]] = {}
+    claims: list[tuple[int, dict[str, Any]]] = []
+    for row in conn.execute(stmt, params).mappings():
+        if row["kind"] == "done":
+            done[row["i"]] = {"run_id": row["run_id"], "phase": row["phase"], "run_status": row["run_status"],
+                              "queued_next": row["queued_next"]}
+        else:
+            claims.append((row["pri"], _claim_row(row)))
+    claims.sort(key=lambda c: c[0])
+    return done, [c for _, c in claims]

@@ -142,23 +142,60 @@ def table_page(env: str, layer: str, table: str, request: Request, p: Principal 
 
 # --- sql ------------------------------------------------------------------------------------------
 
+NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "NUMERIC", "INT", "LONG")
+
+
+def is_numeric(type_name: str) -> bool:
+    return str(type_name).upper().split("(")[0].strip() in NUMERIC_TYPES
+
+
+def _browser(ctx: Any, p: Principal, env: str) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """The schema browser (tables with typed columns) and the editor's completion map, for ``env``."""
+    try:
+        tables = catalog_view.column_types(ctx, p, env=env)
+    except ServiceError:
+        return [], {}
+    return tables, {t["sql_name"]: [c["name"] for c in t["columns"]] for t in tables}
+
+
+def _example(tables: list[dict[str, Any]]) -> str:
+    """A placeholder that names a table that exists (gold first), or none at all."""
+    for layer in ("gold", "silver", "bronze"):
+        for t in tables:
+            if t["layer"] == layer:
+                return f"SELECT * FROM {t['sql_name']} LIMIT 10"
+    return "SELECT 42 AS answer"
+
+
+def _result_view(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {**result, "numeric": [is_numeric(c["type"]) for c in result["columns"]]}
+
+
 @router.get("/sql")
 def sql_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
     p.require(Action.READ)
     svc = _service("sql")
     q = request.query_params
-    history = svc.search_history(context(request), p, q=q.get("q") or None, limit=30) if svc else []
+    ctx = context(request)
+    env = q.get("env", "dev") if q.get("env", "dev") in ENVIRONMENTS else "dev"
+    history = svc.search_history(ctx, p, q=q.get("q") or None, limit=30) if svc else []
     text = q.get("sql", "")
     if q.get("query", "").isdigit() and svc is not None:
-        text = svc.get_query(context(request), p, int(q["query"]))["sql"]
-    return page(request, "sql.html", nav="sql", history=history, text=text, env=q.get("env", "dev"),
-                envs=ENVIRONMENTS, available=svc is not None, search=q.get("q", ""))
+        text = svc.get_query(ctx, p, int(q["query"]))["sql"]
+    tables, completion = _browser(ctx, p, env)
+    return page(request, "sql.html", nav="sql", history=history, text=text, env=env, envs=ENVIRONMENTS,
+                available=svc is not None, search=q.get("q", ""), tables=tables, completion=completion,
+                example=_example(tables))
 
 
 @router.post("/sql")
 async def run_sql(request: Request, sql: str = Form(""), env: str = Form("dev"), p: Principal = Depends(user)
                   ) -> HTMLResponse:
-    """Run a query on the SQL pool (never on an HTTP thread); too many at once is a 429 with Retry-After."""
+    """Run a query on the SQL pool (never on an HTTP thread); too many at once is a 429 with Retry-After.
+    An htmx answer carries the result and, out of band, the refreshed history."""
     svc = _service("sql")
     if svc is None:
         raise InvalidInput("the SQL service is not available in this build", code="unavailable")
@@ -176,9 +213,14 @@ async def run_sql(request: Request, sql: str = Form(""), env: str = Form("dev"),
         headers = {"Retry-After": str(int(details.get("retry_after_s", 1)))}
         status = 200 if is_htmx(request) else exc.status  # htmx swaps only 2xx answers into the page
     template = "sql_result.html" if is_htmx(request) else "sql.html"
-    history = [] if is_htmx(request) else await run_in_threadpool(svc.search_history, ctx, p, limit=30)
-    answer = page(request, template, nav="sql", result=result, error=error, text=sql, env=env, envs=ENVIRONMENTS,
-                  history=history, available=True, search="", status_code=status)
+    history = await run_in_threadpool(svc.search_history, ctx, p, limit=30)
+    extra: dict[str, Any] = {}
+    if not is_htmx(request):
+        tables, completion = await run_in_threadpool(_browser, ctx, p, env)
+        extra = {"tables": tables, "completion": completion, "example": _example(tables)}
+    answer = page(request, template, nav="sql", result=_result_view(result), error=error, text=sql, env=env,
+                  envs=ENVIRONMENTS, history=history, available=True, search="", status_code=status,
+                  oob_history=is_htmx(request), **extra)
     answer.headers.update(headers)
     return answer
 

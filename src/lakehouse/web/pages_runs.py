@@ -42,7 +42,10 @@ def _freshness(request: Request, p: Principal) -> list[dict[str, Any]] | None:
 def overview(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
     ctx = context(request)
     data = queries.overview(ctx, p)
-    return page(request, "overview.html", nav="overview", o=data, freshness=_freshness(request, p))
+    from lakehouse.services import scheduler
+
+    return page(request, "overview.html", nav="overview", o=data, freshness=_freshness(request, p),
+                schedule=scheduler.overview(ctx, p))
 
 
 def _date(value: str | None, end: bool = False) -> datetime | None:
@@ -183,4 +186,13 @@ def executors_page(request: Request, p: Principal = Depends(user)) -> HTMLRespon
     for r in rows:
         lease = leases.get(r["executor_id"])
         r["lease"] = lease if lease and p.can_see(lease["workspace_id"]) else None
-    return page(request, "executors.html", nav="executors", rows=rows, stale_s=ctx.settings.executor_stale_s)
+    return page(request, "executors.html", nav="executors", rows=rows, stale_s=ctx.settings.executor_stale_s,
+                forgotten=request.query_params.get("forgotten"))
+
+
+@router.post("/executors/forget")
+def forget_executors(request: Request, executor_id: str = Form(""), p: Principal = Depends(user)) -> Response:
+    """Forget one stopped or stale executor, or (no id) every one silent for a day."""
+    gone = executors.forget(context(request), p, executor_id=executor_id or None,
+                            silent_for=None if executor_id else timedelta(days=1))
+    return RedirectResponse(f"/executors?forgotten={len(gone)}", status_code=303)

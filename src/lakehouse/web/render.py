@@ -139,6 +139,18 @@ def number(value: Any) -> str:
     return f"{int(value):,}"
 
 
+def slo(seconds: float | None) -> str:
+    """An SLO as people state it: ``24 h``, ``2 h``, ``90 m``, ``2 d``."""
+    if seconds is None:
+        return "—"
+    m = round(seconds / 60)
+    if m % (24 * 60) == 0 and m >= 48 * 60:
+        return f"{m // (24 * 60)} d"
+    if m % 60 == 0:
+        return f"{m // 60} h"
+    return f"{m} m"
+
+
 def plural(n: int | None, word: str, many: str | None = None) -> str:
     """``1 snapshot`` / ``3 snapshots`` — never ``1 snapshot(s)``."""
     n = n or 0
@@ -180,7 +192,7 @@ def query_url(request: Request, **changes: Any) -> str:
 env = templates.env
 env.filters.update(status=status_badge, duration=duration, ago=ago, short=short, tojson_script=tojson_script,
                    pretty_json=pretty_json, nbytes=nbytes, urlquote=lambda v: quote(str(v), safe=""),
-                   short_sha=short_sha, clock=clock, absolute=absolute, number=number, plural=plural)
+                   short_sha=short_sha, clock=clock, slo=slo, absolute=absolute, number=number, plural=plural)
 env.globals.update(span=span, version=__version__, Action=Action, query_url=query_url)
 
 

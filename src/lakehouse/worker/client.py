@@ -138,3 +138,10 @@ class ExecutorClient:
         """Have the control plane run a ``query`` phase's SQL as the run's creator (handlers/query.py)."""
         return self._post(f"/ops/runs/{run_id}/query", {  # type: ignore[no-any-return]
             "lease_token": lease_token, "sql": sql, "preview_rows": preview_rows, "name": name})
+
+    def lease_connection(self, run_id: str, lease_token: str, name: str) -> dict[str, Any]:
+        """A stored connection the run declared, with its secrets, for this lease only (keep it in memory)."""
+        from urllib.parse import quote
+
+        return self._post(f"/ops/runs/{run_id}/connections/{quote(name, safe='')}",  # type: ignore[no-any-return]
+                          {"lease_token": lease_token})

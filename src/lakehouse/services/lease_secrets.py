@@ -1,0 +1,98 @@
+"""Connection secrets for a lease: what a worker needs of a stored connection, for the phase it holds.
+
+A phase that reads a source named by connection (``sources.<x>.connection: NAME`` in a pipeline spec)
+asks the control plane over the contract (``POST /ops/runs/{run_id}/connections/{name}``). The answer
+goes only to the current lease holder of a phase of that run, only for a connection the run declared,
+in the run's workspace and environment, and only while the run's creator may still use connections
+there; the target is checked against the egress allow-list first. The worker keeps the secret in
+memory for that phase only; it is never written to events, artifacts, manifests, logs or any other
+answer. The run's trail records which connection was handed out (``CONNECTION_USED``, without secrets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from lakehouse.domain.events import EventType
+from lakehouse.domain.roles import Action
+from lakehouse.services import auth, connections, runs
+from lakehouse.services.auth import Principal
+from lakehouse.services.context import Context
+from lakehouse.services.errors import Forbidden, InvalidInput, LeaseLost, NotFound
+
+
+def declared_connections(input_manifest: dict[str, Any]) -> set[str]:
+    """Connection names a run declared: its pipeline spec's sources and a job's ``connections``."""
+    names: set[str] = set()
+    spec = input_manifest.get("spec")
+    if isinstance(spec, dict):
+        for source in (spec.get("sources") or {}).values():
+            if isinstance(source, dict) and isinstance(source.get("connection"), str):
+                names.add(source["connection"])
+    for name in input_manifest.get("connections") or []:
+        if isinstance(name, str):
+            names.add(name)
+    return names
+
+
+def for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str, name: str) -> dict[str, Any]:
+    from lakehouse.store import queue
+
+    principal.require(Action.EXECUTE)
+    with ctx.db.read() as conn:
+        run = queue.get_run(conn, run_id)
+        if run is None or not principal.can_see(run["workspace_id"]):
+            raise NotFound(f"run {run_id} not found", code="run_not_found")
+        phase = queue.find_lease(conn, run_id, lease_token)
+        if phase is None:
+            raise LeaseLost("the lease is no longer held (expired and requeued, cancelled or finished)")
+    if name not in declared_connections(run["input_manifest"] or {}):
+        raise Forbidden(f"this run did not declare connection {name!r}", code="connection_not_declared")
+    creator = _creator(ctx, run["created_by"] or "", run["workspace_id"])
+    workspace = runs.get_run(ctx, run_id, principal)["workspace"]
+    match = [c for c in connections.list_connections(ctx, creator, run["environment"])
+             if c["name"] == name and c["workspace"] == workspace]
+    if not match:
+        raise NotFound(f"no connection {name!r} in {workspace}/{run['environment']}", code="connection_not_found")
+    config, secrets = connections.resolve(ctx, creator, match[0]["id"])
+    with ctx.db.write() as conn:
+        if queue.find_lease(conn, run_id, lease_token) is None:  # revoked meanwhile: hand out nothing
+            raise LeaseLost("the lease is no longer held")
+        queue.append_events(conn, run_id, [{
+            "type": EventType.CONNECTION_USED.value, "ts": ctx.clock(), "level": "info", "phase": phase["name"],
+            "message": f"connection {name} handed to the lease holder", "payload": {
+                "connection": name, "type": match[0]["type"], "executor_id": phase["executor_id"]}}])
+    return {"name": name, "type": match[0]["type"], "config": config, "secrets": secrets,
+            "url": source_url(match[0]["type"], config, secrets)}
+
+
+def source_url(type_: str, config: dict[str, Any], secrets: dict[str, str]) -> str | None:
+    """The source URL the connectors open, for the source kinds ingestion reads."""
+    if type_ == "postgres":
+        user = quote(str(config.get("user", "")), safe="")
+        password = secrets.get("password")
+        auth_part = f"{user}:{quote(password, safe='')}@" if password else f"{user}@"
+        query = f"?sslmode={quote(str(config['sslmode']))}" if config.get("sslmode") else ""
+        return f"postgresql://{auth_part}{config['host']}:{config.get('port', 5432)}/{config['database']}{query}"
+    if type_ == "sqlite":
+        return f"sqlite:///{config['path']}"
+    return None
+
+
+def _creator(ctx: Context, created_by: str, workspace_id: int) -> Principal:
+    """The run's creator as it is now, limited to the run's workspace (connections are used on their behalf)."""
+    if created_by == auth.SYSTEM.name:
+        return Principal(name=auth.SYSTEM.name, role=auth.SYSTEM.role, workspace_ids=frozenset({workspace_id}))
+    creator = auth.principal_for_user(ctx, created_by)
+    if creator is None or not creator.can_in(Action.CONNECTION_READ, workspace_id):
+        raise Forbidden(f"the run's creator {created_by!r} may not use connections in this workspace now",
+                        code="creator_not_allowed")
+    return Principal(name=creator.name, role=creator.role_in(workspace_id), user_id=creator.user_id,
+                     workspace_ids=frozenset({workspace_id}))
+
+
+def check_name(name: str) -> str:
+    if not name or len(name) > 100 or "\x00" in name:
+        raise InvalidInput("a connection name has 1-100 characters", code="invalid_name")
+    return name
