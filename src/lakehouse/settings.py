@@ -87,6 +87,23 @@ class Settings(BaseSettings):
                                      description="With catch-up 'none', a tick later than this is skipped.")
     backfill_max_runs: int = Field(default=100_000, gt=0, description="Most runs one backfill may create.")
 
+    alert_interval_s: float = Field(default=5.0, gt=0,
+                                    description="How often the operations pass runs inside serve/up: timed alert "
+                                                "rules, escalations, notification delivery, run scores.")
+    alert_max_attempts: int = Field(default=8, ge=1, le=100,
+                                    description="Delivery attempts of one notification before it is failed.")
+    alert_retry_base_s: float = Field(default=5.0, ge=0,
+                                      description="First delay before a notification is retried; doubles per attempt.")
+    alert_retry_max_s: float = Field(default=900.0, ge=0, description="Longest delay between notification attempts.")
+    alert_send_timeout_s: float = Field(default=10.0, gt=0,
+                                        description="Timeout of one webhook request or SMTP conversation.")
+    alert_smtp_ca_file: Path | None = Field(default=None,
+                                            description="Extra CA bundle trusted for SMTP STARTTLS (besides the "
+                                                        "system's), e.g. an internal mail relay's CA.")
+    metrics_token: str = Field(default="",
+                               description="Bearer token /metrics requires; empty: /metrics answers loopback "
+                                           "clients only.")
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):  # type: ignore[no-untyped-def]

@@ -103,13 +103,13 @@ def test_prod_needs_stage_first_dq_and_an_approver(ctx: Context, clock: FakeCloc
         job_runs.run_job(ctx, erin, "default", "daily", environment="prod")
     assert exc.value.code == "not_promoted"
 
-    with pytest.raises(Forbidden) as exc:  # the author (and requester) may not approve
+    with pytest.raises(Forbidden) as refused:  # the author (and requester) may not approve
         promotions.approve(ctx, erin, "default", "daily", "prod")
-    assert "erin wrote this version" in exc.value.message and exc.value.code == "approver_refused"
+    assert "erin wrote this version" in refused.value.message and refused.value.code == "approver_refused"
     promotions.set_gates(ctx, admin, "default", "prod", {"approver_role": "admin"})
-    with pytest.raises(Forbidden) as exc:  # an engineer is not an admin
+    with pytest.raises(Forbidden) as refused:  # an engineer is not an admin
         promotions.approve(ctx, eddy, "default", "daily", "prod")
-    assert "needs the admin role" in exc.value.message
+    assert "needs the admin role" in refused.value.message
     done = promotions.approve(ctx, anna, "default", "daily", "prod", comment="ship it")
     assert (done["status"], done["decided_by"], done["comment"]) == ("promoted", "anna", "ship it")
     acts = _actions(ctx)

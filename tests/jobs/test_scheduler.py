@@ -25,7 +25,7 @@ def logical_dates(ctx: Context, job: str) -> list[str]:
 
 
 def utc(*a: int) -> datetime:
-    return datetime(*a, tzinfo=UTC)
+    return datetime(*a, tzinfo=UTC)  # type: ignore[misc, arg-type]
 
 
 def test_each_tick_runs_once(ctx: Context, clock: FakeClock, admin: Principal) -> None:

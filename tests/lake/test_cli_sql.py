@@ -28,7 +28,7 @@ def test_sql_command(cli_env: Settings) -> None:
     runner = CliRunner()
     r = runner.invoke(app, ["sql", "SELECT * FROM gold.revenue ORDER BY month"])
     assert r.exit_code == 0, r.output
-    assert "2026-01" in r.stdout and "10.5" in r.stdout and "2 row(s)" in r.stdout and "gold.revenue@" in r.stdout
+    assert "2026-01" in r.stdout and "10.5" in r.stdout and "2 rows" in r.stdout and "gold.revenue@" in r.stdout
 
     r = runner.invoke(app, ["sql", "SELECT * FROM gold.revenue ORDER BY month", "--format", "csv"])
     assert r.exit_code == 0 and r.stdout == "month,amount\n2026-01,10.5\n2026-02,\n"

@@ -159,3 +159,20 @@ def test_security_headers(admin_browser: Browser) -> None:
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert r.headers["x-content-type-options"] == "nosniff"
     assert re.search(r'hx-headers=\'\{"X-CSRF-Token": "[^"]+"\}\'', r.text)
+
+
+def test_cli_unlock_lifts_the_lockout(anon: TestClient, people: dict[str, str], ctx: Context,
+                                      monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from lakehouse.cli.main import app
+
+    for _ in range(5):
+        assert login(anon, "analyst", "nope nope nope").status_code == 401
+    assert login(anon, "analyst").status_code == 429
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(ctx.settings.home))
+    monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", ctx.settings.database_url)
+    result = CliRunner().invoke(app, ["users", "unlock", "analyst"])
+    assert result.exit_code == 0 and "unlocked analyst" in result.output
+    assert login(anon, "analyst").status_code == 303
+    assert CliRunner().invoke(app, ["users", "unlock", "nobody"]).exit_code != 0

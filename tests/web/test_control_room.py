@@ -158,7 +158,7 @@ def test_reruns_say_what_they_replay(admin_browser: Browser, executor_token: str
     first, _ = pipelines.start_run(ctx, SYSTEM, "hello_gold", "dev", {"who": "ada"})
     runs.cancel_run(ctx, first["run_id"], SYSTEM)
     page = b.get(f"/runs/{first['run_id']}").text
-    sha = short_sha(first["git_sha"])
+    sha = short_sha(first["git_sha"]).replace("sha256:", "")
     assert f"Rerun as it ran</span>" not in page  # (the label is plain text, not nested spans)
     assert f"Rerun as it ran <span class=\"small\">(spec v1, sha {sha})</span>" in page
     assert "Run again with the current spec <span class=\"small\">(v1, unchanged)</span>" in page

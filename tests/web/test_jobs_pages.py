@@ -1,5 +1,5 @@
 """The job pages, server-rendered: list with filters, the job form with errors next to the field,
-the runs × phases grid, versions and diff, schedule, environments and gates, backfills, and the
+the runs-by-phases grid, versions and diff, schedule, environments and gates, backfills, and the
 Overview's schedule."""
 
 from __future__ import annotations

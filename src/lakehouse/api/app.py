@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__, web
-from lakehouse.api import data, errors, jobs, ops, ops_connections, ops_query, pipelines, users, workspaces
+from lakehouse.api import data, errors, jobs, leader, ops, ops_connections, ops_query, pipelines, users, workspaces
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
 from lakehouse.services import audit, protocol
@@ -34,21 +34,15 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
         elif ctx.db.engine.url.database not in (None, "", ":memory:"):
             listener = SqliteWatcher(str(ctx.db.engine.url.database), ctx.waker, lambda: protocol.ready_state(ctx))
             listener.start()
-        task = asyncio.create_task(_reaper_loop(ctx)) if reaper else None
-        from lakehouse.services.scheduler import SchedulerThread
-
-        sched = SchedulerThread(ctx) if reaper else None  # jobs: cron ticks, triggers, backfill slots
-        if sched:
-            sched.start()
+        # the reaper, audit sealer and scheduler run in one process of the cluster (the leader lease)
+        duties = leader.Duties(ctx, _reaper_loop) if reaper else None
+        if duties:
+            duties.start()
         try:
             yield
         finally:
-            if sched:
-                await asyncio.to_thread(sched.stop)
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if duties:
+                await duties.stop()
             if listener:
                 listener.stop()
                 await asyncio.to_thread(listener.join, 3.0)

@@ -46,6 +46,9 @@ class ClaimIn(Strict):
     wait_s: float = Field(default=0, ge=0, le=60)
     max_phases: int = Field(default=1, ge=1, le=100)
     start: bool = True
+    cached_runs: list[Annotated[str, Field(min_length=1, max_length=36, pattern=NO_NUL)]] = Field(
+        default_factory=list, max_length=100,
+        description="runs whose input_manifest this executor already holds: their claims carry it as null")
 
 
 class HeartbeatIn(Strict):
@@ -80,6 +83,9 @@ class ClaimNextIn(Strict):
     executor_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     capabilities: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]] = Field(max_length=100)
     max_phases: int = Field(default=1, ge=1, le=100)
+    cached_runs: list[Annotated[str, Field(min_length=1, max_length=36, pattern=NO_NUL)]] = Field(
+        default_factory=list, max_length=100,
+        description="runs whose input_manifest this executor already holds: their claims carry it as null")
 
 
 class CompleteIn(Strict):
@@ -153,7 +159,8 @@ class Claim(BaseModel):
     lease_ttl_s: float
     timeout_s: float | None
     params: dict[str, Any]
-    input_manifest: dict[str, Any]
+    input_manifest: dict[str, Any] | None = Field(
+        description="the run's input manifest; null when the claim listed the run in cached_runs")
     spec_slug: str
     git_sha: str
     environment: str

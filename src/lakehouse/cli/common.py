@@ -94,7 +94,7 @@ def one_line_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sqlalchemy.exc import OperationalError
+        from lakehouse.store.types_public import OperationalError
 
         try:
             return fn(*args, **kwargs)

@@ -20,16 +20,8 @@ from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 
 PIPELINES = ("odoo_ingest_bronze", "bronze_to_silver", "silver_to_gold")
-GOLD_PREVIEW = {
-    "gold.gl_trial_balance": "SELECT company_id, month, sum(debit) AS debit, sum(credit) AS credit, "
-                             "sum(balance) AS balance FROM gold.gl_trial_balance GROUP BY ALL ORDER BY ALL LIMIT 6",
-    "gold.revenue_monthly": "SELECT company_id, month, sum(amount) AS revenue FROM gold.revenue_monthly "
-                            "GROUP BY ALL ORDER BY ALL LIMIT 6",
-    "gold.ar_aging": "SELECT company_id, bucket, sum(amount_residual) AS open_amount FROM gold.ar_aging "
-                     "GROUP BY ALL ORDER BY ALL",
-    "gold.sales_pipeline": "SELECT company_id, state, sum(orders) AS orders, sum(amount_untaxed) AS amount "
-                           "FROM gold.sales_pipeline GROUP BY ALL ORDER BY ALL",
-}
+GOLD_PREVIEW = ("gold.gl_trial_balance", "gold.revenue_monthly", "gold.ar_aging", "gold.sales_pipeline")
+PREVIEW_ROWS = 6
 
 
 @one_line_errors
@@ -47,17 +39,18 @@ def demo(port: int = typer.Option(None), workers: int = typer.Option(2, min=1, m
     os.environ.setdefault("LAKEHOUSE_ODOO_URL", source)
     os.environ["LAKEHOUSE_HOME"] = str(s.home)  # the workers expand ${LAKEHOUSE_HOME} in the spec
     print_admin(ctx, f"http://{s.host}:{s.port}")
+    cmd = installed_command()
     with Running(ctx, s.host, s.port, workers, worker_log_level="WARNING") as running:
         for name in PIPELINES:
             run, _ = pipelines.start_run(ctx, SYSTEM, name, "dev")
             final = watch(ctx, run["run_id"], title=name)
             if final["status"] != "succeeded":
                 console.print(f"[red]{name} {final['status']}[/]: {final['error']} — "
-                              f"`lakehouse runs show {final['run_id']} --events` tells the whole story")
+                              f"`{cmd} runs show {final['run_id'][:8]} --events` tells the whole story")
                 raise typer.Exit(1)
         show_gold(ctx)
-        console.print(f"\nControl Room: [bold]{running.base}[/]  ·  runs: `lakehouse runs list`  ·  "
-                      f"SQL: `lakehouse sql \"SELECT * FROM gold.revenue_monthly LIMIT 5\"`")
+        console.print(f"\nControl Room: [bold]{running.base}[/]  ·  runs: `{cmd} runs list`  ·  "
+                      f"SQL: `{cmd} sql \"SELECT * FROM gold.revenue_monthly LIMIT 5\"`")
         if not exit_after:
             console.print("Ctrl-C stops it")
             running.wait_forever()
@@ -80,16 +73,37 @@ def seed_demo_source(home: Path, scale: int) -> str:
 
 
 def show_gold(ctx: Context) -> None:
+    """A few rows of each gold table, with the table's own column names."""
     from lakehouse.lake import duck
     from lakehouse.lake.catalog import catalog_for
 
     with duck.connect(catalog_for(ctx.settings), "dev") as lake:
-        for table, sql in GOLD_PREVIEW.items():
-            rel = lake.sql(sql)
+        for table in GOLD_PREVIEW:
+            rel = lake.sql(f"SELECT * FROM {table} ORDER BY ALL LIMIT {PREVIEW_ROWS}")
             out = Table(*rel.columns, title=table, title_justify="left")
             for row in rel.fetchall():
                 out.add_row(*[_fmt(v) for v in row])
             console.print(out)
+
+
+def installed_command(argv0: str | None = None, cwd: Path | None = None) -> str:
+    """How the user can type this CLI again: ``lakehouse`` when that is what the PATH finds (an
+    activated venv), else the path they ran (``.venv/bin/lakehouse``), relative to the folder."""
+    import shutil
+    import sys
+
+    argv0 = argv0 if argv0 is not None else sys.argv[0]
+    exe = Path(argv0)
+    if exe.name != "lakehouse":  # python -m lakehouse.cli.main, or a test runner
+        found = shutil.which("lakehouse")
+        exe = Path(found) if found else Path(sys.executable).with_name("lakehouse")
+    on_path = shutil.which("lakehouse")
+    if on_path and Path(on_path).resolve() == exe.resolve():
+        return "lakehouse"
+    try:
+        return str(exe.resolve().relative_to((cwd or Path.cwd()).resolve()))
+    except ValueError:
+        return str(exe)
 
 
 def _fmt(v: Any) -> str:

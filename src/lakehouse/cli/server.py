@@ -16,6 +16,7 @@ import typer
 from lakehouse.cli.common import console, context, fail, one_line_errors, settings, setup_logging
 from lakehouse.services import auth
 from lakehouse.services.context import Context
+from lakehouse.store.db import wait_until_reachable
 
 log = logging.getLogger("lakehouse.cli")
 LOCAL_EXECUTOR = "local-executor"
@@ -133,12 +134,23 @@ class Running:
 
 @one_line_errors
 def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT or 8000)"),
-          host: str = typer.Option(None), no_scheduler: bool = typer.Option(False, "--no-scheduler")) -> None:
+          host: str = typer.Option(None), no_scheduler: bool = typer.Option(False, "--no-scheduler"),
+          processes: int = typer.Option(None, min=1, max=64,
+                                        help="server processes on PostgreSQL (default LAKEHOUSE_PROCESSES or "
+                                             "one per core); SQLite runs one")) -> None:
     """API + UI (+ scheduler and lease reaper unless --no-scheduler)."""
+    from lakehouse.cli.processes import process_count, serve_processes
+
     setup_logging(settings().log_level)
+    wait_until_reachable(settings().database_url, settings().database_wait_s)
     ctx = context(port=port, host=host)
     s = ctx.settings
     print_admin(ctx, f"http://{s.host}:{s.port}")
+    n = process_count(processes, s.processes, ctx.db.is_sqlite)
+    if n > 1:
+        ctx.db.dispose()
+        serve_processes(n, s.host, s.port, not no_scheduler, s)
+        return
     build_server(ctx, s.host, s.port, not no_scheduler).run()
 
 
@@ -147,6 +159,7 @@ def up(port: int = typer.Option(None), host: str = typer.Option(None),
        workers: int = typer.Option(2, min=0, max=64, help="local worker processes")) -> None:
     """API + UI + scheduler + N local workers in one process tree."""
     setup_logging(settings().log_level)
+    wait_until_reachable(settings().database_url, settings().database_wait_s)
     ctx = context(port=port, host=host)
     s = ctx.settings
     print_admin(ctx, f"http://{s.host}:{s.port}")

@@ -78,5 +78,6 @@ def _print_table(result: dict[str, Any]) -> None:
     shown = len(result["rows"])
     more = f" (showing {shown})" if result["truncated"] else ""
     snaps = ", ".join(f"{s['table']}@{s['snapshot_id']}" for s in result["snapshot_ids"])
-    console.print(f"{result['row_count']} row(s){more} in {result['duration_ms']:.0f} ms"
+    rows = result["row_count"]
+    console.print(f"{rows:,} row{'' if rows == 1 else 's'}{more} in {result['duration_ms']:.0f} ms"
                   + (f" — read {snaps}" if snaps else "") + f" — query {result['query_id']}", highlight=False)

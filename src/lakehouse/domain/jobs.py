@@ -513,7 +513,8 @@ def evaluate_gates(gates: Gates, version: int, environment: str, runs: list[dict
     if gates.require_dq:
         considered = runs if n else []
         missing = [r for r in considered if not r.get("dq")]
-        failed = [r for r in considered if r.get("dq") and int(r["dq"].get("checks", 0)) > int(r["dq"].get("passed", 0))]
+        failed = [r for r in considered
+                  if r.get("dq") and int(r["dq"].get("checks", 0)) > int(r["dq"].get("passed", 0))]
         if not considered:
             ok, reason = False, f"no run of v{version} in {lower} to take data-quality results from (min_runs is 0)"
         elif missing:

@@ -29,6 +29,8 @@ class Action(StrEnum):
     JOB_RUN = "job.run"  # run a job now, rerun a job run, backfills
     JOB_PROMOTE = "job.promote"  # ask for a job version to reach stage or prod (through the gates)
     JOB_APPROVE = "job.approve"  # approve or reject a promotion (the workspace's gates name the role)
+    ALERT_MANAGE = "alert.manage"  # alert rules, the routing matrix, score weights
+    ALERT_RESPOND = "alert.respond"  # acknowledge and resolve alerts
     USER_ADMIN = "user.admin"  # users, roles, tokens of others
     AUDIT_VIEW = "audit.view"
     ADMIN = "admin"  # everything else reserved to admins (key rotation, workspaces)
@@ -38,7 +40,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
     Role.ENGINEER: frozenset({Action.READ, Action.RUN_READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY,
                               Action.CONNECTION_READ, Action.CONNECTION_MANAGE, Action.JOB_MANAGE,
-                              Action.JOB_RUN, Action.JOB_PROMOTE, Action.JOB_APPROVE}),
+                              Action.JOB_RUN, Action.JOB_PROMOTE, Action.JOB_APPROVE,
+                              Action.ALERT_MANAGE, Action.ALERT_RESPOND}),
     Role.ANALYST: frozenset({Action.READ, Action.RUN_READ, Action.QUERY, Action.CONNECTION_READ}),
     Role.VIEWER: frozenset({Action.READ, Action.RUN_READ}),
     # executors use the contract's calls only: no catalog, lineage or query history (docs/security.md)

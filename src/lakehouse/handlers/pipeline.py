@@ -435,8 +435,9 @@ def merged(existing: pa.Table | None, new: pa.Table, keys: list[str], table: str
     try:
         con.register("__new", new)
         cols = ", ".join(_ident(k) for k in keys)
-        dupes = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM __new GROUP BY ALL HAVING count(*) > 1)"
-                            ).fetchone()[0]
+        found = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM __new GROUP BY ALL HAVING count(*) > 1)"
+                            ).fetchone()
+        dupes = int(found[0]) if found else 0
         if dupes:
             raise PhaseError(f"merge keys ({', '.join(keys)}) are not unique in the new rows of {table}: "
                              f"{dupes} key(s) repeat", retryable=False)

@@ -74,7 +74,9 @@ TYPES: dict[str, tuple[str, list[Field]]] = {
         Field("from_address", "From address", True), Field("password", "Password", secret=True)]),
     "webhook": ("Webhook", [
         Field("url", "URL", True, placeholder="https://hooks.example.com/…", target=True),
-        Field("auth_header", "Authorization header value", secret=True)]),
+        Field("format", "Body format (json, or slack for Slack-compatible webhooks)", False, "json"),
+        Field("auth_header", "Authorization header value", secret=True),
+        Field("signing_secret", "Signing secret (HMAC-SHA256 of alert bodies)", secret=True)]),
 }
 
 
@@ -268,6 +270,8 @@ def _validate(type_: str, config: dict[str, Any], secrets: dict[str, str]) -> tu
     if "region" in clean and not _REGION_RE.match(clean["region"]):
         raise InvalidInput("Region uses lowercase letters, digits and -", code="invalid_field",
                            details={"field": "region"})
+    if clean.get("format", "json") not in ("json", "slack"):
+        raise InvalidInput("Body format must be json or slack", code="invalid_field", details={"field": "format"})
     if clean.get("http_scheme", "http") not in ("http", "https"):
         raise InvalidInput("Scheme must be http or https", code="invalid_field", details={"field": "http_scheme"})
     secret_names = {f.name for f in spec if f.secret}

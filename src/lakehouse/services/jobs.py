@@ -21,7 +21,6 @@ from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.store import jobs as store
 
-
 _NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+) ")
 
 
@@ -278,7 +277,7 @@ def list_jobs(ctx: Context, principal: Principal, workspace: str | None = None) 
 
 
 def grid(ctx: Context, principal: Principal, workspace: str, name: str, limit: int = 25) -> dict[str, Any]:
-    """Recent runs × phases (Airflow's grid): the phase names in order (a union over the runs, since
+    """Recent runs by phases (Airflow's grid): the phase names in order (a union over the runs, since
     versions differ), and per run its status and each phase's status (``None``: that run has no such
     phase)."""
     ws_id = _resolve(ctx, principal, workspace, Action.READ)

@@ -44,7 +44,8 @@ def claim(ctx: Context, principal: Principal, executor_id: str, capabilities: li
     with ctx.db.write() as conn:
         if run_id is not None:
             _visible_run(conn, principal, run_id)
-        claims = _claim(ctx, conn, principal, executor_id, capabilities, max_phases, run_id, start, cached)
+        claims = _drop_cached(_claim(ctx, conn, principal, executor_id, capabilities, max_phases, run_id, start,
+                                     cached), cached)
     for c in claims:
         ctx.waker.run_event(c["run_id"])
     return claims
@@ -371,7 +372,17 @@ def complete(ctx: Context, principal: Principal, run_id: str, lease_token: str, 
     result = _with_holder(ctx, principal, run_id, lease_token, fn)
     if result.pop("_wake"):
         ctx.waker.ready()
+    _drop_cached(result.get("next") or [], cached)
     return result  # type: ignore[no-any-return]
+
+
+def _drop_cached(claims: list[dict[str, Any]], cached: Sequence[str]) -> list[dict[str, Any]]:
+    """The per-item path's answer to ``cached`` (the set-based statements leave it out themselves)."""
+    if cached:
+        for c in claims:
+            if c["run_id"] in cached:
+                c["input_manifest"] = None
+    return claims
 
 
 def _fast_item(i: int, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
@@ -425,7 +436,9 @@ def complete_many(ctx: Context, principal: Principal, completions: list[dict[str
     principal.require(Action.EXECUTE)
     if not ctx.db.is_sqlite:
         return _complete_many_set(ctx, principal, completions, claim_next, cached)
-    return _complete_many_slow(ctx, principal, completions, claim_next)
+    answer = _complete_many_slow(ctx, principal, completions, claim_next)
+    _drop_cached(answer.get("next") or [], cached)
+    return answer
 
 
 def _complete_many_set(ctx: Context, principal: Principal, completions: list[dict[str, Any]],

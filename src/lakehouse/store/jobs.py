@@ -20,10 +20,10 @@ from lakehouse.store import dialect, queue
 from lakehouse.store.tables import (
     backfills,
     connections,
+    job_promotions,
     job_runs,
     job_triggers,
     job_versions,
-    job_promotions,
     jobs,
     phases,
     promotion_gates,
@@ -448,7 +448,7 @@ def finished_runs_of_version(conn: Connection, job_id: int, version: int, enviro
         for run_id, manifest in conn.execute(select(phases.c.run_id, phases.c.output_manifest)
                                              .where(phases.c.run_id.in_(ids), phases.c.type == "validate")):
             if isinstance(manifest, dict) and isinstance(manifest.get("dq"), dict):
-                dq[run_id] = manifest["dq"]
+                dq[str(run_id)] = manifest["dq"]
     return [{"run_id": r["id"], "status": r["status"], "finished_at": r["finished_at"], "dq": dq.get(r["id"])}
             for r in rows]
 

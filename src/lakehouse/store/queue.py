@@ -541,11 +541,13 @@ c_ru AS (
     UPDATE runs r SET
         status = CASE WHEN per.last THEN 'succeeded' ELSE r.status END,
         finished_at = CASE WHEN per.last THEN CAST(:now AS timestamptz) ELSE r.finished_at END,
-        last_seq = r.last_seq + per.n + 1 + CASE WHEN per.last THEN 1 ELSE 0 END + CASE WHEN per.handed THEN 2 ELSE 0 END
+        last_seq = r.last_seq + per.n + 1 + CASE WHEN per.last THEN 1 ELSE 0 END
+                   + CASE WHEN per.handed THEN 2 ELSE 0 END
     FROM per WHERE r.id = per.run_id
     RETURNING r.id, r.status, r.input_manifest, r.spec_slug, r.git_sha, r.environment, r.workspace_id, r.created_by,
               per.i, per.last, per.handed,
-              r.last_seq - per.n - 1 - CASE WHEN per.last THEN 1 ELSE 0 END - CASE WHEN per.handed THEN 2 ELSE 0 END AS base
+              r.last_seq - per.n - 1 - CASE WHEN per.last THEN 1 ELSE 0 END
+                         - CASE WHEN per.handed THEN 2 ELSE 0 END AS base
 )"""
 
 _COMPLETE_EVENTS = """
@@ -587,7 +589,8 @@ def _complete_sql(claim_next: bool, scoped: bool) -> str:
     rows = _COMPLETE_EVENTS.format(uuid=_UUID_HEX)
     ru = "SELECT id FROM c_ru"
     if claim_next:  # the executor's further work, in the same statement (never a run completed here)
-        limit = "CASE WHEN EXISTS (SELECT 1 FROM done) THEN greatest(:max_phases - (SELECT count(*) FROM hand), 0) ELSE 0 END"
+        limit = ("CASE WHEN EXISTS (SELECT 1 FROM done) "
+                 "THEN greatest(:max_phases - (SELECT count(*) FROM hand), 0) ELSE 0 END")
         ctes += "," + _CLAIM_CTES.format(filter=" AND p.run_id NOT IN (SELECT run_id FROM it)" + ws, limit=limit,
                                           token=_TOKEN, hash=_HASH.format("k_l.lease_token"))
         rows += "\n    UNION ALL" + _CLAIM_EVENTS.format(uuid=_UUID_HEX)

@@ -462,3 +462,138 @@ job_promotions = Table(
     Column("comment", Text, nullable=True),
     Index("ix_job_promotions_job_env", "job_id", "environment", "requested_at"),
 )
+
+# --- operations: alerts, routing, notifications, run scores, freshness (Issue 8) ------------------
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(32), nullable=False),  # domain.alerts.AlertKind
+    Column("severity", String(16), nullable=False),  # domain.alerts.Severity
+    Column("environment", String(32), nullable=True),  # scope; NULL: every environment
+    Column("job", String(64), nullable=True),  # scope: runs of this job
+    Column("pipeline", String(200), nullable=True),  # scope: runs of this spec slug
+    Column("team", String(64), nullable=True),  # routes of this team (and the workspace's) get its alerts
+    Column("params", JSONDoc(), nullable=False),
+    Column("window_s", Float, nullable=False),  # grouping window: repeats within it are not re-sent
+    Column("enabled", Boolean, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "name", name="uq_alert_rules_workspace_name"),
+)
+
+alert_routes = Table(
+    "alert_routes",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("team", String(64), nullable=False),  # '' : every alert of the workspace at this severity
+    Column("level", Integer, nullable=False),  # 0 first; level n+1 when unacknowledged after escalate_after_s
+    Column("connection_id", ID, ForeignKey("connections.id", ondelete="CASCADE"), nullable=False),
+    Column("recipients", Text, nullable=True),  # email: comma-separated addresses
+    Column("escalate_after_s", Float, nullable=True),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_alert_routes_ws_severity", "workspace_id", "severity", "level"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("rule_id", ID, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("group_key", String(300), nullable=False),  # what the alert is about: a pipeline, a table …
+    Column("status", String(16), nullable=False),  # domain.alerts.AlertStatus
+    Column("severity", String(16), nullable=False),
+    Column("team", String(64), nullable=True),
+    Column("title", Text, nullable=False),
+    Column("details", JSONDoc(), nullable=False),
+    Column("run_id", String(36), nullable=True),  # the latest run that fired it
+    Column("occurrences", Integer, nullable=False),
+    Column("first_at", UTCDateTime(), nullable=False),
+    Column("last_at", UTCDateTime(), nullable=False),
+    Column("notified_at", UTCDateTime(), nullable=True),
+    Column("level", Integer, nullable=False),  # highest routing level notified
+    Column("escalate_at", UTCDateTime(), nullable=True),
+    Column("acked_by", String(100), nullable=True),
+    Column("acked_at", UTCDateTime(), nullable=True),
+    Column("resolved_by", String(100), nullable=True),  # 'auto' when the condition cleared
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Index("ix_alerts_rule_group", "rule_id", "group_key", "status"),
+    Index("ix_alerts_ws_status_last", "workspace_id", "status", "last_at"),
+    Index("ix_alerts_escalate_at", "escalate_at"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("alert_id", ID, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("workspace_id", ID, nullable=False),
+    Column("connection_id", ID, nullable=False),
+    Column("recipients", Text, nullable=True),
+    Column("event", String(16), nullable=False),  # domain.alerts.NotificationEvent
+    Column("level", Integer, nullable=False),
+    Column("payload", JSONDoc(), nullable=False),  # the message, rendered when queued (never a secret)
+    Column("status", String(16), nullable=False),  # domain.alerts.NotificationStatus
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_notifications_due", "status", "next_attempt_at"),
+    Index("ix_notifications_alert", "alert_id"),
+)
+
+notification_attempts = Table(
+    "notification_attempts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("notification_id", ID, ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Index("ix_notification_attempts_notification", "notification_id", "attempt"),
+)
+
+signal_weights = Table(
+    "signal_weights",
+    metadata,
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("weights", JSONDoc(), nullable=False),
+    Column("updated_by", String(100), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+run_scores = Table(
+    "run_scores",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("signals", JSONDoc(), nullable=False),  # the breakdown: signal, value, penalty, weight, points
+    Column("computed_at", UTCDateTime(), nullable=False),
+    Index("ix_run_scores_ws_score", "workspace_id", "score"),
+)
+
+table_freshness = Table(
+    "table_freshness",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("table_name", String(300), nullable=False),
+    Column("newest_change_at", UTCDateTime(), nullable=False),  # the newest source change it contains
+    Column("run_id", String(36), nullable=True),  # the run that published it
+    Column("published_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "environment", "table_name", name="uq_table_freshness_key"),
+)

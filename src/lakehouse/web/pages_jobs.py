@@ -1,4 +1,4 @@
-"""Jobs in the Control Room: the list, a job (recent runs × phases grid, versions and diff, schedule,
+"""Jobs in the Control Room: the list, a job (recent runs by phases grid, versions and diff, schedule,
 promotion per environment, backfills), the job form, and a backfill's progress. Pages parse the form,
 call one service and render; the services check every permission."""
 
@@ -352,7 +352,7 @@ async def promote(workspace: str, name: str, request: Request, p: Principal = De
 
 @router.post("/jobs/{workspace}/{name}/backfills")
 async def create_backfill(workspace: str, name: str, request: Request, p: Principal = Depends(user)) -> Response:
-    form, multi = await _form(request)
+    form, _ = await _form(request)
     ctx = context(request)
     try:
         b = backfills.create(ctx, p, workspace, name, backfills.parse_date(form.get("from", ""), "from"),

@@ -25,8 +25,10 @@ class LeaseLostError(ContractError):
 class ExecutorClient:
     def __init__(self, server: str, token: str, timeout: float = 30.0) -> None:
         self.server = server.rstrip("/")
+        # one pooled HTTP/1.1 keep-alive client for the worker and its heartbeat thread
         self.http = httpx.Client(base_url=self.server, timeout=httpx.Timeout(timeout, read=timeout + 70),
-                                 headers={"Authorization": f"Bearer {token}"})
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
 
     def close(self) -> None:
         self.http.close()
@@ -46,7 +48,7 @@ class ExecutorClient:
                 err = {"code": "http_error", "message": r.text[:500]}
             cls = LeaseLostError if r.status_code == 409 and err["code"].startswith("lease") else ContractError
             raise cls(r.status_code, err["code"], err["message"])
-        return r.json()
+        return orjson.loads(r.content)
 
     def create_run(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._post("/ops/runs", body)  # type: ignore[no-any-return]
@@ -58,10 +60,14 @@ class ExecutorClient:
         return self._answer(self.http.get(f"/ops/runs/{run_id}/events", params={"after": after}))["events"]  # type: ignore[no-any-return]
 
     def claim(self, executor_id: str, capabilities: list[str], wait_s: float = 0, max_phases: int = 1,
-              run_id: str | None = None) -> list[dict[str, Any]]:
+              run_id: str | None = None, cached_runs: list[str] | None = None) -> list[dict[str, Any]]:
+        """Lease work; a run in ``cached_runs`` (its input manifest is held here) comes without it."""
         path = f"/ops/runs/{run_id}/claim" if run_id else "/ops/claim"
-        out = self._post(path, {"executor_id": executor_id, "capabilities": capabilities, "wait_s": wait_s,
-                                "max_phases": max_phases})
+        body: dict[str, Any] = {"executor_id": executor_id, "capabilities": capabilities, "wait_s": wait_s,
+                                "max_phases": max_phases}
+        if cached_runs:
+            body["cached_runs"] = cached_runs
+        out = self._post(path, body)
         if out is None:
             return []
         return out.get("claims", [out])

@@ -9,6 +9,7 @@ malformed manifest) fails that phase with the server's message; it never stops t
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -25,6 +26,8 @@ from lakehouse.worker.context import PhaseCancelled, PhaseContext, PhaseError
 from lakehouse.worker.registry import Handler, load_handlers
 
 log = logging.getLogger("lakehouse.worker")
+_CACHED_KEPT = 64  # input manifests held, by run
+_CACHED_SENT = 8   # of which the newest are named in each claim
 
 
 def default_executor_id() -> str:
@@ -50,6 +53,7 @@ class Worker:
         self._idle = False
         self.beater = _Beater(client)
         self.beater.start()
+        self._manifests: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
 
     # signals ---------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -88,7 +92,7 @@ class Worker:
                     self._idle = True
                     pending = self.client.claim(self.executor_id, self.capabilities,
                                                 wait_s=min(self.wait_s, 1.0) if self.once else self.wait_s,
-                                                max_phases=self.max_phases)
+                                                max_phases=self.max_phases, cached_runs=self._cached())
                     self._idle = False
                 except Exception as exc:  # the server is restarting, or the network blinked
                     log.warning("claim failed", extra={"error": str(exc)})
@@ -159,7 +163,34 @@ class Worker:
             log.warning("could not fail the refused phase", extra={"run_id": finished["run_id"], "error": str(exc)})
 
     def _claim_next(self) -> dict[str, Any]:
-        return {"executor_id": self.executor_id, "capabilities": self.capabilities, "max_phases": self.max_phases}
+        out: dict[str, Any] = {"executor_id": self.executor_id, "capabilities": self.capabilities,
+                               "max_phases": self.max_phases}
+        cached = self._cached()
+        if cached:
+            out["cached_runs"] = cached
+        return out
+
+    def _cached(self) -> list[str]:
+        """The runs whose input manifest this worker holds (the newest few): the server leaves it out
+        of their claims, so a chain of phases gets its run's manifest once."""
+        return list(self._manifests)[-_CACHED_SENT:]
+
+    def _manifest(self, claim: dict[str, Any]) -> dict[str, Any]:
+        run_id = claim["run_id"]
+        manifest = claim.get("input_manifest")
+        if manifest is None:
+            manifest = self._manifests.get(run_id)
+            if manifest is None:  # not held after all (evicted): ask the run record
+                try:
+                    manifest = self.client.get_run(run_id).get("input_manifest") or {}
+                except Exception as exc:  # the handler then fails on its own terms, not the worker
+                    log.error("could not fetch the run's input manifest", extra={"run_id": run_id, "error": str(exc)})
+                    return {}
+        self._manifests[run_id] = manifest
+        self._manifests.move_to_end(run_id)
+        while len(self._manifests) > _CACHED_KEPT:
+            self._manifests.popitem(last=False)
+        return manifest
 
     def _flush(self, done: list[dict[str, Any]], claim_next: bool) -> list[dict[str, Any]]:
         """Complete a batch of finished phases in one call (and lease the next batch in it)."""
@@ -200,7 +231,7 @@ class Worker:
         ctx = PhaseContext(
             run_id=claim["run_id"], phase=claim["phase"], phase_type=claim["phase_type"],
             attempt=claim["attempt"], params=claim.get("params") or {},
-            input_manifest=claim.get("input_manifest") or {}, previous_outputs=claim.get("previous_outputs") or {},
+            input_manifest=self._manifest(claim), previous_outputs=claim.get("previous_outputs") or {},
             environment=claim.get("environment", "dev"), spec_slug=claim.get("spec_slug", ""),
             git_sha=claim.get("git_sha", ""), workspace=claim.get("workspace", "default"), client=self.client,
             lease_token=claim["lease_token"],

@@ -262,6 +262,12 @@
         if (showChart) drawResultChart(chart, data);
       });
     });
+    // defaults: a label column on X (the first non-numeric one), the first other numeric column on Y
+    const xSel = chart.querySelector(".chart-x"), ySel = chart.querySelector(".chart-y");
+    const firstLabel = data.numeric.indexOf(false);
+    if (firstLabel >= 0) xSel.value = String(firstLabel);
+    const yPick = data.numeric.findIndex(function (n, i) { return n && String(i) !== xSel.value; });
+    if (yPick >= 0) ySel.value = String(yPick);
     chart.querySelectorAll("select").forEach(function (s) {
       s.addEventListener("change", function () { drawResultChart(chart, data); });
     });
