@@ -65,8 +65,11 @@ class InProcessClient:
         from lakehouse.services.errors import ServiceError
         from lakehouse.worker.client import ContractError
 
+        import asyncio
+
         try:
-            return phase_query.run_for_lease(self.ctx, EXECUTOR, run_id, lease_token, sql, preview_rows, name)
+            return asyncio.run(phase_query.run_for_lease(self.ctx, EXECUTOR, run_id, lease_token, sql, preview_rows,
+                                                         name))
         except ServiceError as exc:
             raise ContractError(exc.status, exc.code, exc.message) from None
 

@@ -81,6 +81,14 @@ def log_in(page: Any, base: str, name: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
+def sql_text(page: Any, text: str) -> None:
+    """Replace the SQL editor's text (CodeMirror hides the textarea it stands for)."""
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(text)
+
+
 def _ensure_artifact(server: Server, token: str, run_id: str) -> None:
     ex = {"Authorization": f"Bearer {token}"}
     arts = httpx.get(f"{server.base}/ops/runs/{run_id}/artifacts", headers=ex).json()["artifacts"]
@@ -132,11 +140,11 @@ def test_control_room_in_a_browser(stack: dict[str, Any], browser: Any) -> None:
 
     # run a SQL query
     page.goto(f"{base}/sql")
-    page.locator("#sql-text").fill("SELECT id, greeting FROM gold.greeting ORDER BY id")
+    sql_text(page, "SELECT id, greeting FROM gold.greeting ORDER BY id")
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.locator("#sql-result table")).to_contain_text("world")
     shot(page, "07-sql")
-    page.locator("#sql-text").fill("SELECT id,\n  nope FROM gold.greeting")
+    sql_text(page, "SELECT id,\n  nope FROM gold.greeting")
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.locator("#sql-result")).to_contain_text("line 2")
     shot(page, "08-sql-error")

@@ -78,11 +78,12 @@ def wait_succeeded(page: Any) -> str:
     return str(run_id)
 
 
-def query(page: Any, base: str, sql: str) -> Any:
-    page.goto(f"{base}/sql")
-    page.locator("#sql-text").fill(sql)
-    page.get_by_role("button", name="Run", exact=True).click()
-    return page.locator("#sql-result table")
+def see_result(page: Any, base: str, run_id: str) -> Any:
+    """From the run's outputs, one click to the table it published, with its rows."""
+    page.goto(f"{base}/runs/{run_id}?tab=outputs")
+    page.locator("table.out-tables a", has_text="gold.journey_greeting").first.click()
+    page.wait_for_url(re.compile(r".*/catalog/.*journey_greeting.*"))
+    return page.locator("table.datagrid")
 
 
 def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
@@ -142,8 +143,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     shot(page, "03-first-run")
 
     # the result
-    expect(query(page, base, "SELECT greeting, answer FROM gold.journey_greeting ORDER BY greeting")) \
-        .to_contain_text("hello world")
+    expect(see_result(page, base, first)).to_contain_text("hello world")
     shot(page, "04-result")
 
     # run it again with another parameter (same version), from the job's history
@@ -154,7 +154,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     page.get_by_role("button", name="Run again").click()
     second = wait_succeeded(page)
     assert second != first
-    result = query(page, base, "SELECT greeting FROM gold.journey_greeting ORDER BY greeting")
+    result = see_result(page, base, second)
     expect(result).to_contain_text("hello lakehouse")
     expect(result).to_contain_text("hello world")  # merged on `who`, not overwritten
 
@@ -165,8 +165,8 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     for run_id in (first, second):
         expect(page.locator(f"tr.job-run a[href='/runs/{run_id}']")).to_be_visible()
     expect(history.locator(".s-succeeded")).to_have_count(2)
-    expect(page.locator("table.grid a.gcell")).to_have_count(4)  # 2 runs × (transform, publish)
+    expect(page.locator("table.runs-grid a.gcell")).to_have_count(4)  # 2 runs × (transform, publish)
     shot(page, "05-history")
-    page.locator("table.grid a.gcell").first.click()
+    page.locator("table.runs-grid a.gcell").first.click()
     page.wait_for_url(re.compile(r".*/runs/.*tab=events"))
     expect(page.locator("h1")).to_contain_text("succeeded")

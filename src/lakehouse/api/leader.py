@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -76,7 +76,7 @@ class Lease:
 class Duties:
     """Runs ``reaper_loop(ctx)`` and the scheduler thread while this process holds the lease."""
 
-    def __init__(self, ctx: Context, reaper_loop: Callable[[Context], Awaitable[None]]) -> None:
+    def __init__(self, ctx: Context, reaper_loop: Callable[[Context], Coroutine[Any, Any, None]]) -> None:
         self.ctx = ctx
         self.reaper_loop = reaper_loop
         self.lease = None if ctx.db.is_sqlite else Lease(ctx.db.url)
@@ -98,14 +98,16 @@ class Duties:
             await asyncio.to_thread(self.lease.release)
 
     async def _run(self) -> None:
-        if self.lease is None:
+        lease = self.lease
+        if lease is None:
             await self._lead()
             await asyncio.Event().wait()  # until cancelled
+            return
         while True:
-            if await asyncio.to_thread(self.lease.try_acquire):
+            if await asyncio.to_thread(lease.try_acquire):
                 log.info("leader lease taken: this process runs the reaper and the scheduler")
                 await self._lead()
-                while await asyncio.to_thread(self.lease.alive):
+                while await asyncio.to_thread(lease.alive):
                     await asyncio.sleep(CHECK_S)
                 log.warning("leader lease lost; stopping the reaper and the scheduler")
                 await self._resign()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from lakehouse.cli import admin, demo, pipelines, runs, server, sql
+from lakehouse.cli import alerts as alerts_cli
 from lakehouse.cli import audit as audit_cli
 from lakehouse.cli import jobs as jobs_cli
 from lakehouse.cli import odoo as odoo_cli
@@ -29,6 +30,8 @@ app.command("backfill")(jobs_cli.backfill)
 app.add_typer(odoo_cli.app, name="odoo")
 app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(alerts_cli.scores_app, name="scores")
 
 
 @app.command("openapi")

@@ -1,4 +1,5 @@
-"""`lakehouse runs list|show|cancel`."""
+"""`lakehouse runs list|show|cancel|rerun`: run ids may be given as a unique prefix (the 8 characters the
+Control Room shows)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 import typer
 from rich.table import Table
 
-from lakehouse.cli.common import console, context, one_line_errors
+from lakehouse.cli.common import console, context, one_line_errors, read_context
 from lakehouse.cli.render import duration, status_text
-from lakehouse.services import runs
+from lakehouse.services import reruns, runs
 from lakehouse.services.auth import SYSTEM
 
 app = typer.Typer(help="Runs.", no_args_is_help=True)
@@ -21,7 +22,7 @@ def list_(status: str = typer.Option(None), pipeline: str = typer.Option(None, "
           env: str = typer.Option(None, "--env"), limit: int = typer.Option(20, min=1, max=500),
           as_json: bool = typer.Option(False, "--json")) -> None:
     """Newest runs first."""
-    items = runs.list_runs(context(), SYSTEM, status=status, spec_slug=pipeline, environment=env, limit=limit)
+    items = runs.list_runs(read_context(), SYSTEM, status=status, spec_slug=pipeline, environment=env, limit=limit)
     if as_json:
         print(json.dumps(items, default=str, indent=2))
         return
@@ -29,8 +30,9 @@ def list_(status: str = typer.Option(None), pipeline: str = typer.Option(None, "
         console.print("No runs yet — create one with POST /ops/runs or `lakehouse demo`.")
         return
     table = Table("run", "pipeline", "env", "status", "created", "took")
+    table.columns[0].no_wrap = True
     for r in items:
-        table.add_row(r["run_id"], r["spec_slug"], r["environment"], status_text(r["status"]),
+        table.add_row(r["run_id"][:8] if console.width < 120 else r["run_id"], r["spec_slug"], r["environment"], status_text(r["status"]),
                       r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), duration(r["started_at"], r["finished_at"]))
     console.print(table)
 
@@ -40,7 +42,8 @@ def list_(status: str = typer.Option(None), pipeline: str = typer.Option(None, "
 def show(run_id: str, as_json: bool = typer.Option(False, "--json"),
          events: bool = typer.Option(False, "--events", help="also print the event trail")) -> None:
     """One run with its phases."""
-    ctx = context()
+    ctx = read_context()
+    run_id = reruns.resolve_run_id(ctx, SYSTEM, run_id)
     run = runs.get_run(ctx, run_id, SYSTEM)
     if as_json:
         print(json.dumps(run, default=str, indent=2))
@@ -64,5 +67,20 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json"),
 @one_line_errors
 def cancel(run_id: str) -> None:
     """Cancel a run; leases on it are revoked."""
-    run = runs.cancel_run(context(), run_id, SYSTEM)
+    ctx = context()
+    run = runs.cancel_run(ctx, reruns.resolve_run_id(ctx, SYSTEM, run_id), SYSTEM)
     console.print(f"run {run['run_id']} {status_text(run['status'])}")
+
+
+@app.command("rerun")
+@one_line_errors
+def rerun(run_id: str, from_phase: str = typer.Option(None, "--from", help="start at this phase (earlier "
+                                                                         "phases' outputs are reused)"),
+          current_spec: bool = typer.Option(False, "--current-spec",
+                                            help="run the pipeline's current spec instead of the frozen one")) -> None:
+    """Start a new run from a run: as it ran (its frozen spec and parameters), or with the current spec."""
+    ctx = context()
+    new = reruns.rerun(ctx, SYSTEM, reruns.resolve_run_id(ctx, SYSTEM, run_id), from_phase=from_phase,
+                       mode="current" if current_spec else "as_ran")
+    console.print(f"run {new['run_id']} {status_text(new['status'])} (rerun of {run_id}"
+                  f"{', current spec' if current_spec else ', as it ran'}{f', from {from_phase}' if from_phase else ''})")

@@ -221,3 +221,7 @@ def recent_phases(conn: Connection, since: datetime, limit: int) -> list[RowMapp
 def job_exists(conn: Connection, workspace_id: int, name: str) -> bool:
     return conn.execute(select(jobs.c.id).where(jobs.c.workspace_id == workspace_id, jobs.c.name == name)
                         ).first() is not None
+
+
+def ping(conn: Connection) -> None:
+    conn.execute(select(1)).scalar()
