@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRAS ?= dev,trino,dbt,spark
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev web-assets browser-deps demo up test lint unit openapi bench-queue bench-ingest bench-medallion bench-ui clean
+.PHONY: help install install-dev web-assets browser-deps demo up test lint unit openapi bench-queue bench-ingest bench-medallion bench-ui soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-ui: $(DEV_STAMP) ## runs list / run detail server time at 1M runs and 10M 
 
 bench-medallion: $(DEV_STAMP) ## the three pipelines at ~1M journal lines vs pyspark local[2] (prints JSON)
 	$(BIN)/python bench/medallion.py
+
+soak: $(DEV_STAMP) ## SOAK_PHASES (default 1,000,000) phases through serve + workers on PostgreSQL: exactly once, full trails, flat RSS (prints JSON)
+	$(BIN)/python bench/soak.py $(if $(SOAK_PHASES),--phases $(SOAK_PHASES),)
 
 clean: ## remove the venv and build output
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -165,7 +165,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     for run_id in (first, second):
         expect(page.locator(f"tr.job-run a[href='/runs/{run_id}']")).to_be_visible()
     expect(history.locator(".s-succeeded")).to_have_count(2)
-    expect(page.locator("table.runs-grid a.gcell")).to_have_count(4)  # 2 runs × (transform, publish)
+    expect(page.locator("table.runs-grid a.gcell")).to_have_count(4)  # 2 runs by (transform, publish)
     shot(page, "05-history")
     page.locator("table.runs-grid a.gcell").first.click()
     page.wait_for_url(re.compile(r".*/runs/.*tab=events"))

@@ -60,6 +60,10 @@ def _service_attempt(action: Action) -> Callable[[Context, Principal, dict[str, 
             ctx, p, "default", "no_such_job", "stage"),
         Action.JOB_APPROVE: lambda ctx, p, s: __import__("lakehouse.services.promotions", fromlist=["x"]).approve(
             ctx, p, "default", "no_such_job", "stage"),
+        Action.ALERT_MANAGE: lambda ctx, p, s: __import__("lakehouse.services.alerts", fromlist=["x"]).create_rule(
+            ctx, p, "default", {"name": f"r-{p.role}", "kind": "run_failed"}),
+        Action.ALERT_RESPOND: lambda ctx, p, s: __import__("lakehouse.services.alerts", fromlist=["x"]).acknowledge(
+            ctx, p, 999_999),
         Action.USER_ADMIN: lambda ctx, p, s: users.list_users(ctx, p),
         Action.AUDIT_VIEW: lambda ctx, p, s: queries.audit_entries(ctx, p, queries.AuditFilter()),
         Action.ADMIN: lambda ctx, p, s: connections.rotate_key(ctx, Fernet.generate_key().decode(), p),

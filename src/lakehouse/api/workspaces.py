@@ -59,7 +59,9 @@ class MemberList(BaseModel):
 
 
 def _address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    from lakehouse.api.deps import address
+
+    return address(request)  # the client address, honouring LAKEHOUSE_TRUSTED_PROXIES
 
 
 @router.get("", response_model=WorkspaceList, responses=ERRORS)

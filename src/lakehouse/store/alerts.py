@@ -235,13 +235,12 @@ def attempts_of(conn: Connection, notification_ids: Collection[int]) -> list[Row
         .order_by(notification_attempts.c.notification_id, notification_attempts.c.attempt)).mappings())
 
 
-def notification_counts(conn: Connection) -> list[RowMapping]:
+def notification_counts(conn: Connection) -> list[dict[str, Any]]:
     """Notifications by status and the connection type of their channel (for /metrics)."""
-    stmt = (select(notifications.c.status, func.coalesce(connections.c.type, "deleted").label("channel"),
-                   func.count().label("n"))
+    stmt = (select(notifications.c.status, connections.c.type.label("channel"), func.count().label("n"))
             .outerjoin(connections, connections.c.id == notifications.c.connection_id)
-            .group_by(notifications.c.status, func.coalesce(connections.c.type, "deleted")))
-    return list(conn.execute(stmt).mappings())
+            .group_by(notifications.c.status, connections.c.type))
+    return [{**r, "channel": r["channel"] or "deleted"} for r in conn.execute(stmt).mappings()]  # type: ignore[misc]
 
 
 def attempt_counts(conn: Connection) -> list[RowMapping]:
