@@ -296,7 +296,7 @@ class Server:
         self.proc = procs.spawn("server", [*cmd, "serve", "--port", str(self.port)], b.env)
         self._wait_healthy()
 
-    def _wait_healthy(self, timeout: float = 60) -> None:
+    def _wait_healthy(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -20,6 +20,7 @@ import argparse
 import collections
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -116,7 +117,12 @@ def check_ledger(path: Path, run_ids: set[str], per_run: int) -> dict[str, Any]:
             "ok": twice == 0 and foreign == 0 and len(seen) == expected}
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # stop the server and workers and drop the database
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phases", type=int, default=int(os.environ.get("SOAK_PHASES", "1000000")))
     ap.add_argument("--phases-per-run", type=int, default=20)

@@ -22,7 +22,6 @@ from tests.lake.support import fresh_catalog
 
 @pytest.fixture
 def catalog(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(pipeline, "_settings", lambda: ctx.settings)
     yield fresh_catalog(ctx)
     close_catalogs()
 
@@ -33,7 +32,8 @@ def _publish(ctx: Context, run_id: str, rows: pa.Table, mode: str | None, keys: 
     manifest: dict[str, Any] = {"write": {"gold.orders": {"mode": mode, "keys": keys or []}}} if mode else {}
     pctx = PhaseContext(run_id=run_id, phase="publish", phase_type="publish", attempt=1, params={},
                         input_manifest=manifest, previous_outputs={"transform": {"outputs": {"gold.orders": entry}}},
-                        environment="dev", spec_slug="orders", git_sha="g", workspace="default")
+                        environment="dev", spec_slug="orders", git_sha="g", workspace="default",
+                        settings=ctx.settings)
     return pipeline.publish(pctx)
 
 

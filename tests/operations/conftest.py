@@ -153,7 +153,7 @@ class Receiver:
         rec = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if rec.fail_next > 0:
                     rec.fail_next -= 1
@@ -231,7 +231,7 @@ def smtp_server(tmp_path: Path, ctx: Context) -> Iterator[Mailbox]:
     box = Mailbox(free_port(), cert)
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             if box.refuse:
                 return "554 refused by policy"
             box.messages.append(envelope)

@@ -135,3 +135,18 @@ def test_set_based_statements_send_their_notifications(ctx: Context) -> None:
         protocol.complete(ctx, EXECUTOR, run_id, c["lease_token"], {})  # p1 queued, not handed: wake others
         got = {(n.channel, n.payload) for n in listener.notifies(timeout=0.5)}
         assert ("lakehouse_events", run_id) in got and ("lakehouse_ready", "") in got
+
+
+def test_a_wake_up_between_looking_for_work_and_waiting_is_not_lost() -> None:
+    import asyncio
+
+    from lakehouse.services.waker import Waker
+
+    waker = Waker()
+
+    async def scenario() -> bool:
+        seen = waker.generation  # a long-poll reads it, then claims (finds nothing) ...
+        waker.ready()            # ... work arrives before it starts waiting ...
+        return await waker.wait_ready(30, since=seen)  # ... and it must not sleep 30 s
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 5)) is True

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.api.deps import context, require
 from lakehouse.api.errors import error_response
+from lakehouse.api.limits import RowId
 from lakehouse.api.schemas import ErrorResponse
 from lakehouse.domain.roles import Action
 from lakehouse.services import catalog as catalog_service
@@ -220,13 +221,13 @@ def list_queries(ctx: Context = Depends(context), p: Principal = Depends(require
 
 
 @router.get("/queries/{query_id}", response_model=QueryOut, responses=ERRORS)
-def get_query(query_id: int, ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
+def get_query(query_id: RowId, ctx: Context = Depends(context), p: Principal = Depends(require(Action.READ))
               ) -> dict[str, Any]:
     return sql_service.get_query(ctx, p, query_id)
 
 
 @router.get("/queries/{query_id}/result", responses={200: {"content": {sql_service.PARQUET_MEDIA_TYPE: {}}}, **ERRORS})
-def query_result(query_id: int, ctx: Context = Depends(context), p: Principal = Depends(require(Action.QUERY))
+def query_result(query_id: RowId, ctx: Context = Depends(context), p: Principal = Depends(require(Action.QUERY))
                  ) -> FileResponse:
     """The full result of a query as a Parquet file."""
     path = sql_service.result_file(ctx, p, query_id)

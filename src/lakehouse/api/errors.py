@@ -15,12 +15,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehouse.lake.blobstore import StoreFull
 from lakehouse.services.errors import ServiceError
-from lakehouse.store.db import is_unavailable
+from lakehouse.store.db import DatabaseError, first_line, is_unavailable, refusal
 
 log = logging.getLogger("lakehouse.api")
 
@@ -63,8 +62,8 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "error"), str(exc.detail),
                                headers=headers or None)
 
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+    @app.exception_handler(DatabaseError)
+    async def _database(request: Request, exc: DatabaseError) -> JSONResponse:
         answer = database_error(exc, request.url.path)
         return answer if answer is not None else _internal(request, exc)
 
@@ -121,30 +120,19 @@ def _internal(request: Request, exc: BaseException) -> JSONResponse:
     return error_response(500, "internal_error", "the server hit an unexpected error; it is logged")
 
 
-def database_error(exc: DBAPIError, path: str = "") -> JSONResponse | None:
+def database_error(exc: DatabaseError, path: str = "") -> JSONResponse | None:
     """The answer to a database error, or None when it is a bug (a 500)."""
     if is_unavailable(exc):
-        log.warning("database unavailable", extra={"path": path, "error": _first_line(exc)})
+        log.warning("database unavailable", extra={"path": path, "error": first_line(exc)})
         return error_response(503, "database_unavailable",
                               "the metadata database is unavailable; repeat the request in a moment",
                               {"retry_after_s": RETRY_AFTER_S}, {"Retry-After": str(RETRY_AFTER_S)})
-    orig = exc.orig
-    text = _first_line(exc)
-    sqlstate = getattr(orig, "sqlstate", None) or ""
-    if "NUL" in text and ("0x00" in text or "\\u0000" in text):
-        log.info("NUL character refused", extra={"path": path})
-        return error_response(422, "nul_character", "a text value contains a NUL (\\u0000) character, "
-                              "which cannot be stored", None)
-    if sqlstate == "22P05":  # untranslatable character: \u0000 inside JSON (jsonb refuses it)
-        return error_response(422, "nul_character", "a JSON value contains a \\u0000 character, which cannot "
-                              "be stored", None)
-    if sqlstate == "22003":
-        return error_response(422, "out_of_range", f"a number in the request is out of range: {text}", None)
-    if sqlstate.startswith("22") or type(orig).__name__ == "DataError":  # data exception: the value, not us
-        log.info("value refused by the database", extra={"path": path, "error": text})
-        return error_response(422, "invalid_value", f"a value was refused by the database: {text}", None)
-    return None
-
-
-def _first_line(exc: DBAPIError) -> str:
-    return (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0][:300]
+    refused = refusal(exc)
+    if refused is None:
+        return None
+    code, text = refused
+    log.info("value refused by the database", extra={"path": path, "error": text})
+    message = {"nul_character": "a text value contains a NUL (\\u0000) character, which cannot be stored",
+               "out_of_range": f"a number in the request is out of range: {text}"}.get(
+        code, f"a value was refused by the database: {text}")
+    return error_response(422, code, message, None)

@@ -20,9 +20,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from lakehouse.services.context import Context
+from lakehouse.store.db import AdvisoryLease
 
 log = logging.getLogger("lakehouse.server")
 
@@ -31,55 +30,13 @@ CHECK_S = 1.0  # how often the leader checks that its lease connection is alive
 RETRY_S = 2.0  # how often a follower tries to take the lease
 
 
-class Lease:
-    """A PostgreSQL advisory-lock lease on its own connection (blocking calls: use from a thread)."""
-
-    def __init__(self, url: str, key: int = LOCK_KEY) -> None:
-        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self.key = key
-        self._conn: Any = None
-
-    def try_acquire(self) -> bool:
-        import psycopg
-
-        self.release()
-        try:
-            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5,
-                                         application_name="lakehouse-leader")
-            got = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0])
-        except psycopg.Error as exc:
-            log.warning("leader lease: database unreachable", extra={"error": str(exc).strip()[:200]})
-            self.release()
-            return False
-        if not got:
-            self.release()
-        return got
-
-    def alive(self) -> bool:
-        """Whether the lease is still held (its connection answers)."""
-        if self._conn is None:
-            return False
-        try:
-            self._conn.execute("SELECT 1")
-            return True
-        except Exception:
-            self.release()
-            return False
-
-    def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()  # closing the session releases its advisory locks
-
-
 class Duties:
     """Runs ``reaper_loop(ctx)`` and the scheduler thread while this process holds the lease."""
 
     def __init__(self, ctx: Context, reaper_loop: Callable[[Context], Coroutine[Any, Any, None]]) -> None:
         self.ctx = ctx
         self.reaper_loop = reaper_loop
-        self.lease = None if ctx.db.is_sqlite else Lease(ctx.db.url)
+        self.lease = None if ctx.db.is_sqlite else AdvisoryLease(ctx.db.url, LOCK_KEY)
         self.leading = threading.Event()
         self._task: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None

@@ -1,10 +1,15 @@
-"""Request-size limit as pure ASGI middleware: 413 in the JSON error shape, body never buffered."""
+"""Request limits: the size limit as pure ASGI middleware (413 in the JSON error shape, body never
+buffered) and the bounds of path ids (a 64-bit row id), stated in the OpenAPI document."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Path
+
+MAX_ROW_ID = 2**63 - 1  # ids are 64-bit integers on both databases
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a row id: a positive 64-bit integer")]
 
 ARTIFACT_PREFIX = "/ops/artifacts/"
 

@@ -69,6 +69,7 @@ async def _long_poll(ctx: Context, p: Principal, body: s.ClaimIn, run_id: str | 
     while True:
         if waited and await request.is_disconnected():
             return []  # the executor went away while waiting: lease nothing to it
+        generation = ctx.waker.generation  # a wake-up during the claim is not lost
         claims = await run_in_threadpool(protocol.claim, ctx, p, body.executor_id, body.capabilities,
                                          max_phases=body.max_phases, run_id=run_id, start=body.start,
                                          cached=body.cached_runs)
@@ -80,7 +81,7 @@ async def _long_poll(ctx: Context, p: Principal, body: s.ClaimIn, run_id: str | 
         remaining = deadline - time.monotonic()
         if claims or remaining <= 0 or ctx.waker.closed:
             return claims
-        await ctx.waker.wait_ready(remaining)
+        await ctx.waker.wait_ready(remaining, since=generation)
         waited = True
 
 

@@ -180,13 +180,15 @@ def worker(server: str = typer.Option(None, help="control plane URL (default htt
     from lakehouse.worker.client import ExecutorClient
     from lakehouse.worker.loop import Worker
 
-    setup_logging(Settings().log_level)
+    settings = Settings()  # built once at the worker's edge, passed down to every phase
+    setup_logging(settings.log_level)
     if not token:
         fail("no token: pass --token or set LAKEHOUSE_TOKEN (create one with `lakehouse tokens create`)")
-    url = server or f"http://127.0.0.1:{Settings().port}"
+    url = server or f"http://127.0.0.1:{settings.port}"
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
     client = ExecutorClient(url, token)
-    w = Worker(client, executor_id=executor_id, capabilities=caps, wait_s=wait_s, max_phases=max_phases, once=once)
+    w = Worker(client, executor_id=executor_id, capabilities=caps, wait_s=wait_s, max_phases=max_phases, once=once,
+               settings=settings)
     w.install_signals()
     log.info("worker started", extra={"executor_id": w.executor_id, "capabilities": w.capabilities, "server": url})
     done = w.run()

@@ -117,7 +117,7 @@ def penalties(f: RunFacts) -> dict[str, tuple[Any, float]]:
     return out
 
 
-def compute_run_score(facts: RunFacts, weights: dict[str, float] | None = None) -> tuple[float, list[dict[str, Any]]]:
+def compute_run_score(facts: RunFacts, weights: dict[str, Any] | None = None) -> tuple[float, list[dict[str, Any]]]:
     """(score 0-100, breakdown): one row per signal with its value, penalty, weight and the points it
     cost."""
     w = clean_weights(weights)

@@ -31,7 +31,8 @@ def run_sql(ctx: PhaseContext) -> dict[str, Any]:
     except ValueError as exc:
         raise PhaseError(f"bad run scope: {exc}", retryable=False) from None
     out = ctx.workdir / "result.parquet"
-    lake = duck.connect(catalog_for(Settings()), ctx.environment, workspace=workspace, views=False, sandbox=True)
+    settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
+    lake = duck.connect(catalog_for(settings), ctx.environment, workspace=workspace, views=False, sandbox=True)
     try:
         rel = lake.sql(sql)
         if rel is None:

@@ -8,15 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import RowMapping, select
-
 from lakehouse.domain.events import EventType
 from lakehouse.lake.blobstore import BlobStore, HashMismatch, TooBig
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound, TooLarge
-from lakehouse.store import dialect, queue
-from lakehouse.store.tables import artifacts, blobs, runs
+from lakehouse.store import artifacts as store
+from lakehouse.store import queue
 
 
 def store_for(ctx: Context) -> BlobStore:
@@ -35,8 +33,7 @@ async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes]) -> dic
     except TooBig as exc:
         raise TooLarge(str(exc), code="too_large") from None
     with ctx.db.write() as conn:
-        dialect.insert_ignore(conn, blobs, [{"sha256": sha256, "size_bytes": size, "uri": bs.uri(sha256),
-                                             "stored_at": ctx.clock()}], "sha256")
+        store.remember_blob(conn, sha256, size, bs.uri(sha256), ctx.clock())
     return {"sha256": sha256, "size_bytes": size, "stored": True}
 
 
@@ -92,43 +89,38 @@ def register(ctx: Context, body: dict[str, Any], principal: Principal) -> tuple[
         names = {p["name"] for p in queue.run_phases(conn, body["run_id"])}
         if body["phase"] not in names:
             raise NotFound(f"run has no phase {body['phase']!r}", code="phase_not_found")
-        blob = conn.execute(select(blobs).where(blobs.c.sha256 == body["sha256"])).mappings().first()
-        if blob is not None and blob["size_bytes"] != body["size_bytes"]:
+        blob = store.blob(conn, body["sha256"])
+        if blob is not None and blob.size_bytes != body["size_bytes"]:
             raise InvalidInput(f"size_bytes {body['size_bytes']} does not match the stored content "
-                               f"({blob['size_bytes']} bytes)", code="size_mismatch")
+                               f"({blob.size_bytes} bytes)", code="size_mismatch")
         if blob is None and not body.get("uri"):
             raise Conflict("upload the content with PUT /ops/artifacts/{sha256} first, or give a uri",
                            code="content_missing")
-        existing = conn.execute(select(artifacts).where(
-            artifacts.c.run_id == body["run_id"], artifacts.c.phase == body["phase"],
-            artifacts.c.name == body["name"])).mappings().first()
+        existing = store.find(conn, body["run_id"], body["phase"], body["name"])
         if existing is not None:
-            if existing["sha256"] != body["sha256"]:
+            if existing.sha256 != body["sha256"]:
                 raise Conflict(f"artifact {body['name']!r} is already registered with another sha256",
                                code="artifact_immutable")
             return render(existing), False
         now = ctx.clock()
-        row_id: int = conn.execute(artifacts.insert().values(
-            run_id=body["run_id"], phase=body["phase"], name=body["name"], sha256=body["sha256"],
+        row = store.insert(
+            conn, run_id=body["run_id"], phase=body["phase"], name=body["name"], sha256=body["sha256"],
             size_bytes=body["size_bytes"], media_type=body["media_type"],
-            uri=body.get("uri") or (blob["uri"] if blob else None), metadata=body.get("metadata") or {},
-            created_at=now,
-        ).returning(artifacts.c.id)).scalar_one()
+            uri=body.get("uri") or (blob.uri if blob else None), metadata=body.get("metadata") or {}, now=now)
         queue.append_events(conn, body["run_id"], [{
             "type": EventType.ARTIFACT_REGISTERED.value, "ts": now, "level": "info", "phase": body["phase"],
             "message": f"artifact {body['name']} ({body['size_bytes']} bytes)",
             "payload": {"name": body["name"], "sha256": body["sha256"], "size_bytes": body["size_bytes"],
                         "media_type": body["media_type"]},
         }])
-        row = conn.execute(select(artifacts).where(artifacts.c.id == row_id)).mappings().one()
     ctx.waker.run_event(body["run_id"])
     return render(row), True
 
 
-def render(row: RowMapping) -> dict[str, Any]:
-    return {"id": row["id"], "run_id": row["run_id"], "phase": row["phase"], "name": row["name"],
-            "sha256": row["sha256"], "size_bytes": row["size_bytes"], "media_type": row["media_type"],
-            "uri": row["uri"], "metadata": row["metadata"], "created_at": row["created_at"]}
+def render(row: store.ArtifactRow) -> dict[str, Any]:
+    return {"id": row.id, "run_id": row.run_id, "phase": row.phase, "name": row.name,
+            "sha256": row.sha256, "size_bytes": row.size_bytes, "media_type": row.media_type,
+            "uri": row.uri, "metadata": row.metadata, "created_at": row.created_at}
 
 
 def list_for_run(ctx: Context, run_id: str, principal: Principal) -> list[dict[str, Any]]:
@@ -136,21 +128,17 @@ def list_for_run(ctx: Context, run_id: str, principal: Principal) -> list[dict[s
         run = queue.get_run(conn, run_id)
         if run is None or not principal.can_see(run["workspace_id"]):
             raise NotFound(f"run {run_id} not found", code="run_not_found")
-        rows = conn.execute(select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.id)).mappings()
-        return [render(r) for r in rows]
+        return [render(r) for r in store.of_run(conn, run_id)]
 
 
 def open_blob(ctx: Context, sha256: str, principal: Principal) -> tuple[dict[str, Any], BlobStore]:
     """Content of a blob the principal may see (referenced by a run in one of its workspaces)."""
     _check_sha(sha256)
     with ctx.db.read() as conn:
-        rows = conn.execute(select(artifacts.c.media_type, artifacts.c.name, runs.c.workspace_id)
-                            .join(runs, runs.c.id == artifacts.c.run_id)
-                            .where(artifacts.c.sha256 == sha256)).mappings().all()
-        visible = [r for r in rows if principal.can_see(r["workspace_id"])]
-        if not visible or not store_for(ctx).exists(sha256):
+        uses = store.uses_of_blob(conn, principal.workspace_ids, sha256)
+        if not uses or not store_for(ctx).exists(sha256):
             raise NotFound(f"artifact {sha256} not found", code="artifact_not_found")
-    media_type = visible[0]["media_type"]
+    media_type = uses[0].media_type
     if not MEDIA_TYPE_RE.fullmatch(media_type):  # registered before names and types were checked
         media_type = "application/octet-stream"
-    return {"media_type": media_type, "name": visible[0]["name"]}, store_for(ctx)
+    return {"media_type": media_type, "name": uses[0].name}, store_for(ctx)

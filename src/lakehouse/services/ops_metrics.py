@@ -67,8 +67,8 @@ class _Collector:
 
         by_status = GaugeMetricFamily("lakehouse_notifications", "Notifications in the outbox by status and channel",
                                       labels=["status", "channel"])
-        for r in notes:
-            by_status.add_metric([r["status"], r["channel"]], float(r["n"]))
+        for note in notes:
+            by_status.add_metric([note["status"], note["channel"]], float(note["n"]))
         yield by_status
         ok = {bool(r["ok"]): float(r["n"]) for r in attempts}
         yield CounterMetricFamily("lakehouse_notifications_sent", "Delivery attempts that succeeded",

@@ -6,9 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
-from sqlalchemy.exc import IntegrityError
-
 from lakehouse.domain.events import EventType
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import RunRequest
@@ -17,9 +14,9 @@ from lakehouse.services import audit, code_policy, workspaces
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, NotFound
-from lakehouse.store import dialect, queue
-from lakehouse.store.tables import phases, runs
-from lakehouse.store.tables import workspaces as ws_table
+from lakehouse.store import dialect, queue, run_reads
+from lakehouse.store import runs as store
+from lakehouse.store.types_public import Connection, IntegrityError, RowMapping
 
 
 def create_run(ctx: Context, req: RunRequest, principal: Principal) -> tuple[dict[str, Any], bool]:
@@ -49,19 +46,15 @@ def create_run(ctx: Context, req: RunRequest, principal: Principal) -> tuple[dic
 
 def _insert_run(conn: Connection, now: datetime, ws_id: int, req: RunRequest, created_by: str) -> str:
     run_id = str(uuid.uuid4())
-    conn.execute(runs.insert().values(
-        id=run_id, workspace_id=ws_id, environment=req.environment, spec_slug=req.spec_slug,
+    store.insert(
+        conn, run_id=run_id, workspace_id=ws_id, environment=req.environment, spec_slug=req.spec_slug,
         git_sha=req.git_sha, status=RunStatus.QUEUED.value, input_manifest=req.input_manifest,
-        idempotency_key=req.idempotency_key, created_by=created_by, created_at=now, last_seq=0,
-        labels=req.labels,
-    ))
-    conn.execute(phases.insert(), [
-        {"run_id": run_id, "idx": i, "name": p.name, "type": p.type, "capability": p.effective_capability,
-         "params": p.params, "timeout_s": p.timeout_s, "max_attempts": p.max_attempts,
-         "status": (PhaseStatus.QUEUED if i == 0 else PhaseStatus.PENDING).value, "attempt": 0,
-         "available_at": now if i == 0 else None}
-        for i, p in enumerate(req.phases)
-    ])
+        idempotency_key=req.idempotency_key, created_by=created_by, labels=req.labels, now=now,
+        phases_=[store.NewPhase(name=p.name, type=p.type, capability=p.effective_capability, params=p.params,
+                                timeout_s=p.timeout_s, max_attempts=p.max_attempts,
+                                status=(PhaseStatus.QUEUED if i == 0 else PhaseStatus.PENDING).value,
+                                available_at=now if i == 0 else None)  # the first phase is ready at once
+                 for i, p in enumerate(req.phases)])
     queue.append_events(conn, run_id, [{
         "type": EventType.RUN_CREATED.value, "ts": now, "level": "info",
         "message": f"run of {req.spec_slug} created with {len(req.phases)} phases",
@@ -72,10 +65,10 @@ def _insert_run(conn: Connection, now: datetime, ws_id: int, req: RunRequest, cr
     return run_id
 
 
-def _by_idempotency(ctx: Context, ws_id: int, key: str | None) -> dict[str, Any] | None:
+def _by_idempotency(ctx: Context, ws_id: int, key: str) -> dict[str, Any] | None:
     with ctx.db.read() as conn:
-        row = conn.execute(select(runs).where(runs.c.workspace_id == ws_id, runs.c.idempotency_key == key)) \
-            .mappings().first()
+        run_id = run_reads.id_by_idempotency_key(conn, ws_id, key)
+        row = queue.get_run(conn, run_id) if run_id is not None else None
         return _render(conn, row) if row else None
 
 
@@ -88,7 +81,7 @@ def get_run(ctx: Context, run_id: str, principal: Principal) -> dict[str, Any]:
 
 
 def _render(conn: Connection, row: RowMapping) -> dict[str, Any]:
-    ws_slug: str = conn.execute(select(ws_table.c.slug).where(ws_table.c.id == row["workspace_id"])).scalar_one()
+    ws_slug = queue.workspace_slug(conn, row["workspace_id"])
     return {
         "run_id": row["id"], "status": row["status"], "spec_slug": row["spec_slug"], "git_sha": row["git_sha"],
         "environment": row["environment"], "workspace": ws_slug, "created_at": row["created_at"],
@@ -114,29 +107,17 @@ def list_runs(ctx: Context, principal: Principal, *, status: str | None = None, 
               environment: str | None = None, limit: int = 50, before: str | None = None) -> list[dict[str, Any]]:
     """Newest first, keyset-paginated by (created_at, id) through ``before`` (a run id)."""
     with ctx.db.read() as conn:
-        stmt = select(runs, ws_table.c.slug.label("workspace")).join(ws_table, ws_table.c.id == runs.c.workspace_id)
-        allowed = principal.workspace_ids
-        if allowed is not None:
-            stmt = stmt.where(runs.c.workspace_id.in_(allowed))
-        if status:
-            stmt = stmt.where(runs.c.status == status)
-        if spec_slug:
-            stmt = stmt.where(runs.c.spec_slug == spec_slug)
-        if environment:
-            stmt = stmt.where(runs.c.environment == environment)
+        after: tuple[datetime, str] | None = None
         if before:
             anchor = queue.get_run(conn, before)
             if anchor is None or not principal.can_see(anchor["workspace_id"]):  # no existence oracle
                 raise NotFound(f"run {before} not found", code="run_not_found")
-            stmt = stmt.where((runs.c.created_at < anchor["created_at"])
-                              | ((runs.c.created_at == anchor["created_at"]) & (runs.c.id < anchor["id"])))
-        stmt = stmt.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
-        return [
-            {"run_id": r["id"], "status": r["status"], "spec_slug": r["spec_slug"], "git_sha": r["git_sha"],
-             "environment": r["environment"], "workspace": r["workspace"], "created_at": r["created_at"],
-             "started_at": r["started_at"], "finished_at": r["finished_at"], "error": r["error"]}
-            for r in conn.execute(stmt).mappings()
-        ]
+            after = (anchor["created_at"], anchor["id"])
+        rows = run_reads.list_runs(conn, principal.workspace_ids, status=status, spec_slug=spec_slug,
+                                   environment=environment, before=after, limit=limit)
+    return [{"run_id": r.id, "status": r.status, "spec_slug": r.spec_slug, "git_sha": r.git_sha,
+             "environment": r.environment, "workspace": r.workspace, "created_at": r.created_at,
+             "started_at": r.started_at, "finished_at": r.finished_at, "error": r.error} for r in rows]
 
 
 def cancel_run(ctx: Context, run_id: str, principal: Principal, reason: str = "cancelled") -> dict[str, Any]:
@@ -179,4 +160,4 @@ def render_event(e: RowMapping) -> dict[str, Any]:
 
 def run_status(ctx: Context, run_id: str) -> str | None:
     with ctx.db.read() as conn:
-        return conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+        return run_reads.status_of(conn, run_id)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
-
-from sqlalchemy import select, update
 
 from lakehouse.domain.roles import Action, Role
 from lakehouse.services import audit, auth, sessions
@@ -12,26 +11,23 @@ from lakehouse.services import workspaces as workspace_service
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
-from lakehouse.store.tables import api_tokens, memberships, users, workspaces
+from lakehouse.store import users as store
+from lakehouse.store.types_public import Connection
 
 
 def list_users(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
     actor.require(Action.USER_ADMIN)
     with ctx.db.read() as conn:
-        rows = conn.execute(select(users.c.id, users.c.name, users.c.role, users.c.disabled, users.c.created_at)
-                            .order_by(users.c.name)).mappings().all()
-        ms: Any = conn.execute(select(memberships.c.user_id, workspaces.c.slug)
-                          .join(workspaces, workspaces.c.id == memberships.c.workspace_id)).all()
-        toks = conn.execute(select(api_tokens.c.id, api_tokens.c.user_id, api_tokens.c.prefix, api_tokens.c.role,
-                                   api_tokens.c.name, api_tokens.c.created_at, api_tokens.c.revoked_at)
-                            .order_by(api_tokens.c.id.desc())).mappings().all()
+        rows = store.list_all(conn)
+        ms = store.workspace_slugs(conn)
+        toks = store.tokens(conn)
     by_user: dict[int, list[str]] = {}
     for uid, slug in ms:
         by_user.setdefault(uid, []).append(slug)
     tokens: dict[int, list[dict[str, Any]]] = {}
     for t in toks:
-        tokens.setdefault(t["user_id"], []).append(dict(t))
-    return [{**dict(r), "workspaces": sorted(by_user.get(r["id"], [])), "tokens": tokens.get(r["id"], [])}
+        tokens.setdefault(t.user_id, []).append(asdict(t))
+    return [{**asdict(r), "workspaces": sorted(by_user.get(r.id, [])), "tokens": tokens.get(r.id, [])}
             for r in rows]
 
 
@@ -41,8 +37,8 @@ def create(ctx: Context, actor: Principal, name: str, role: str, password: str |
     return auth.create_user(ctx, name, role, password or None, actor=actor)
 
 
-def _user(conn: Any, name: str) -> Any:
-    row = conn.execute(select(users).where(users.c.name == name)).mappings().first()
+def _user(conn: Connection, name: str) -> store.UserRow:
+    row = store.by_name(conn, name)
     if row is None:
         raise NotFound(f"user {name!r} not found", code="user_not_found")
     return row
@@ -56,23 +52,23 @@ def set_role(ctx: Context, actor: Principal, name: str, role: str, address: str 
         raise InvalidInput(f"unknown role {role!r}", code="invalid_role") from None
     with ctx.db.write() as conn:
         row = _user(conn, name)
-        if row["name"] == actor.name and role != Role.ADMIN.value:
+        if row.name == actor.name and role != Role.ADMIN.value:
             raise Conflict("you cannot take the admin role from yourself", code="self_demotion")
-        conn.execute(update(users).where(users.c.id == row["id"]).values(role=role))
-        sessions.end_user_sessions(conn, row["id"])
+        store.set_role(conn, row.id, role)
+        sessions.end_user_sessions(conn, row.id)
         audit.record(conn, ctx.clock(), actor, "user.role", "user", name, None,
-                     {"from": row["role"], "to": role}, address)
+                     {"from": row.role, "to": role}, address)
 
 
 def set_disabled(ctx: Context, actor: Principal, name: str, disabled: bool, address: str | None = None) -> None:
     actor.require(Action.USER_ADMIN)
     with ctx.db.write() as conn:
         row = _user(conn, name)
-        if row["name"] == actor.name and disabled:
+        if row.name == actor.name and disabled:
             raise Conflict("you cannot disable yourself", code="self_disable")
-        conn.execute(update(users).where(users.c.id == row["id"]).values(disabled=disabled))
+        store.set_disabled(conn, row.id, disabled)
         if disabled:
-            sessions.end_user_sessions(conn, row["id"])
+            sessions.end_user_sessions(conn, row.id)
         audit.record(conn, ctx.clock(), actor, "user.disable" if disabled else "user.enable", "user", name,
                      None, {}, address)
 
@@ -96,13 +92,12 @@ def revoke_token(ctx: Context, actor: Principal, token_id: int, address: str | N
     actor.require(Action.USER_ADMIN)
     now = ctx.clock()
     with ctx.db.write() as conn:
-        row = conn.execute(select(api_tokens.c.prefix, users.c.name).join(users, users.c.id == api_tokens.c.user_id)
-                           .where(api_tokens.c.id == token_id)).first()
-        if row is None:
+        owner = store.token_owner(conn, token_id)
+        if owner is None:
             raise NotFound(f"token {token_id} not found", code="token_not_found")
-        conn.execute(update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-                     .values(revoked_at=now))
-        audit.record(conn, now, actor, "token.revoke", "token", row[0], None, {"user": row[1]}, address)
+        prefix, user = owner
+        store.revoke_token(conn, token_id, now)
+        audit.record(conn, now, actor, "token.revoke", "token", prefix, None, {"user": user}, address)
 
 
 def list_workspaces(ctx: Context, actor: Principal) -> list[str]:

@@ -29,10 +29,18 @@ class Waker:
         self._closed = False
         self._timer: threading.Timer | None = None
         self._timer_due = 0.0
+        self._generation = 0  # bumped by every ready(): a waiter that saw an older one returns at once
+
+    @property
+    def generation(self) -> int:
+        """Read before looking for work; pass to :meth:`wait_ready` so that a wake-up between the
+        look and the wait is not lost."""
+        return self._generation
 
     # producers (any thread)
     def ready(self) -> None:
         with self._lock:
+            self._generation += 1
             waiters = list(self._ready)
         for loop, ev in waiters:
             _set(loop, ev)
@@ -79,8 +87,10 @@ class Waker:
             _set(loop, ev)
 
     # consumers (async)
-    async def wait_ready(self, timeout: float) -> bool:
-        return await self._wait(self._ready, timeout)
+    async def wait_ready(self, timeout: float, since: int | None = None) -> bool:
+        """Wait for work; with ``since`` (a :attr:`generation` read before the caller looked for
+        work) return at once when a wake-up came in between."""
+        return await self._wait(self._ready, timeout, since)
 
     async def wait_run(self, run_id: str, timeout: float) -> bool:
         with self._lock:
@@ -92,12 +102,15 @@ class Waker:
                 if not self._runs.get(run_id):
                     self._runs.pop(run_id, None)
 
-    async def _wait(self, bucket: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]], timeout: float) -> bool:
+    async def _wait(self, bucket: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]], timeout: float,
+                    since: int | None = None) -> bool:
         if self._closed:
             return False
         ev = asyncio.Event()
         item = (asyncio.get_running_loop(), ev)
         with self._lock:
+            if since is not None and since != self._generation:
+                return True
             bucket.add(item)
         try:
             await asyncio.wait_for(ev.wait(), timeout)

@@ -8,15 +8,14 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, func, select, update
-
 from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import audit, sessions
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
-from lakehouse.store import dialect
-from lakehouse.store.tables import environments, memberships, users, workspaces
+from lakehouse.store import users as user_store
+from lakehouse.store import workspaces as store
+from lakehouse.store.types_public import Connection
 
 if TYPE_CHECKING:  # auth creates the default workspace: no import cycle at run time
     from lakehouse.services.auth import Principal
@@ -35,14 +34,12 @@ def check_slug(slug: str) -> str:
 
 
 def ensure(conn: Connection, slug: str, now: datetime, name: str | None = None) -> int:
-    ws_id = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).scalar()
+    """The id of the workspace ``slug``, created with every environment when it does not exist."""
+    ws_id = store.id_of(conn, slug)
     if ws_id is None:
-        dialect.insert_ignore(conn, workspaces, [{"slug": slug, "name": name or slug, "created_at": now}], "slug")
-        ws_id = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).scalar_one()
-        dialect.insert_ignore(conn, environments, [
-            {"workspace_id": ws_id, "name": env, "created_at": now} for env in ENVIRONMENTS
-        ], "workspace_id", "name")
-    return int(ws_id)
+        ws_id = store.insert_ignore(conn, slug, name or slug, now)
+        store.add_environments(conn, ws_id, ENVIRONMENTS, now)
+    return ws_id
 
 
 def default_id(conn: Connection, now: datetime) -> int:
@@ -55,13 +52,13 @@ def resolve_for(ctx: Context, principal: object, slug: str, *, write: bool = Fal
 
     assert isinstance(principal, Principal)
     with ctx.db.read() as conn:
-        ws_id = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).scalar()
+        ws_id = store.id_of(conn, slug)
     if ws_id is None and slug == DEFAULT:
         with ctx.db.write() as conn:
             ws_id = default_id(conn, ctx.clock())
-    if ws_id is None or not principal.can_see(int(ws_id)):
+    if ws_id is None or not principal.can_see(ws_id):
         raise NotFound(f"workspace {slug!r} not found", code="workspace_not_found")
-    return int(ws_id)
+    return ws_id
 
 
 def create(ctx: Context, slug: str, name: str | None = None) -> int:
@@ -83,17 +80,17 @@ def create_workspace(ctx: Context, actor: Principal, slug: str, name: str | None
                            details={"field": "name"})
     now = ctx.clock()
     with ctx.db.write() as conn:
-        if conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).scalar() is not None:
+        if store.id_of(conn, slug) is not None:
             raise Conflict(f"workspace {slug!r} already exists", code="workspace_exists")
         ws_id = ensure(conn, slug, now, name)
         audit.record(conn, now, actor, "workspace.create", "workspace", slug, ws_id, {"name": name}, address)
-        row = conn.execute(select(workspaces).where(workspaces.c.id == ws_id)).mappings().one()
+        row = store.get(conn, ws_id)
     return _render(row, actor)
 
 
-def _render(row: Any, actor: Principal, members: int | None = None) -> dict[str, Any]:
-    return {"slug": row["slug"], "name": row["name"], "created_at": row["created_at"],
-            "role": actor.role_in(row["id"]), "members": members}
+def _render(row: store.WorkspaceRow, actor: Principal, members: int | None = None) -> dict[str, Any]:
+    return {"slug": row.slug, "name": row.name, "created_at": row.created_at,
+            "role": actor.role_in(row.id), "members": members}
 
 
 def list_workspaces(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
@@ -101,12 +98,11 @@ def list_workspaces(ctx: Context, actor: Principal) -> list[dict[str, Any]]:
     and, for user admins, its member count."""
     actor.require(Action.READ)
     with ctx.db.read() as conn:
-        rows = conn.execute(select(workspaces).order_by(workspaces.c.slug)).mappings().all()
-        counts = {int(r[0]): int(r[1]) for r in conn.execute(
-            select(memberships.c.workspace_id, func.count()).group_by(memberships.c.workspace_id)).all()}
+        rows = store.list_all(conn)
+        counts = store.member_counts(conn)
     admin = actor.can(Action.USER_ADMIN)
-    return [_render(r, actor, counts.get(r["id"], 0) if admin else None)
-            for r in rows if actor.can_see(r["id"])]
+    return [_render(r, actor, counts.get(r.id, 0) if admin else None)
+            for r in rows if actor.can_see(r.id)]
 
 
 def effective_role(member_role: str | None, user_role: str) -> str:
@@ -135,47 +131,47 @@ def _member_role(role: str | None, user_role: str) -> str:
 
 
 def _workspace_id(conn: Connection, slug: str) -> int:
-    ws_id = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).scalar()
+    ws_id = store.id_of(conn, slug)
     if ws_id is None:
         raise NotFound(f"workspace {slug!r} not found", code="workspace_not_found")
-    return int(ws_id)
+    return ws_id
 
 
-def _user(conn: Connection, name: str) -> Any:
-    row = conn.execute(select(users.c.id, users.c.name, users.c.role, users.c.disabled)
-                       .where(users.c.name == name)).mappings().first()
+def _user(conn: Connection, name: str) -> user_store.UserRow:
+    row = user_store.by_name(conn, name)
     if row is None:
         raise NotFound(f"user {name!r} not found", code="user_not_found")
     return row
 
 
-def _member(slug: str, user: Any, role: str | None) -> dict[str, Any]:
-    return {"workspace": slug, "user": user["name"], "role": role or user["role"], "user_role": user["role"],
-            "effective_role": effective_role(role, user["role"]), "disabled": bool(user["disabled"])}
+def _member(slug: str, name: str, user_role: str, disabled: bool, role: str | None) -> dict[str, Any]:
+    return {"workspace": slug, "user": name, "role": role or user_role, "user_role": user_role,
+            "effective_role": effective_role(role, user_role), "disabled": disabled}
+
+
+def _member_of(slug: str, user: user_store.UserRow, role: str | None) -> dict[str, Any]:
+    return _member(slug, user.name, user.role, user.disabled, role)
+
+
+def _listed(m: store.MemberRow) -> dict[str, Any]:
+    return _member(m.workspace, m.user, m.user_role, m.disabled, m.role)
 
 
 def members(ctx: Context, actor: Principal, slug: str) -> list[dict[str, Any]]:
     actor.require(Action.USER_ADMIN)
     with ctx.db.read() as conn:
-        ws_id = _workspace_id(conn, slug)
-        rows = conn.execute(select(users.c.name, users.c.role, users.c.disabled, memberships.c.role.label("m_role"))
-                            .join(memberships, memberships.c.user_id == users.c.id)
-                            .where(memberships.c.workspace_id == ws_id).order_by(users.c.name)).mappings().all()
-    return [_member(slug, r, r["m_role"]) for r in rows]
+        rows = store.members(conn, _workspace_id(conn, slug))
+    return [_listed(m) for m in rows]
 
 
 def all_members(ctx: Context, actor: Principal) -> dict[str, list[dict[str, Any]]]:
     """Every workspace's members by slug (the Control Room's workspace page)."""
     actor.require(Action.USER_ADMIN)
     with ctx.db.read() as conn:
-        rows = conn.execute(select(workspaces.c.slug, users.c.name, users.c.role, users.c.disabled,
-                                   memberships.c.role.label("m_role"))
-                            .join(memberships, memberships.c.workspace_id == workspaces.c.id)
-                            .join(users, users.c.id == memberships.c.user_id)
-                            .order_by(workspaces.c.slug, users.c.name)).mappings().all()
+        rows = store.members(conn)
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        out.setdefault(r["slug"], []).append(_member(r["slug"], r, r["m_role"]))
+    for m in rows:
+        out.setdefault(m.workspace, []).append(_listed(m))
     return out
 
 
@@ -184,11 +180,10 @@ def get_member(ctx: Context, actor: Principal, slug: str, user: str) -> dict[str
     with ctx.db.read() as conn:
         ws_id = _workspace_id(conn, slug)
         row = _user(conn, user)
-        m = conn.execute(select(memberships.c.role).where(memberships.c.workspace_id == ws_id,
-                                                          memberships.c.user_id == row["id"])).first()
+        m = store.membership(conn, ws_id, row.id)
     if m is None:
         raise NotFound(f"{user!r} is not a member of {slug!r}", code="member_not_found")
-    return _member(slug, row, m[0])
+    return _member_of(slug, row, m.role)
 
 
 def set_member(ctx: Context, actor: Principal, slug: str, user: str, role: str | None = None,
@@ -200,22 +195,20 @@ def set_member(ctx: Context, actor: Principal, slug: str, user: str, role: str |
     with ctx.db.write() as conn:
         ws_id = _workspace_id(conn, slug)
         row = _user(conn, user)
-        current = conn.execute(select(memberships.c.role).where(memberships.c.workspace_id == ws_id,
-                                                                memberships.c.user_id == row["id"])).first()
+        current = store.membership(conn, ws_id, row.id)
         if role is None and current is not None:
-            role = current[0]
-        role = _member_role(role, row["role"])
+            role = current.role
+        role = _member_role(role, row.role)
         if current is None:
-            conn.execute(memberships.insert().values(workspace_id=ws_id, user_id=row["id"], role=role))
+            store.add_member(conn, ws_id, row.id, role)
             audit.record(conn, now, actor, "membership.add", "user", user, ws_id, {"workspace": slug, "role": role},
                          address)
-        elif current[0] != role:
-            conn.execute(update(memberships).where(memberships.c.workspace_id == ws_id,
-                                                   memberships.c.user_id == row["id"]).values(role=role))
+        elif current.role != role:
+            store.set_member_role(conn, ws_id, row.id, role)
             audit.record(conn, now, actor, "membership.role", "user", user, ws_id,
-                         {"workspace": slug, "from": current[0], "to": role}, address)
-        sessions.end_user_sessions(conn, row["id"])
-    return _member(slug, row, role), current is None
+                         {"workspace": slug, "from": current.role, "to": role}, address)
+        sessions.end_user_sessions(conn, row.id)
+    return _member_of(slug, row, role), current is None
 
 
 def remove_member(ctx: Context, actor: Principal, slug: str, user: str, address: str | None = None,
@@ -225,10 +218,9 @@ def remove_member(ctx: Context, actor: Principal, slug: str, user: str, address:
     with ctx.db.write() as conn:
         ws_id = _workspace_id(conn, slug)
         row = _user(conn, user)
-        gone = conn.execute(delete(memberships).where(memberships.c.workspace_id == ws_id,
-                                                      memberships.c.user_id == row["id"])).rowcount
+        gone = store.remove_member(conn, ws_id, row.id)
         if not gone and not missing_ok:
             raise NotFound(f"{user!r} is not a member of {slug!r}", code="member_not_found")
         if gone:
             audit.record(conn, now, actor, "membership.remove", "user", user, ws_id, {"workspace": slug}, address)
-        sessions.end_user_sessions(conn, row["id"])
+        sessions.end_user_sessions(conn, row.id)

@@ -132,6 +132,76 @@ def _is_sqlite_error(orig: Any) -> bool:
     return type(orig).__module__.startswith("sqlite3")
 
 
+DatabaseError = DBAPIError  # what the HTTP edge catches; it never imports SQLAlchemy itself
+
+
+def refusal(exc: DBAPIError) -> tuple[str, str] | None:
+    """Why the database refused a statement, when the cause is the request's value rather than a
+    bug: ``("nul_character" | "out_of_range" | "invalid_value", the database's message)``."""
+    text = first_line(exc)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if "NUL" in text and "0x00" in text:  # psycopg refuses a str with "\x00" before sending it
+        return "nul_character", text
+    if sqlstate == "22P05":  # untranslatable character: "\u0000" inside a JSON value (jsonb refuses it)
+        return "nul_character", text
+    if sqlstate == "22003":  # numeric value out of range (an id past bigint)
+        return "out_of_range", text
+    if sqlstate.startswith("22") or type(exc.orig).__name__ == "DataError":  # data exception
+        return "invalid_value", text
+    return None
+
+
+def first_line(exc: DBAPIError) -> str:
+    return (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0][:300]
+
+
+class AdvisoryLease:
+    """A PostgreSQL session advisory lock held on its own connection: the leader lease of
+    ``api/leader.py``. Blocking calls: use it from a thread. Closing the connection (or the process
+    dying, or the server terminating the backend) releases the lock."""
+
+    def __init__(self, url: str, key: int) -> None:
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.key = key
+        self._conn: Any = None
+
+    def try_acquire(self) -> bool:
+        import psycopg
+
+        self.release()
+        try:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5,
+                                         application_name="lakehouse-leader")
+            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            got = bool(row[0]) if row else False
+        except psycopg.Error as exc:
+            log.warning("leader lease: database unreachable", extra={"error": str(exc).strip()[:200]})
+            self.release()
+            return False
+        if not got:
+            self.release()
+        return got
+
+    def alive(self) -> bool:
+        """Whether the lease is still held (its connection answers)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+            return True
+        except Exception:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already gone
+                pass
+
+
 def wait_until_reachable(url: str, timeout_s: float, interval_s: float = 1.0) -> None:
     """Block until the database at ``url`` answers ``SELECT 1`` (a server starting before its
     PostgreSQL does); re-raise the last connection error after ``timeout_s``."""

@@ -3,7 +3,7 @@ rules: slugs, the roles a member may hold, who may see what)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, delete, func, select, update
 
 from lakehouse.store import dialect
+from lakehouse.store.scope import visible
 from lakehouse.store.tables import environments, memberships, users, workspaces
 
 
@@ -63,6 +64,13 @@ def list_all(conn: Connection) -> list[WorkspaceRow]:
     """Every workspace, by slug."""
     return [WorkspaceRow(id=int(r["id"]), slug=r["slug"], name=r["name"], created_at=r["created_at"])
             for r in conn.execute(select(workspaces).order_by(workspaces.c.slug)).mappings()]
+
+
+def visible_slugs(conn: Connection, workspace_ids: Collection[int] | None) -> list[str]:
+    """The slugs of the visible workspaces, in order."""
+    stmt = visible(select(workspaces.c.slug), workspaces.c.id, workspace_ids).order_by(workspaces.c.slug)
+    found: list[Any] = list(conn.execute(stmt).scalars())
+    return [str(slug) for slug in found]
 
 
 def member_counts(conn: Connection) -> dict[int, int]:

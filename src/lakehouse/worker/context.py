@@ -39,6 +39,7 @@ class PhaseContext:
     spec_slug: str
     git_sha: str
     workspace: str = "default"  # from the server's run record in the claim, never from params
+    settings: Any = None  # the worker's Settings, built once at its edge (handlers read the lake config here)
     workdir_path: Path | None = None  # created on first use of ``workdir``
     client: ExecutorClient | None = None
     lease_token: str = ""

@@ -38,8 +38,9 @@ class Worker:
     def __init__(self, client: ExecutorClient, *, executor_id: str | None = None,
                  capabilities: list[str] | None = None, handlers: dict[str, Handler] | None = None,
                  wait_s: float = 30.0, max_phases: int = 1, once: bool = False,
-                 max_idle_s: float | None = None) -> None:
+                 max_idle_s: float | None = None, settings: Any = None) -> None:
         self.client = client
+        self.settings = settings  # the worker's Settings, built once at its edge; handed to every phase
         self.handlers = handlers if handlers is not None else load_handlers()
         self.capabilities = capabilities or sorted(self.handlers)
         self.executor_id = executor_id or default_executor_id()
@@ -234,7 +235,7 @@ class Worker:
             input_manifest=self._manifest(claim), previous_outputs=claim.get("previous_outputs") or {},
             environment=claim.get("environment", "dev"), spec_slug=claim.get("spec_slug", ""),
             git_sha=claim.get("git_sha", ""), workspace=claim.get("workspace", "default"), client=self.client,
-            lease_token=claim["lease_token"],
+            lease_token=claim["lease_token"], settings=self.settings,
         )
         self.current = ctx
         self.beater.watch(ctx, claim.get("lease_ttl_s", 30.0), claim.get("timeout_s"))

@@ -1,0 +1,1 @@
+"""Helpers of the engine handlers (Spark, dbt): child processes, snapshot inputs, staged outputs."""
