@@ -351,7 +351,7 @@ def run_body(slug: str, phases: list[dict[str, Any]]) -> dict[str, Any]:
     return {"spec_slug": slug, "git_sha": "0" * 40, "phases": phases, "input_manifest": {}}
 
 
-def wait_executors_idle(api: Api, ids: list[str], timeout: float = 60) -> None:
+def wait_executors_idle(api: Api, ids: list[str], timeout: float = 180) -> None:
     """Until every executor id has registered (its first claim reached the server)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

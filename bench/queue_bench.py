@@ -352,7 +352,7 @@ def bench_throughput(stack: Stack, n: int, threads: int, label: str, prof: Profi
     # warm up both workers (handler import, connections) and confirm the path works
     warm_slug = f"bench-warm-{label}"
     create_many(stack, warm_slug, 20, 4)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while probe.finished(warm_slug)[0] + probe.finished(warm_slug)[1] < 20:
         if time.monotonic() > deadline:
             raise RuntimeError("warm-up runs did not finish")

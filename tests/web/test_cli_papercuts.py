@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lakehouse.cli.demo import GOLD_PREVIEW, installed_command
+from lakehouse.services.context import Context
 
 
 def test_hints_use_the_command_as_installed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -21,3 +22,17 @@ def test_hints_use_the_command_as_installed(tmp_path: Path, monkeypatch) -> None
 
 def test_demo_prints_gold_tables_as_they_are() -> None:
     assert all(t.startswith("gold.") for t in GOLD_PREVIEW)  # SELECT * of each: the real column names
+
+
+def test_demo_source_appears_as_a_connection_once(ctx: Context) -> None:
+    from lakehouse.cli.demo import register_demo_connection
+    from lakehouse.services import connections
+    from lakehouse.services.auth import SYSTEM
+
+    path = ctx.settings.home / "demo" / "odoo.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    register_demo_connection(ctx, path)
+    register_demo_connection(ctx, path)
+    found = [c for c in connections.list_connections(ctx, SYSTEM, "dev") if c["name"] == "odoo-demo"]
+    assert len(found) == 1 and found[0]["type"] == "sqlite" and found[0]["config"]["path"] == str(path)

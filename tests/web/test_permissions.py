@@ -64,6 +64,10 @@ def _service_attempt(action: Action) -> Callable[[Context, Principal, dict[str, 
             ctx, p, "default", {"name": f"r-{p.role}", "kind": "run_failed"}),
         Action.ALERT_RESPOND: lambda ctx, p, s: __import__("lakehouse.services.alerts", fromlist=["x"]).acknowledge(
             ctx, p, 999_999),
+        Action.CATALOG_WRITE: lambda ctx, p, s: __import__("lakehouse.services.iceberg_rest", fromlist=["x"]
+                                                           ).create_namespace(
+            ctx, __import__("lakehouse.services.iceberg_rest", fromlist=["x"]).scope(ctx, p, "default"),
+            [f"attempt_{p.role}"], {}),
         Action.USER_ADMIN: lambda ctx, p, s: users.list_users(ctx, p),
         Action.AUDIT_VIEW: lambda ctx, p, s: queries.audit_entries(ctx, p, queries.AuditFilter()),
         Action.ADMIN: lambda ctx, p, s: connections.rotate_key(ctx, Fernet.generate_key().decode(), p),

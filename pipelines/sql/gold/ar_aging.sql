@@ -1,11 +1,14 @@
 -- Accounts-receivable aging: open posted receivable items by due date against the run's as-of date
--- (getvariable('as_of'), set by the transform phase from the run's parameters).
+-- (getvariable('as_of'), set by the transform phase from the run's parameters). Written in the SQL that
+-- DuckDB and Spark share (the pipeline's transform may run on either): buckets compare dates with
+-- date − INTERVAL n DAY rather than subtracting dates (an integer in DuckDB, an interval in Spark).
 WITH open_items AS (
     SELECT
         l.company_id,
         l.partner_id,
         l.amount_residual,
-        getvariable('as_of')::DATE - coalesce(l.date_maturity, l.date) AS days_overdue
+        coalesce(l.date_maturity, l.date) AS due,
+        getvariable('as_of')::DATE AS as_of
     FROM silver.journal_lines l
     JOIN silver.accounts a ON a.account_id = l.account_id
     WHERE l.parent_state = 'posted'
@@ -16,10 +19,10 @@ SELECT
     company_id,
     partner_id,
     CASE
-        WHEN days_overdue <= 0 THEN 'current'
-        WHEN days_overdue <= 30 THEN '1-30'
-        WHEN days_overdue <= 60 THEN '31-60'
-        WHEN days_overdue <= 90 THEN '61-90'
+        WHEN due >= as_of THEN 'current'
+        WHEN due >= as_of - INTERVAL 30 DAY THEN '1-30'
+        WHEN due >= as_of - INTERVAL 60 DAY THEN '31-60'
+        WHEN due >= as_of - INTERVAL 90 DAY THEN '61-90'
         ELSE '90+'
     END AS bucket,
     sum(amount_residual)::DECIMAL(18, 2) AS amount_residual,

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__, web
 from lakehouse.api import data, errors, jobs, leader, ops, ops_connections, ops_query, pipelines, users, workspaces
+from lakehouse.api.iceberg_rest import create as iceberg_catalog
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
 from lakehouse.services import audit, protocol
@@ -60,6 +61,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(workspaces.router)
     app.include_router(users.router)
+    app.mount("/iceberg", iceberg_catalog(ctx))  # the Iceberg REST catalog (docs/iceberg-rest.md)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> dict[str, Any]:

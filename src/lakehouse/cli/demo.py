@@ -36,6 +36,7 @@ def demo(port: int = typer.Option(None), workers: int = typer.Option(2, min=1, m
     if not s.pipelines_dir.is_dir():
         fail(f"no pipelines folder at {s.pipelines_dir} (set LAKEHOUSE_PIPELINES_DIR)")
     source = seed_demo_source(s.home, scale)
+    register_demo_connection(ctx, s.home / "demo" / "odoo.db")
     os.environ.setdefault("LAKEHOUSE_ODOO_URL", source)
     os.environ["LAKEHOUSE_HOME"] = str(s.home)  # the workers expand ${LAKEHOUSE_HOME} in the spec
     print_admin(ctx, f"http://{s.host}:{s.port}")
@@ -70,6 +71,20 @@ def seed_demo_source(home: Path, scale: int) -> str:
     console.print(f"  {counts.get('account_move', 0):,} journal entries, "
                   f"{counts.get('account_move_line', 0):,} journal items, {counts.get('sale_order', 0):,} sales orders")
     return url
+
+
+def register_demo_connection(ctx: Context, path: Path) -> None:
+    """The demo's Odoo source appears on the Connections page (SQLite, default workspace, dev)."""
+    from lakehouse.services import connections
+    from lakehouse.services.errors import ServiceError
+
+    if any(c["name"] == "odoo-demo" for c in connections.list_connections(ctx, SYSTEM, "dev")):
+        return
+    try:
+        connections.create(ctx, SYSTEM, workspace="default", environment="dev", name="odoo-demo", type_="sqlite",
+                           config={"path": str(path)}, secrets={})
+    except ServiceError as exc:  # the demo goes on without it; say why
+        console.print(f"[yellow]the demo source was not registered as a connection: {exc.message}[/]")
 
 
 def show_gold(ctx: Context) -> None:

@@ -31,6 +31,7 @@ class Action(StrEnum):
     JOB_APPROVE = "job.approve"  # approve or reject a promotion (the workspace's gates name the role)
     ALERT_MANAGE = "alert.manage"  # alert rules, the routing matrix, score weights
     ALERT_RESPOND = "alert.respond"  # acknowledge and resolve alerts
+    CATALOG_WRITE = "catalog.write"  # create, commit, rename, register, drop Iceberg tables/namespaces (REST)
     USER_ADMIN = "user.admin"  # users, roles, tokens of others
     AUDIT_VIEW = "audit.view"
     ADMIN = "admin"  # everything else reserved to admins (key rotation, workspaces)
@@ -41,7 +42,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ENGINEER: frozenset({Action.READ, Action.RUN_READ, Action.RUN_CREATE, Action.RUN_CANCEL, Action.QUERY,
                               Action.CONNECTION_READ, Action.CONNECTION_MANAGE, Action.JOB_MANAGE,
                               Action.JOB_RUN, Action.JOB_PROMOTE, Action.JOB_APPROVE,
-                              Action.ALERT_MANAGE, Action.ALERT_RESPOND}),
+                              Action.ALERT_MANAGE, Action.ALERT_RESPOND, Action.CATALOG_WRITE}),
     Role.ANALYST: frozenset({Action.READ, Action.RUN_READ, Action.QUERY, Action.CONNECTION_READ}),
     Role.VIEWER: frozenset({Action.READ, Action.RUN_READ}),
     # executors use the contract's calls only: no catalog, lineage or query history (docs/security.md)

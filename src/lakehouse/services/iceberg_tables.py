@@ -197,7 +197,8 @@ def create_table(ctx: Context, s: Scope, parts: list[str], body: dict[str, Any])
             schema=Schema.model_validate(body.get("schema")),
             partition_spec=PartitionSpec.model_validate(body["partition-spec"]) if body.get("partition-spec")
             else UNPARTITIONED_PARTITION_SPEC,
-            sort_order=SortOrder.model_validate(body["write-order"]) if body.get("write-order") else UNSORTED_SORT_ORDER,
+            sort_order=SortOrder.model_validate(body["write-order"]) if body.get("write-order")
+            else UNSORTED_SORT_ORDER,
             location=location, properties=dict(props))
     except (ValidationError, ValueError, TypeError) as exc:
         raise InvalidInput(f"invalid table definition: {_first_line(exc)}", code="BadRequestException") from None
@@ -224,7 +225,7 @@ def register_table(ctx: Context, s: Scope, parts: list[str], body: dict[str, Any
     s.require(Action.CATALOG_WRITE)
     ns = require_namespace(ctx, s, parts)
     name = _new_name(body.get("name"))
-    location = check_location(ctx, s, body.get("metadata-location"), "metadata-location")
+    location = check_location(ctx, s, str(body.get("metadata-location") or ""), "metadata-location")
     try:
         md = read_metadata(ctx, location)
     except FileNotFoundError:
@@ -327,7 +328,7 @@ def _commit(ctx: Context, s: Scope, changes: list[Change]) -> list[_Staged]:
             with ctx.db.write() as conn:
                 lost = store.swap_all(conn, CATALOG_NAME, [
                     store.Swap(s.internal(st.change.namespace), st.change.name, st.current, st.location)
-                    for st in staged if st.written])
+                    for st in staged])
                 if lost is not None:
                     raise _SwapLost(f"{lost.namespace}.{lost.name}")
         except _SwapLost as exc:
@@ -360,7 +361,7 @@ def _stage(ctx: Context, s: Scope, change: Change) -> _Staged:
         if base is None:
             from pyiceberg.schema import Schema
 
-            empty = TableMetadataV1.model_construct(last_column_id=-1, schema=Schema())
+            empty = TableMetadataV1.model_construct(last_column_id=-1, schema=Schema())  # type: ignore[call-arg]
             md = update_table_metadata(empty, change.updates, enforce_validation=True)
         else:
             md = update_table_metadata(base, change.updates, metadata_location=current)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, and_, delete, func, or_, select, union, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, union, update
 
 from lakehouse.store.dialect import insert_ignore
 
@@ -45,7 +45,7 @@ def _tables() -> tuple[Table, Table]:
     return IcebergTables.__table__, IcebergNamespaceProperties.__table__  # type: ignore[return-value]
 
 
-def _is_table(t: Table) -> object:
+def _is_table(t: Table) -> ColumnElement[bool]:
     return or_(t.c.iceberg_type.is_(None), t.c.iceberg_type == "TABLE")
 
 
@@ -191,10 +191,13 @@ def swap_all(conn: Connection, catalog: str, swaps: Iterable[Swap]) -> Swap | No
             if not insert_table(conn, catalog, s.namespace, s.name, s.new):
                 return s
             continue
+        # unchanged (``new == expected``): the row is still locked and checked, so that the
+        # requirements this table's part was checked against hold at commit time too
+        values = {"metadata_location": s.new} if s.new == s.expected else {
+            "metadata_location": s.new, "previous_metadata_location": s.expected}
         res = conn.execute(update(tables).where(and_(
             tables.c.catalog_name == catalog, tables.c.table_namespace == s.namespace, tables.c.table_name == s.name,
-            tables.c.metadata_location == s.expected)).values(metadata_location=s.new,
-                                                              previous_metadata_location=s.expected))
+            tables.c.metadata_location == s.expected)).values(**values))
         if res.rowcount != 1:
             return s
     return None
