@@ -104,6 +104,20 @@ class Settings(BaseSettings):
                                description="Bearer token /metrics requires; empty: /metrics answers loopback "
                                            "clients only.")
 
+    openlineage_file: str = Field(default="",
+                                  description="File that OpenLineage run events are appended to (JSON lines); "
+                                              "empty: no file transport.")
+    openlineage_url: str = Field(default="",
+                                 description="Base URL of an OpenLineage HTTP receiver (Marquez, DataHub); "
+                                             "empty: no HTTP transport.")
+    openlineage_endpoint: str = Field(default="api/v1/lineage", description="Path of the receiver's endpoint.")
+    openlineage_api_key: str = Field(default="", description="Bearer token sent to the OpenLineage receiver.")
+    openlineage_namespace: str = Field(default="lakehouse",
+                                       description="OpenLineage namespace of our jobs and datasets.")
+    trino_max_scan_bytes: int = Field(default=0, ge=0,
+                                      description="Largest input a trino phase may read by Trino's EXPLAIN (TYPE IO) "
+                                                  "estimate (0: no cap); a phase may lower it, never raise it.")
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):  # type: ignore[no-untyped-def]

@@ -54,9 +54,9 @@ def run_spark(ctx: PhaseContext) -> dict[str, Any]:
     from lakehouse.engines import lake_inputs, outputs
     from lakehouse.engines.process import run_child, tail
     from lakehouse.engines.spark_sql import references, to_spark
-    from lakehouse.handlers.pipeline import _catalog, _scope, _settings
+    from lakehouse.handlers.pipeline_common import _catalog, _scope, _settings
 
-    settings = _settings()
+    settings = _settings(ctx)
     ws = _scope(ctx)
     catalog = _catalog(settings)
     p = ctx.params

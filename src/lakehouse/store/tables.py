@@ -597,3 +597,29 @@ table_freshness = Table(
     Column("published_at", UTCDateTime(), nullable=False),
     UniqueConstraint("workspace_id", "environment", "table_name", name="uq_table_freshness_key"),
 )
+
+# The dataset registry (services/datasets.py): every table's logical name, owner, description, tags and
+# location, registered by hand or when a pipeline publishes it.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("environment", String(32), nullable=False),
+    Column("name", String(300), nullable=False),  # logical name: layer.table
+    Column("owner", String(100), nullable=True),
+    Column("description", Text(), nullable=False, default=""),
+    Column("tags", JSONDoc(), nullable=False),  # sorted list of strings
+    Column("location", String(2000), nullable=False),  # the table's current metadata file
+    Column("format", String(32), nullable=False),
+    Column("origin", String(16), nullable=False),  # pipeline | manual
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("last_run_id", String(36), nullable=True),  # the run that last published it
+    Column("snapshot_id", BigInteger, nullable=True),
+    Column("rows", BigInteger, nullable=True),
+    Column("published_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("workspace_id", "environment", "name", name="uq_datasets_key"),
+    Index("ix_datasets_owner", "workspace_id", "owner"),
+)
