@@ -151,7 +151,9 @@ class Stack:
 
     def cpu_groups(self) -> dict[str, list[int]]:
         assert self.server is not None
-        return {"server": [self.server.pid], "workers": [p.pid for p in self.workers.values()]}
+        # `serve` may run several processes: count the children of the one it started too
+        return {"server": [self.server.pid, *_children(self.server.pid)],
+                "workers": [p.pid for p in self.workers.values()]}
 
     def cpu(self) -> CpuMeter:
         return CpuMeter(self.cpu_groups(), self.b.pg_db)
@@ -166,6 +168,18 @@ class Stack:
         for label, p in [("server", self.server.proc), *self.workers.items()]:
             if p.poll() is not None:
                 raise RuntimeError(f"{label} exited ({p.returncode}):\n{self.procs.tail(label)}")
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (Linux /proc)."""
+    out: list[int] = []
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for kid in map(int, kids):
+        out += [kid, *_children(kid)]
+    return out
 
 
 def wait_run(stack: Stack, run_id: str, timeout: float, first_sleep: float = 0.0, every: float = 0.005

@@ -61,11 +61,11 @@ class InProcessClient:
 
     def phase_query(self, run_id: str, lease_token: str, sql: str, preview_rows: int = 20,
                     name: str = "result.parquet") -> dict[str, Any]:
+        import asyncio
+
         from lakehouse.services import phase_query
         from lakehouse.services.errors import ServiceError
         from lakehouse.worker.client import ContractError
-
-        import asyncio
 
         try:
             return asyncio.run(phase_query.run_for_lease(self.ctx, EXECUTOR, run_id, lease_token, sql, preview_rows,

@@ -69,7 +69,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     seed(source, 1)
     db = f"sqlite:///{tmp / 'control.db'}"
     upgrade(db)
-    settings = Settings(home=tmp / "home", database_url=db, lease_ttl_s=60, retry_base_s=0.01, retry_max_s=0.05)
+    settings = Settings(home=tmp / "home", database_url=db, lease_ttl_s=1800, retry_base_s=0.01, retry_max_s=0.05)
     shutil.copytree(ROOT / "pipelines", tmp / "pipelines")
     settings.pipelines_dir = tmp / "pipelines"
     with pytest.MonkeyPatch.context() as mp:  # workers (and the engines' child processes) read the environment

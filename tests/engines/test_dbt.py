@@ -19,7 +19,7 @@ pytest.importorskip("dbt.adapters.duckdb")
 pytestmark = pytest.mark.slow
 
 MARTS = ("gold.gl_trial_balance", "gold.revenue_monthly", "gold.sales_pipeline")
-PROJECT_YML = "name: t\nversion: '1'\nconfig-version: 2\nprofile: lakehouse\nmodel-paths: [models]\n"
+PROJECT_YML = "name: t\nversion: '1.0.0'\nconfig-version: 2\nprofile: lakehouse\nmodel-paths: [models]\n"
 SOURCES = ("version: 2\nsources:\n  - name: silver\n    schema: silver\n    tables:\n"
            "      - name: sales_orders\n      - name: journal_lines\n")
 
@@ -52,9 +52,9 @@ def test_the_reference_project_gives_the_sql_pipelines_gold(lake: Lake) -> None:
 
 
 def test_incremental_models_start_from_the_published_table(lake: Lake) -> None:
-    model = ("{{ config(materialized='incremental', unique_key='id') }}\n"
-             "SELECT id, {{ var('batch') }} AS batch FROM {{ source('silver', 'sales_orders') }}\n"
-             "{% if is_incremental() %} WHERE id > (SELECT max(id) - 3 FROM {{ this }}) {% endif %}\n")
+    model = ("{{ config(materialized='incremental', unique_key='order_id') }}\n"
+             "SELECT order_id, {{ var('batch') }} AS batch FROM {{ source('silver', 'sales_orders') }}\n"
+             "{% if is_incremental() %} WHERE order_id > (SELECT max(order_id) - 3 FROM {{ this }}) {% endif %}\n")
     files = {"dbt_project.yml": PROJECT_YML, "models/sources.yml": SOURCES, "models/gold/order_batches.sql": model}
     first = _run(lake, files, command="run", vars={"batch": 1})
     assert first["status"] == "succeeded", first["error"]
@@ -64,7 +64,7 @@ def test_incremental_models_start_from_the_published_table(lake: Lake) -> None:
 
     rows = lake_tables.read_table(lake.catalog(), "gold", "dev", "order_batches").to_pylist()
     batches = sorted(r["batch"] for r in rows)
-    assert len(rows) == len({r["id"] for r in rows}) > 3
+    assert len(rows) == len({r["order_id"] for r in rows}) > 3
     assert batches.count(2) == 3 and batches.count(1) == len(rows) - 3  # only the last 3 ids were rebuilt
 
 

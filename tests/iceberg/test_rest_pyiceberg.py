@@ -62,7 +62,7 @@ def test_table_life_cycle(served: Served, rows: Callable[..., pa.Table]) -> None
     assert _ids(cat.load_table("sandbox.events")) == [1, 2, 3, 4]
     tbl.overwrite(rows([10, 11], "o"))
     assert _ids(tbl) == [10, 11]
-    tbl.delete(EqualTo("id", 10))
+    tbl.delete(EqualTo(term="id", value=10))
     assert _ids(cat.load_table("sandbox.events")) == [11]
     assert _ids(tbl, snapshot_id=first) == [1, 2, 3]  # time travel
 
@@ -71,7 +71,7 @@ def test_table_life_cycle(served: Served, rows: Callable[..., pa.Table]) -> None
     tbl.append(pa.table({"id": pa.array([12], pa.int64()), "tag": ["n"], "amount": pa.array([5], pa.int64())}))
     loaded = cat.load_table("sandbox.events")
     assert [f.name for f in loaded.schema().fields] == ["id", "tag", "amount"]
-    assert loaded.scan(row_filter=EqualTo("id", 12)).to_arrow().column("amount").to_pylist() == [5]
+    assert loaded.scan(row_filter=EqualTo(term="id", value=12)).to_arrow().column("amount").to_pylist() == [5]
 
     with loaded.update_spec() as spec:  # partition evolution
         spec.add_identity("tag")

@@ -56,6 +56,7 @@ def test_metrics_need_the_token_or_loopback(ctx: Context, clock: Clock) -> None:
 def test_ready_reports_its_checks(ctx: Context, clock: Clock) -> None:
     app = app_for(ctx)
     client = TestClient(app)
+    app.state.runs_scheduler = True  # a process that should run the scheduler, whose thread is not alive
     r = client.get("/ready")
     assert r.status_code == 503 and r.json()["checks"] == {"database": True, "migrations": True, "scheduler": False}
     app.state.runs_scheduler = False  # a process that does not run the scheduler

@@ -14,11 +14,25 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__, web
-from lakehouse.api import data, errors, jobs, leader, ops, ops_connections, ops_query, pipelines, users, workspaces
+from lakehouse.api import (
+    alerts,
+    data,
+    datasets,
+    errors,
+    jobs,
+    leader,
+    ops,
+    ops_connections,
+    ops_metrics,
+    ops_query,
+    pipelines,
+    users,
+    workspaces,
+)
 from lakehouse.api.iceberg_rest import create as iceberg_catalog
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
-from lakehouse.services import audit, protocol
+from lakehouse.services import alert_eval, audit, protocol
 from lakehouse.services.context import Context
 from lakehouse.services.waker import PgListener, SqliteWatcher
 
@@ -38,6 +52,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
         # the reaper, audit sealer and scheduler run in one process of the cluster (the leader lease)
         duties = leader.Duties(ctx, _reaper_loop) if reaper else None
         if duties:
+            app.state.runs_scheduler = duties.leading.is_set  # /ready expects a scheduler while this process leads
             duties.start()
         try:
             yield
@@ -51,16 +66,20 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
                   description="Control plane API and the executor contract (docs/executor-contract.md).")
     app.state.ctx = ctx
+    app.state.runs_scheduler = False  # /ready: a process without the scheduler (yet) is still ready
     errors.install(app)
     app.include_router(ops.router)
     app.include_router(ops_query.router)
     app.include_router(ops_connections.router)
     web.install(app)
     app.include_router(data.router)
+    app.include_router(datasets.router)
     app.include_router(pipelines.router)
     app.include_router(jobs.router)
     app.include_router(workspaces.router)
     app.include_router(users.router)
+    app.include_router(alerts.router)
+    app.include_router(ops_metrics.router)
     app.mount("/iceberg", iceberg_catalog(ctx))  # the Iceberg REST catalog (docs/iceberg-rest.md)
 
     @app.get("/health", response_model=Health, tags=["health"])
@@ -88,6 +107,7 @@ async def _reaper_loop(ctx: Context) -> None:
         try:
             await run_in_threadpool(protocol.reap, ctx)
             await run_in_threadpool(audit.seal_pending, ctx)
+            await run_in_threadpool(alert_eval.run_pass, ctx)  # time-based alert rules, notifications (own interval)
             due = await run_in_threadpool(protocol.next_due, ctx)
             now = ctx.clock()
             if due is not None and due <= now + timedelta(seconds=interval):

@@ -10,9 +10,10 @@ services/iceberg_tables.py.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import orjson
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
@@ -69,6 +70,17 @@ def _scope(prefix: str, request: Request, principal: Principal = Depends(_princi
     return svc.scope(_ctx(request), principal, prefix, request.headers.get(svc.LEASE_HEADER))
 
 
+def _basic_credentials(header: str) -> dict[str, str]:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return {}
+    try:
+        client_id, _, secret = base64.b64decode(value.strip()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return {"client_id": unquote_plus(client_id), "client_secret": unquote_plus(secret)}
+
+
 def _ns(namespace: str) -> list[str]:
     return namespace.split("\x1f")  # the spec's default separator (%1F in the path)
 
@@ -90,6 +102,7 @@ def create(ctx: Context) -> FastAPI:
     @app.post("/v1/oauth/tokens")
     async def oauth_tokens(request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        form.update(_basic_credentials(request.headers.get("authorization", "")))  # RFC 6749 §2.3.1
         try:
             from starlette.concurrency import run_in_threadpool
 

@@ -200,6 +200,7 @@ async def stream_events(run_id: str, request: Request, after: int = Query(0, ge=
 
 
 async def _sse(ctx: Context, run_id: str, p: Principal, after: int, request: Request) -> AsyncIterator[bytes]:
+    finished = False
     while True:
         events = await run_in_threadpool(runs.read_events, ctx, run_id, p, after, 1000)
         for e in events:
@@ -207,10 +208,13 @@ async def _sse(ctx: Context, run_id: str, p: Principal, after: int, request: Req
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (e["seq"], e["type"].encode(), orjson.dumps(e))
         if events:
             continue
-        status = await run_in_threadpool(runs.run_status, ctx, run_id)
-        if status is None or RunStatus(status) in RUN_FINISHED:
+        if finished:
             yield b"event: end\ndata: {}\n\n"
             return
+        status = await run_in_threadpool(runs.run_status, ctx, run_id)
+        if status is None or RunStatus(status) in RUN_FINISHED:
+            finished = True  # read once more: the run may have finished after the read above
+            continue
         if await request.is_disconnected():
             return
         if ctx.waker.closed:

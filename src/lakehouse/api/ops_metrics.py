@@ -52,5 +52,6 @@ async def ready(request: Request, ctx: Context = Depends(context)) -> Any:
     """200 when the database answers, its schema is at head and the scheduler runs; 503 otherwise,
     with the checks."""
     expected = getattr(request.app.state, "runs_scheduler", True)
+    expected = bool(expected()) if callable(expected) else bool(expected)  # the leader runs it; followers don't
     ok, checks = await run_in_threadpool(lambda: ops_metrics.readiness(ctx, scheduler_expected=expected))
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)

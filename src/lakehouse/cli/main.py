@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lakehouse.cli import admin, demo, pipelines, runs, server, sql
+from lakehouse.cli import admin, demo, pipelines, runs, server, sql, tables
 from lakehouse.cli import alerts as alerts_cli
 from lakehouse.cli import audit as audit_cli
 from lakehouse.cli import jobs as jobs_cli
@@ -30,6 +30,7 @@ app.command("backfill")(jobs_cli.backfill)
 app.add_typer(odoo_cli.app, name="odoo")
 app.add_typer(secrets_cli.app, name="secrets")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(tables.app, name="tables")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(alerts_cli.scores_app, name="scores")
 

@@ -32,7 +32,8 @@ def list_(status: str = typer.Option(None), pipeline: str = typer.Option(None, "
     table = Table("run", "pipeline", "env", "status", "created", "took")
     table.columns[0].no_wrap = True
     for r in items:
-        table.add_row(r["run_id"][:8] if console.width < 120 else r["run_id"], r["spec_slug"], r["environment"], status_text(r["status"]),
+        run_id = r["run_id"][:8] if console.width < 120 else r["run_id"]
+        table.add_row(run_id, r["spec_slug"], r["environment"], status_text(r["status"]),
                       r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), duration(r["started_at"], r["finished_at"]))
     console.print(table)
 
@@ -82,5 +83,6 @@ def rerun(run_id: str, from_phase: str = typer.Option(None, "--from", help="star
     ctx = context()
     new = reruns.rerun(ctx, SYSTEM, reruns.resolve_run_id(ctx, SYSTEM, run_id), from_phase=from_phase,
                        mode="current" if current_spec else "as_ran")
-    console.print(f"run {new['run_id']} {status_text(new['status'])} (rerun of {run_id}"
-                  f"{', current spec' if current_spec else ', as it ran'}{f', from {from_phase}' if from_phase else ''})")
+    how = "current spec" if current_spec else "as it ran"
+    start = f", from {from_phase}" if from_phase else ""
+    console.print(f"run {new['run_id']} {status_text(new['status'])} (rerun of {run_id}, {how}{start})")

@@ -38,10 +38,7 @@ def session(job: dict[str, Any]) -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(job["app_name"])
-    if job.get("remote"):
-        builder = builder.remote(job["remote"])
-    else:
-        builder = builder.master(job["master"])
+    builder = builder.remote(job["remote"]) if job.get("remote") else builder.master(job["master"])
     for key, value in sorted((job.get("conf") or {}).items()):
         builder = builder.config(key, str(value))
     return builder.getOrCreate()

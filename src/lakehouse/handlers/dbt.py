@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,10 @@ _ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "VIRTUAL_ENV", "P
 
 
 def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
-    try:
-        import dbt.adapters.duckdb  # noqa: F401
-        import dbt.cli.main  # noqa: F401
-    except ImportError:
-        raise PhaseError(INSTALL_HINT, retryable=False) from None
+    import importlib.util
+
+    if importlib.util.find_spec("dbt") is None or importlib.util.find_spec("dbt.adapters.duckdb") is None:
+        raise PhaseError(INSTALL_HINT, retryable=False)
     from lakehouse.engines import dbt_project as proj
     from lakehouse.engines import lake_inputs, outputs
     from lakehouse.engines.process import run_child, tail
@@ -70,7 +70,7 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
     common = ["--project-dir", str(project), "--profiles-dir", str(work), "--profile", "lakehouse",
               "--target", "run", "--target-path", str(target), "--log-path", str(logs)]
 
-    def dbt(*args: str) -> int:
+    def invoke(*args: str) -> int:
         argv = [sys.executable, "-c", "import sys; from dbt.cli.main import cli; sys.exit(cli())", *args]
         with open(log, "a") as f:
             f.write(f"$ dbt {' '.join(args)}\n")
@@ -78,7 +78,7 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
 
     try:
         ctx.progress("dbt parse", fraction=0.0)
-        if dbt("parse", *common, "--vars", json.dumps(variables, default=str)) != 0:
+        if invoke("parse", *common, "--vars", json.dumps(variables, default=str)) != 0:
             raise PhaseError(f"the dbt project does not compile: {_dbt_error(log, tail)}", retryable=False)
         manifest = json.loads((target / "manifest.json").read_text())
         mapping = proj.model_outputs(manifest, p.get("outputs") or {})
@@ -87,7 +87,7 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
         _load_incremental(db_path, manifest, mapping, in_scope)
         selection = _selection(p)
         ctx.progress(f"dbt {command}", fraction=0.1)
-        code = dbt(command, *common, "--vars", json.dumps(variables, default=str), *selection)
+        code = invoke(command, *common, "--vars", json.dumps(variables, default=str), *selection)
         results = _read_json(target / "run_results.json")
         manifest = _read_json(target / "manifest.json") or manifest
         if not results:
@@ -221,9 +221,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _dbt_error(log: Path, tail: Any) -> str:
-    """The error lines of dbt's output (its last lines when none is marked)."""
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    marked = [ln.strip() for ln in lines if "error" in ln.lower() and not ln.startswith("$ dbt")]
+    """dbt's error report (from its last "Encountered an error" / "… Error in …" on), else the error
+    lines of its output, else its last lines."""
+    lines = [ln.strip() for ln in (log.read_text(errors="replace").splitlines() if log.exists() else [])]
+    lines = [re.sub(r"^(\x1b\[[0-9;]*m)*\d\d:\d\d:\d\d\s+", "", ln) for ln in lines if ln]
+    start = max((i for i, ln in enumerate(lines) if "Encountered an error" in ln or re.search(r"\w+ Error in ", ln)),
+                default=None)
+    if start is not None:
+        return " | ".join(lines[start:start + 8])[:1500]
+    marked = [ln for ln in lines if "error" in ln.lower() and not ln.startswith("$ dbt")]
     return " | ".join(marked[-6:])[-1500:] or tail(log, 8)
 
 

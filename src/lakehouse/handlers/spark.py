@@ -99,7 +99,7 @@ def run_spark(ctx: PhaseContext) -> dict[str, Any]:
     if job["callable"]:
         from lakehouse.handlers.python import load_callable
 
-        load_callable(job["callable"])  # refused before Spark starts when an admin did not register it
+        load_callable(str(job["callable"]))  # refused before Spark starts when an admin did not register it
     (work / "job.json").write_text(json.dumps(job))
     log = work / "driver.log"
     ctx.log(f"starting Spark ({remote or master}) over {len(inputs)} input table(s)", master=remote or master,
@@ -244,7 +244,8 @@ def _conf(p: dict[str, Any], master: str, remote: str | None, events: Path, tmp:
     conf.update({str(k): str(v) for k, v in user.items()})
     if remote:  # a Spark Connect session: the server owns resources and its event log
         return conf
-    conf.update({"spark.ui.enabled": "false", "spark.eventLog.enabled": "true",
+    conf.update({"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                 "spark.eventLog.enabled": "true", "spark.eventLog.rolling.enabled": "false",
                  "spark.eventLog.dir": events.as_uri(), "spark.local.dir": str(tmp),
                  "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={tmp}"})
     for field, key in (("driver_memory", "spark.driver.memory"), ("executor_memory", "spark.executor.memory")):

@@ -17,6 +17,8 @@ def python_targets(req: RunRequest) -> list[tuple[str, Any]]:
     for p in req.phases:
         if p.type == "python" or p.effective_capability == "python":
             found.append((f"phases[{p.name}].params.callable", (p.params or {}).get("callable")))
+        elif p.type == "spark" and (p.params or {}).get("callable") is not None:  # a PySpark function
+            found.append((f"phases[{p.name}].params.callable", p.params["callable"]))
     spec = (req.input_manifest or {}).get("spec")
     if isinstance(spec, dict):
         for i, t in enumerate(spec.get("transforms") or []):

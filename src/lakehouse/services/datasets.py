@@ -246,6 +246,13 @@ def _inside_warehouse(ctx: Context, location: str) -> str:
     return location
 
 
+def _read_metadata(catalog: Any, location: str) -> Any:
+    from pyiceberg.io import load_file_io
+    from pyiceberg.serializers import FromInputFile
+
+    return FromInputFile.table_metadata(load_file_io(catalog.properties, location).new_input(location))
+
+
 def register(ctx: Context, principal: Principal, name: str, metadata_location: str, *, env: str = "dev",
              workspace: str = workspaces.DEFAULT, owner: str | None = None, description: str = "",
              tags: list[str] | None = None) -> dict[str, Any]:
@@ -273,6 +280,7 @@ def register(ctx: Context, principal: Principal, name: str, metadata_location: s
     else:
         lake_tables.ensure_namespaces(catalog, env, workspace)
         try:
+            _read_metadata(catalog, location)  # before the catalog records anything
             catalog.register_table(ident, location)
         except Exception as exc:  # an unreadable or invalid metadata file
             raise InvalidInput(f"cannot register {location}: {type(exc).__name__}: {str(exc)[:300]}",

@@ -29,7 +29,7 @@ from lakehouse.store import iceberg_catalog as store
 
 log = logging.getLogger("lakehouse.iceberg")
 
-ATTEMPTS = 4  # computations of one commit when other writers keep winning the swap
+ATTEMPTS = 6  # computations of one commit when other writers keep winning the swap
 PATH_PROPERTIES = ("write.data.path", "write.metadata.path", "write.object-storage.path",
                    "write.folder-storage.path")
 _VERSION_RE = re.compile(r"^(\d+)-[0-9a-fA-F-]{36}(?:\.gz)?\.metadata\.json$")

@@ -57,8 +57,7 @@ def build_request(ctx: Context, *, workspace: str, workspace_id: int, job_id: in
             phases = [{"name": "python", "type": "python",
                        "params": {"callable": d.python.callable, "args": {**d.python.params, **params}}, **common}]
         else:
-            kind = d.type.value
-            phases = [{"name": kind, "type": kind, "params": {**(getattr(d, kind) or {}), "args": params}, **common}]
+            slug, phases, manifest = _engine(ctx, d, params, environment, workspace_id, common, pipeline_cache)
     except ParamError as exc:
         raise param_error(exc) from None
     fields: dict[str, Any] = {"spec_slug": slug, "git_sha": git_sha, "input_manifest": {**manifest, "job": job_doc,
@@ -95,6 +94,40 @@ def _pipeline(ctx: Context, d: JobDefinition, params: dict[str, Any], environmen
                 "spec": spec.model_dump(mode="json"), "sql": dict(d.pipeline.sql), "params": merged,
                 "watermarks": marks}
     return spec.name, spec.phases(), manifest
+
+
+def _engine(ctx: Context, d: JobDefinition, params: dict[str, Any], environment: str, ws_id: int,
+            common: dict[str, Any], cache: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """spark and dbt jobs (docs/engines.md): the engine's phase, then ``publish``. A spark section that
+    names a ``pipeline`` runs that pipeline with its transform phase on Spark; a dbt section's
+    ``project`` (a folder under the pipelines folder) is carried in the run."""
+    from lakehouse.domain.jobs import PipelineJob
+
+    kind = d.type.value
+    body = dict(getattr(d, kind) or {})
+    if kind == "spark" and body.get("pipeline"):
+        name = str(body.pop("pipeline"))
+        slug, steps, carried = _pipeline(ctx, d.model_copy(update={"pipeline": PipelineJob(name=name)}), params,
+                                         environment, ws_id, cache)
+        steps = [{**p, "type": "spark", "params": {**body, "args": params}} if p["name"] == "transform" else p
+                 for p in steps]
+        return slug, steps, carried
+    manifest: dict[str, Any] = {"params": params}
+    if kind == "dbt":
+        from lakehouse.engines.dbt_project import ProjectError, pack
+
+        folder = (ctx.settings.pipelines_dir / str(body.pop("project", ""))).resolve()
+        if not folder.is_relative_to(ctx.settings.pipelines_dir):
+            raise InvalidInput("dbt.project is a folder under the pipelines folder", code="invalid_job")
+        try:
+            manifest["dbt_project"] = pack(folder)
+        except (ProjectError, OSError) as exc:
+            raise InvalidInput(f"dbt.project: {exc}", code="invalid_job") from None
+    if kind == "spark" and body.get("target"):
+        manifest["write"] = {body["target"]: {"mode": body.get("mode", "overwrite"), "keys": body.get("keys") or []}}
+    phases = [{"name": kind, "type": kind, "params": {**body, "args": params}, **common},
+              {"name": "publish", "type": "publish", "params": {}, **common}]
+    return d.name, phases, manifest
 
 
 def _sql(d: JobDefinition, params: dict[str, Any], version: int, common: dict[str, Any]

@@ -165,12 +165,11 @@ def transports_for(settings: Any) -> list[Any]:
     if settings.openlineage_url:
         from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 
-        auth = ApiKeyTokenProvider({"api_key": settings.openlineage_api_key}) if settings.openlineage_api_key \
-            else None
         config = HttpConfig(url=settings.openlineage_url, endpoint=settings.openlineage_endpoint, timeout=5.0,
                             retry={"total": 2, "connect": 2, "read": 2, "backoff_factor": 0.2,
-                                   "status_forcelist": [500, 502, 503, 504], "allowed_methods": ["POST"]},
-                            **({"auth": auth} if auth else {}))
+                                   "status_forcelist": [500, 502, 503, 504], "allowed_methods": ["POST"]})
+        if settings.openlineage_api_key:
+            config.auth = ApiKeyTokenProvider({"api_key": settings.openlineage_api_key})
         out.append(HttpTransport(config))
     return out
 

@@ -21,6 +21,7 @@ from lakehouse.domain.events import EXECUTOR_EVENT_TYPES, LEVELS, EventType
 from lakehouse.domain.retry import backoff_seconds, may_retry
 from lakehouse.domain.roles import Action
 from lakehouse.domain.states import PhaseStatus, RunStatus
+from lakehouse.services import alert_fire, freshness
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound, ServiceError
@@ -346,6 +347,7 @@ def complete(ctx: Context, principal: Principal, run_id: str, lease_token: str, 
                 done, claims = queue.complete_set(
                     conn, [item[0]], item[1], now=now, expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
                     claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
+                alert_fire.on_runs_finished(conn, _succeeded_runs(done), now)
             if 0 in done:
                 _after_set(ctx, done, claims)
                 out = {"run_status": done[0]["run_status"], "phase": done[0]["phase"],
@@ -458,6 +460,7 @@ def _complete_many_set(ctx: Context, principal: Principal, completions: list[dic
         done, claims = queue.complete_set(conn, fast, rows, now=now,
                                           expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
                                           claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
+        alert_fire.on_runs_finished(conn, _succeeded_runs(done), now)
         for i, d in done.items():
             results[i] = {"run_id": d["run_id"], "run_status": d["run_status"], "phase": d["phase"],
                           "phase_status": PhaseStatus.SUCCEEDED.value}
@@ -597,6 +600,8 @@ def _complete_one(conn: Connection, phase: RowMapping, now: datetime, output_man
         queue.set_run_status(conn, run, RunStatus.SUCCEEDED, now)
         out.append(_ev(EventType.RUN_SUCCEEDED, now, "run succeeded"))
     queue.append_events(conn, run_id, out)
+    if nxt is None:
+        alert_fire.on_events(conn, run_id, out, now)
     return {"run_status": RunStatus.SUCCEEDED.value if nxt is None else run["status"], "phase": phase["name"],
             "phase_status": PhaseStatus.SUCCEEDED.value}, nxt
 
@@ -662,6 +667,7 @@ def _record_manifest(conn: Connection, run: RowMapping, phase: str, manifest: di
                                                "outputs": lineage.get("outputs") or []}]:
             lineage_service.record_edges(conn, run["workspace_id"], run["environment"], run["id"], phase,
                                          list(edge.get("inputs") or []), list(edge.get("outputs") or []), now)
+    freshness.on_manifest(conn, run, manifest, now)
 
 
 def fail(ctx: Context, principal: Principal, run_id: str, lease_token: str, error: str, retryable: bool = True,
@@ -713,6 +719,7 @@ def _fail_phase(ctx: Context, conn: Connection, phase: RowMapping, now: datetime
                        f"in {delay:.2f} s", name, next_attempt=phase["attempt"] + 1,
                        available_at=at.isoformat(), delay_s=round(delay, 3)))
         dialect.notify(conn, queue.READY_CHANNEL)
+        alert_fire.on_events(conn, phase["run_id"], out, now)
         return out
     queue.finish_phase(conn, phase, PhaseStatus.FAILED, now, error=error, attempt_status=attempt_status)
     if event_type is not EventType.PHASE_FAILED:
@@ -725,6 +732,7 @@ def _fail_phase(ctx: Context, conn: Connection, phase: RowMapping, now: datetime
     queue.set_run_status(conn, run, RunStatus.FAILED, now, error=f"{name}: {error[:1000]}")
     out.append(_ev(EventType.RUN_FAILED, now, f"run failed in {name}", level="error", phase_name=name,
                    error=error[:1000]))
+    alert_fire.on_events(conn, phase["run_id"], out, now)  # alerts go to the outbox in this transaction
     return out
 
 
@@ -780,3 +788,8 @@ def ready_state(ctx: Context) -> tuple[bool, float | None]:
         runnable = queue.runnable_now(conn, now)
         due = queue.next_claim_deadline(conn, now)
     return runnable, None if due is None else max(0.0, (due - now).total_seconds())
+
+
+def _succeeded_runs(done: dict[int, dict[str, Any]]) -> list[str]:
+    """Runs a set-based completion finished (their alerts resolve, their scores are due)."""
+    return [d["run_id"] for d in done.values() if d["run_status"] == RunStatus.SUCCEEDED.value]
