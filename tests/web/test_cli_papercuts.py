@@ -36,3 +36,15 @@ def test_demo_source_appears_as_a_connection_once(ctx: Context) -> None:
     register_demo_connection(ctx, path)
     found = [c for c in connections.list_connections(ctx, SYSTEM, "dev") if c["name"] == "odoo-demo"]
     assert len(found) == 1 and found[0]["type"] == "sqlite" and found[0]["config"]["path"] == str(path)
+
+
+def test_lakehouse_up_reuses_its_executor_token(ctx: Context) -> None:
+    from lakehouse.cli.server import LOCAL_EXECUTOR, executor_token
+    from lakehouse.services import auth
+
+    first = executor_token(ctx)
+    assert executor_token(ctx) == first  # the second start reuses it
+    assert (ctx.settings.home / "executor.token").stat().st_mode & 0o777 == 0o600
+    auth.revoke_tokens(ctx, LOCAL_EXECUTOR)
+    again = executor_token(ctx)  # a revoked token is replaced
+    assert again != first and auth.authenticate_token(ctx, again).role == "executor"

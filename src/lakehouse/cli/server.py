@@ -57,11 +57,26 @@ def print_admin(ctx: Context, base: str) -> None:
 
 
 def executor_token(ctx: Context) -> str:
+    """The local workers' token: kept in ``$LAKEHOUSE_HOME/executor.token`` (0600) and reused while it
+    is valid, so that every ``lakehouse up`` does not mint (and leave behind) a new one."""
+    from lakehouse.services.errors import ServiceError
+
+    path = ctx.settings.home / "executor.token"
+    if path.is_file():
+        token = path.read_text().strip()
+        try:
+            if auth.authenticate_token(ctx, token).role == "executor":
+                return token
+        except ServiceError:
+            pass  # revoked, expired or from another database: mint a new one
     try:
         auth.create_user(ctx, LOCAL_EXECUTOR, "executor", None)
-    except Exception:
-        pass
-    return auth.create_token(ctx, LOCAL_EXECUTOR, "executor", name="lakehouse up")
+    except ServiceError:
+        pass  # it exists
+    token = auth.create_token(ctx, LOCAL_EXECUTOR, "executor", name="lakehouse up")
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
 
 
 def spawn_workers(n: int, server: str, token: str, extra: list[str] | None = None,
