@@ -32,7 +32,7 @@ from lakehouse.api import (
 from lakehouse.api.iceberg_rest import create as iceberg_catalog
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
-from lakehouse.services import alert_eval, audit, protocol
+from lakehouse.services import alert_eval, audit, openlineage, protocol
 from lakehouse.services.context import Context
 from lakehouse.services.waker import PgListener, SqliteWatcher
 
@@ -66,6 +66,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
                   description="Control plane API and the executor contract (docs/executor-contract.md).")
     app.state.ctx = ctx
+    openlineage.install(ctx.settings)  # a no-op unless LAKEHOUSE_OPENLINEAGE_* is set
     app.state.runs_scheduler = False  # /ready: a process without the scheduler (yet) is still ready
     errors.install(app)
     app.include_router(ops.router)

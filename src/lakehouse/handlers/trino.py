@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from typing import Any
 
@@ -149,9 +150,22 @@ def run_trino(ctx: PhaseContext) -> dict[str, Any]:
     cap = _cap(ctx)
     connection, user = _connect(ctx, name)
     cur = None
+    current: list[Any] = []  # the running cursor, for the cancel watcher
+    done = threading.Event()
+
+    def watch() -> None:  # a cancel while the client waits inside execute()/fetch kills the Trino query now
+        while not done.wait(0.05):
+            if ctx.cancelled.is_set():
+                if current:
+                    current[-1].cancel()
+                return
+
+    watcher = threading.Thread(target=watch, name=f"trino-cancel-{ctx.run_id}", daemon=True)
+    watcher.start()
     try:
         try:
             cur = connection.cursor()
+            current.append(cur)
             cur.execute(f"EXPLAIN (TYPE IO, FORMAT JSON) {sql}")
             estimate = cost_estimate(str(cur.fetchall()[0][0]))
             ctx.log(f"cost estimate: {_size(estimate['bytes'])} from {len(estimate['tables'])} table(s)"
@@ -166,6 +180,7 @@ def run_trino(ctx: PhaseContext) -> dict[str, Any]:
             ctx.check()
             t0 = time.perf_counter()
             cur = connection.cursor()
+            current.append(cur)
             cur.execute(sql)
             columns = [{"name": d[0], "type": str(d[1])} for d in (cur.description or [])]
             schema = pa.schema([(c["name"], _arrow_type(c["type"])) for c in columns])
@@ -192,10 +207,14 @@ def run_trino(ctx: PhaseContext) -> dict[str, Any]:
                 cur.cancel()  # DELETE the query's nextUri: Trino stops it
             raise
         except TrinoQueryError as exc:
+            if ctx.cancelled.is_set():  # the watcher cancelled it: Trino answers USER_CANCELED
+                raise PhaseCancelled(ctx.cancel_reason or "phase cancelled") from None
             raise PhaseError(f"trino {exc.error_name}: {exc.message}", retryable=False) from None
         except (OSError, HttpError, TrinoConnectionError) as exc:
             raise PhaseError(f"cannot reach Trino: {type(exc).__name__}: {str(exc)[:200]}", retryable=True) from None
     finally:
+        done.set()
+        watcher.join()
         connection.close()
     query = {"trino_query_id": cur.query_id, "sql": sql, "user": user, "rows": rows, "columns": columns,
              "estimate": estimate, "cap_bytes": cap, "duration_ms": round(duration_ms, 3)}

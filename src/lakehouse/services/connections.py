@@ -65,7 +65,9 @@ TYPES: dict[str, tuple[str, list[Field]]] = {
     "trino": ("Trino", [
         Field("host", "Host", True, target=True), Field("port", "Port", True, "8080", target=True),
         Field("http_scheme", "Scheme", False, "http", target=True), Field("user", "User", True, "lakehouse"),
-        Field("catalog", "Catalog", False, "iceberg"), Field("password", "Password", secret=True)]),
+        Field("catalog", "Catalog", False, "iceberg"), Field("password", "Password", secret=True),
+        Field("read_only_user", "Read-only user (analysts, trino phases)"),
+        Field("read_only_password", "Read-only user's password", secret=True)]),
     "spark": ("Spark (master or Spark Connect)", [
         Field("master", "Master URL", True, placeholder="spark://host:7077 or sc://host:15002", target=True)]),
     "smtp": ("SMTP (email alerts)", [

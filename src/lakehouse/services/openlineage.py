@@ -202,7 +202,7 @@ def flush() -> None:
         _emitter.flush()
 
 
-def on_manifest(conn: Any, run: Mapping[str, Any], phase: str, manifest: Mapping[str, Any], now: datetime,
+def on_manifest(conn: Any, run: Any, phase: str, manifest: Mapping[str, Any], now: datetime,
                 attempt: int | None = None) -> bool:
     """Emit the phase's run event (when an emitter is installed and the phase touched tables); True when
     one was queued. Called in the transaction that records the phase's manifest; sends nothing there."""

@@ -21,7 +21,7 @@ from lakehouse.domain.events import EXECUTOR_EVENT_TYPES, LEVELS, EventType
 from lakehouse.domain.retry import backoff_seconds, may_retry
 from lakehouse.domain.roles import Action
 from lakehouse.domain.states import PhaseStatus, RunStatus
-from lakehouse.services import alert_fire, freshness
+from lakehouse.services import alert_fire, datasets, freshness, openlineage
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound, ServiceError
@@ -668,6 +668,8 @@ def _record_manifest(conn: Connection, run: RowMapping, phase: str, manifest: di
             lineage_service.record_edges(conn, run["workspace_id"], run["environment"], run["id"], phase,
                                          list(edge.get("inputs") or []), list(edge.get("outputs") or []), now)
     freshness.on_manifest(conn, run, manifest, now)
+    datasets.on_manifest(conn, run, manifest, now)  # published tables appear in the dataset registry
+    openlineage.on_manifest(conn, run, phase, manifest, now)  # queued; sent by a background thread
 
 
 def fail(ctx: Context, principal: Principal, run_id: str, lease_token: str, error: str, retryable: bool = True,

@@ -357,12 +357,14 @@ def _run_trino(ctx: Context, principal: Principal, sql: str, env: str, workspace
     except ImportError:
         raise InvalidInput("the trino engine needs the Trino client: pip install 'lakehouse[trino]'",
                            code="engine_unavailable") from None
-    auth = trino.auth.BasicAuthentication(config.get("user", "lakehouse"), secrets["password"]) \
-        if secrets.get("password") else None
+    user, password = config.get("user", "lakehouse"), secrets.get("password")
+    if config.get("read_only_user") and principal.role in ("analyst", "viewer"):  # analysts query read-only
+        user, password = config["read_only_user"], secrets.get("read_only_password")
+    auth = trino.auth.BasicAuthentication(user, password) if password else None
     sink = _ResultSink(ctx, limit_preview)
     try:
         conn = trino.dbapi.connect(
-            host=config["host"], port=int(config.get("port", 8080)), user=config.get("user", "lakehouse"),
+            host=config["host"], port=int(config.get("port", 8080)), user=user,
             catalog=config.get("catalog", "iceberg"), http_scheme=config.get("http_scheme", "http"), auth=auth,
             request_timeout=timeout_s or 300.0,
             session_properties={"query_max_run_time": f"{int(timeout_s)}s"} if timeout_s else None)
