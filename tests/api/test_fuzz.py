@@ -153,7 +153,7 @@ def test_nul_characters_and_huge_ids_are_refused_not_500(api: TestClient, admin_
         assert set(r.json()["error"]) == {"code", "message", "details"}
 
 
-def test_nul_in_an_output_manifest_fails_the_completion_with_422(api: TestClient, admin_token: str) -> None:
+def test_nul_or_a_huge_integer_in_an_output_manifest_is_a_422(api: TestClient, admin_token: str) -> None:
     h = {"Authorization": f"Bearer {admin_token}"}
     assert api.post("/ops/runs", json=RUN, headers=h).status_code == 201
     claim = api.post("/ops/claim", json={"executor_id": "ex", "capabilities": ["noop"]}, headers=h).json()
@@ -161,6 +161,12 @@ def test_nul_in_an_output_manifest_fails_the_completion_with_422(api: TestClient
                  json={"lease_token": claim["lease_token"], "output_manifest": {"note": "a\x00b"}})
     _refused(r)
     assert r.status_code == 422
+    for path, body in ((f"/ops/runs/{claim['run_id']}/complete", b'{"lease_token": "%s", "output_manifest": %s}'),
+                       ("/ops/complete", b'{"completions": [{"run_id": "' + claim["run_id"].encode()
+                        + b'", "lease_token": "%s", "output_manifest": %s}]}')):
+        r = api.post(path, headers={**h, "content-type": "application/json"},
+                     content=body % (claim["lease_token"].encode(), b'{"n": 18446744073709551616}'))
+        assert r.status_code == 422 and r.json()["error"]["code"] == "out_of_range", (path, r.text)
     # the lease is still held: the worker can report the refusal as the phase's failure
     r = api.post(f"/ops/runs/{claim['run_id']}/fail", headers=h,
                  json={"lease_token": claim["lease_token"], "error": "refused", "retryable": False})

@@ -111,3 +111,13 @@ def test_workspace_bound_executor_token_is_limited_to_its_workspaces(attack: Att
     with attack.ctx.db.read() as conn:
         uid: int = conn.execute(select(users_table.c.id).where(users_table.c.name == "executor")).scalar_one()
         assert conn.execute(select(memberships).where(memberships.c.user_id == uid)).first() is None
+
+
+def test_a_promoted_user_is_not_kept_at_the_old_role_by_memberships(attack: Attack) -> None:
+    """A viewer promoted to engineer acts as an engineer in its workspace with a new token (its old token
+    keeps the role it was minted with as a ceiling); its memberships follow the new role."""
+    assert attack.run("alpha_viewer", "alpha", [{"name": "a", "type": "noop"}])["status_code"] == 403
+    users.set_role(attack.ctx, ADMIN, "alpha_viewer", "engineer")
+    assert attack.run("alpha_viewer", "alpha", [{"name": "a", "type": "noop"}])["status_code"] == 403
+    attack.tokens["alpha_viewer"] = auth.create_token(attack.ctx, "alpha_viewer")
+    assert attack.run("alpha_viewer", "alpha", [{"name": "a", "type": "noop"}])["status_code"] == 201

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehouse.lake.blobstore import StoreFull
 from lakehouse.services.errors import ServiceError
-from lakehouse.store.db import DatabaseError, first_line, is_unavailable, refusal
+from lakehouse.store.db import DatabaseError, StatementFailed, first_line, is_unavailable, refusal
 
 log = logging.getLogger("lakehouse.api")
 
@@ -28,6 +28,7 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                422: "invalid", 429: "rate_limited"}
 RETRY_AFTER_S = 2  # what a client should wait before repeating a request the database could not serve
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+ORJSON_BIG_INT = "Integer exceeds 64-bit range"  # orjson's TypeError for an int it cannot encode
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
@@ -67,11 +68,28 @@ def install(app: FastAPI) -> None:
         answer = database_error(exc, request.url.path)
         return answer if answer is not None else _internal(request, exc)
 
+    @app.exception_handler(StatementFailed)
+    async def _statement(request: Request, exc: StatementFailed) -> JSONResponse:
+        # a value SQLAlchemy could not bind: answered as the value's own error would be
+        if isinstance(exc.orig, OverflowError):
+            return await _overflow(request, exc.orig)
+        if isinstance(exc.orig, TypeError):
+            return await _type_error(request, exc.orig)
+        return _internal(request, exc)
+
     @app.exception_handler(OverflowError)
     async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
         # SQLite's driver refuses integers past 64 bits before any statement runs (ids in paths, params)
         log.info("integer out of range", extra={"path": request.url.path, "error": str(exc)})
         return error_response(422, "out_of_range", "a number in the request is out of range (64-bit integers)")
+
+    @app.exception_handler(TypeError)
+    async def _type_error(request: Request, exc: TypeError) -> JSONResponse:
+        if str(exc) == ORJSON_BIG_INT:  # a JSON document (a manifest, params) holding an integer past 64 bits
+            log.info("integer out of range in a JSON value", extra={"path": request.url.path})
+            return error_response(422, "out_of_range", "a JSON value holds an integer out of the 64-bit range, "
+                                  "which cannot be stored; send it as a string")
+        return _internal(request, exc)
 
     @app.exception_handler(StoreFull)
     async def _store_full(request: Request, exc: StoreFull) -> JSONResponse:

@@ -55,6 +55,9 @@ def set_role(ctx: Context, actor: Principal, name: str, role: str, address: str 
         if row.name == actor.name and role != Role.ADMIN.value:
             raise Conflict("you cannot take the admin role from yourself", code="self_demotion")
         store.set_role(conn, row.id, role)
+        # a membership that carried the old role follows the user (a promoted viewer is not kept a viewer
+        # by old memberships); one an admin set to another role keeps it (capped by the new role anyway)
+        store.follow_role(conn, row.id, row.role, role)
         sessions.end_user_sessions(conn, row.id)
         audit.record(conn, ctx.clock(), actor, "user.role", "user", name, None,
                      {"from": row.role, "to": role}, address)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.pool import NullPool
 
 log = logging.getLogger("lakehouse.store")
@@ -133,6 +133,7 @@ def _is_sqlite_error(orig: Any) -> bool:
 
 
 DatabaseError = DBAPIError  # what the HTTP edge catches; it never imports SQLAlchemy itself
+StatementFailed = StatementError  # a bind value the driver could not convert (wraps it as ``.orig``)
 
 
 def refusal(exc: DBAPIError) -> tuple[str, str] | None:

@@ -70,6 +70,13 @@ def set_role(conn: Connection, user_id: int, role: str) -> None:
     conn.execute(update(users).where(users.c.id == user_id).values(role=role))
 
 
+def follow_role(conn: Connection, user_id: int, old: str, new: str) -> int:
+    """Memberships that held the user's old global role (they were not set apart) take the new one."""
+    res = conn.execute(update(memberships).where(memberships.c.user_id == user_id, memberships.c.role == old)
+                       .values(role=new))
+    return int(res.rowcount or 0)
+
+
 def set_disabled(conn: Connection, user_id: int, disabled: bool) -> None:
     conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
 
