@@ -48,6 +48,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.kill(signal.SIGTERM)  # never leave a half-started server (or its children) behind
         raise RuntimeError("server did not start")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -66,7 +67,8 @@ def spawn_worker(server: Server, token: str, executor_id: str, log_dir: Path, *e
 
 @contextmanager
 def running_server(home: Path, database_url: str, **settings: Any) -> Iterator[Server]:
-    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_DATABASE_URL": database_url}
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_DATABASE_URL": database_url,
+           "LAKEHOUSE_PROCESSES": "1"}  # one server process unless a test asks for more (processes=N)
     env.update({f"LAKEHOUSE_{k.upper()}": str(v) for k, v in settings.items()})
     home.mkdir(parents=True, exist_ok=True)
     server = Server(env, free_port(), home)

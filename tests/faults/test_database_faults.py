@@ -85,7 +85,7 @@ def test_terminated_connections_mid_transaction_lose_and_repeat_nothing(fresh_pg
     assert dbname
     eng, executor = make_tokens(tmp_path / "home", fresh_pg)
     ledger = tmp_path / "ledger.txt"
-    with running_server(tmp_path / "home", fresh_pg, **FAST) as server:
+    with running_server(tmp_path / "home", fresh_pg, processes=2, **FAST) as server:
         http = httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {eng}"}, timeout=30)
         run_ids = ledger_runs(http, ledger, runs=10, phases=6)
         poller = Poller(http)
