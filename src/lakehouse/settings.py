@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(default=300.0, ge=0, description="Longest retry delay.")
     pipelines_dir: Path = Field(default=Path("pipelines"), description="Folder of pipeline YAML specs.")
     log_level: str = Field(default="INFO", description="Log level of servers and workers (JSON logs on stderr).")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="Log lines: `json`, `text`, or `auto` (text on a terminal, JSON otherwise).")
     port: int = Field(default=8000, description="HTTP port of `lakehouse up`/`serve`.")
     host: str = Field(default="127.0.0.1", description="HTTP bind address.")
 

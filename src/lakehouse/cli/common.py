@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,26 +26,53 @@ F = TypeVar("F", bound=Callable[..., Any])
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _redact(key: str, value: Any, secret_keys: tuple[str, ...]) -> Any:
+    if any(s in key.lower() for s in secret_keys):
+        return "•••••"
+    return _ANSI.sub("", value) if isinstance(value, str) else value
+
+
 class JsonFormatter(logging.Formatter):
-    """Structured JSON log lines; values of keys that look secret are redacted."""
+    """Structured JSON log lines; values of keys that look secret are redacted, terminal colour codes
+    are stripped."""
 
     SECRET_KEYS = ("token", "password", "secret", "authorization", "key")
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
                                "level": record.levelname.lower(), "logger": record.name,
-                               "message": record.getMessage()}
+                               "message": _ANSI.sub("", record.getMessage())}
         for k, v in record.__dict__.items():
             if k not in _RESERVED and not k.startswith("_"):
-                doc[k] = "•••••" if any(s in k.lower() for s in self.SECRET_KEYS) else v
+                doc[k] = _redact(k, v, self.SECRET_KEYS)
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)
 
 
-def setup_logging(level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    """One readable line for a person at a terminal: time, level, logger, message, then the fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        fields = " ".join(f"{k}={_redact(k, v, JsonFormatter.SECRET_KEYS)}" for k, v in record.__dict__.items()
+                          if k not in _RESERVED and not k.startswith("_"))
+        line = f"{ts} {record.levelname:<7} {record.name}: {record.getMessage()}" + (f"  {fields}" if fields else "")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
+    """JSON lines when stderr is not a terminal (or ``LAKEHOUSE_LOG_FORMAT=json``); readable lines on a
+    terminal (or ``text``)."""
+    fmt = fmt or Settings().log_format
+    text = fmt == "text" or (fmt == "auto" and sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from lakehouse.cli.common import console, context, fail
+from lakehouse.cli.common import console, fail, read_context
 from lakehouse.services import sql as sql_service
 from lakehouse.services.auth import SYSTEM
 from lakehouse.services.errors import ServiceError
@@ -33,7 +33,7 @@ def sql(query: str = typer.Argument(..., help="One read-only statement; tables a
     if format not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}")
     try:
-        ctx = context()
+        ctx = read_context()  # a query never migrates (and never races a starting server)
         result = sql_service.run_query(ctx, SYSTEM, query, engine=engine, env=env, workspace=workspace,
                                        limit_preview=limit if format == "table" else 0, timeout_s=timeout)
     except ServiceError as exc:
