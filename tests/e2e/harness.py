@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -37,7 +38,7 @@ class Server:
     def start(self) -> None:
         log = (self.log_dir / f"server-{time.monotonic_ns()}.log").open("wb")
         self.proc = subprocess.Popen(lakehouse("serve", "--port", str(self.port)), env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -54,7 +55,14 @@ class Server:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
-            self.proc.wait(30)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:  # a loaded machine: do not leave it (or its children) running
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+        if self.proc:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # children of a multi-process server
 
 
 def spawn_worker(server: Server, token: str, executor_id: str, log_dir: Path, *extra: str
