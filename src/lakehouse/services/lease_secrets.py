@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from lakehouse.domain.events import EventType
 from lakehouse.domain.roles import Action
-from lakehouse.services import auth, connections, runs
+from lakehouse.services import connections, lease_scope, runs
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, InvalidInput, LeaseLost, NotFound
@@ -39,17 +39,10 @@ def declared_connections(input_manifest: dict[str, Any]) -> set[str]:
 def for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str, name: str) -> dict[str, Any]:
     from lakehouse.store import queue
 
-    principal.require(Action.EXECUTE)
-    with ctx.db.read() as conn:
-        run = queue.get_run(conn, run_id)
-        if run is None or not principal.can_see(run["workspace_id"]):
-            raise NotFound(f"run {run_id} not found", code="run_not_found")
-        phase = queue.find_lease(conn, run_id, lease_token)
-        if phase is None:
-            raise LeaseLost("the lease is no longer held (expired and requeued, cancelled or finished)")
+    run, phase = lease_scope.held_lease(ctx, principal, run_id, lease_token)
     if name not in declared_connections(run["input_manifest"] or {}):
         raise Forbidden(f"this run did not declare connection {name!r}", code="connection_not_declared")
-    creator = _creator(ctx, run["created_by"] or "", run["workspace_id"])
+    creator = lease_scope.acting_as(ctx, run["created_by"] or "", run["workspace_id"], Action.CONNECTION_READ)
     workspace = runs.get_run(ctx, run_id, principal)["workspace"]
     match = [c for c in connections.list_connections(ctx, creator, run["environment"])
              if c["name"] == name and c["workspace"] == workspace]
@@ -78,18 +71,6 @@ def source_url(type_: str, config: dict[str, Any], secrets: dict[str, str]) -> s
     if type_ == "sqlite":
         return f"sqlite:///{config['path']}"
     return None
-
-
-def _creator(ctx: Context, created_by: str, workspace_id: int) -> Principal:
-    """The run's creator as it is now, limited to the run's workspace (connections are used on their behalf)."""
-    if created_by == auth.SYSTEM.name:
-        return Principal(name=auth.SYSTEM.name, role=auth.SYSTEM.role, workspace_ids=frozenset({workspace_id}))
-    creator = auth.principal_for_user(ctx, created_by)
-    if creator is None or not creator.can_in(Action.CONNECTION_READ, workspace_id):
-        raise Forbidden(f"the run's creator {created_by!r} may not use connections in this workspace now",
-                        code="creator_not_allowed")
-    return Principal(name=creator.name, role=creator.role_in(workspace_id), user_id=creator.user_id,
-                     workspace_ids=frozenset({workspace_id}))
 
 
 def check_name(name: str) -> str:

@@ -15,10 +15,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse.domain.roles import Action
-from lakehouse.services import artifacts, auth, runs, sql, sql_pool
+from lakehouse.services import artifacts, lease_scope, runs, sql, sql_pool
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
-from lakehouse.services.errors import Forbidden, LeaseLost, NotFound
 
 
 @dataclass(frozen=True)
@@ -39,18 +38,9 @@ async def run_for_lease(ctx: Context, principal: Principal, run_id: str, lease_t
 
 
 def _check_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str) -> _Lease:
-    from lakehouse.store import queue
-
-    principal.require(Action.EXECUTE)
-    with ctx.db.read() as conn:
-        run = queue.get_run(conn, run_id)
-        if run is None or not principal.can_see(run["workspace_id"]):
-            raise NotFound(f"run {run_id} not found", code="run_not_found")
-        phase = queue.find_lease(conn, run_id, lease_token)
-        if phase is None:
-            raise LeaseLost("the lease is no longer held (expired and requeued, cancelled or finished)")
+    run, phase = lease_scope.held_lease(ctx, principal, run_id, lease_token)
     slug = runs.get_run(ctx, run_id, principal)["workspace"]
-    creator = _acting_as(ctx, run["created_by"] or "", run["workspace_id"])
+    creator = lease_scope.acting_as(ctx, run["created_by"] or "", run["workspace_id"], Action.QUERY)
     return _Lease(run_id, phase["name"], slug, run["environment"], creator)
 
 
@@ -68,16 +58,3 @@ def _finish(ctx: Context, principal: Principal, lease: _Lease, result: dict[str,
             "metadata": {**sql.jsonable(summary), "preview": sql.jsonable(preview)}}, principal)
     return {"query": sql.jsonable(summary), "artifact": artifact, "acting_as": lease.creator.name,
             "workspace": lease.workspace, "environment": lease.environment}
-
-
-def _acting_as(ctx: Context, created_by: str, workspace_id: int) -> Principal:
-    """The run's creator as it is now, limited to the run's workspace; a creator who is gone, disabled
-    or no longer a member cannot have queries run on their behalf."""
-    if created_by == auth.SYSTEM.name:
-        return Principal(name=auth.SYSTEM.name, role=auth.SYSTEM.role, workspace_ids=frozenset({workspace_id}))
-    creator = auth.principal_for_user(ctx, created_by)
-    if creator is None or not creator.can_in(Action.QUERY, workspace_id):
-        raise Forbidden(f"the run's creator {created_by!r} may not query this workspace now",
-                        code="creator_not_allowed")
-    return Principal(name=creator.name, role=creator.role_in(workspace_id), user_id=creator.user_id,
-                     workspace_ids=frozenset({workspace_id}))
