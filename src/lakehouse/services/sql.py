@@ -51,6 +51,7 @@ from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound, ServiceError
 from lakehouse.services.sql_results import ResultSink as _ResultSink
+from lakehouse.store import artifacts as blob_store
 from lakehouse.store import sql_history as history
 from lakehouse.store.sql_history import QueryRow
 
@@ -429,7 +430,7 @@ def _record(ctx: Context, ws_id: int, env: str, principal: Principal, engine: st
         duration_ms = (time.perf_counter() - t0) * 1000
     with ctx.db.write() as conn:
         if result is not None:
-            history.remember_blob(conn, result[0], result[1], result[2], ctx.clock())
+            blob_store.remember_blob(conn, result[0], result[1], result[2], ctx.clock())  # one blobs registry
         return history.insert_query(
             conn, workspace_id=ws_id, environment=env, user_name=principal.name, engine=engine, sql_text=sql,
             status=status, error=error, started_at=started_at, duration_ms=duration_ms, rows=rows,

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select, update
 
-from lakehouse.store import dialect
 from lakehouse.store.scope import visible
 from lakehouse.store.tables import artifacts, query_history
 from lakehouse.store.tables import blobs as blobs_table
@@ -62,10 +61,7 @@ def _row(r: Any) -> QueryRow:
 
 # --- recording ----------------------------------------------------------------------------------
 
-def remember_blob(conn: Connection, sha256: str, size_bytes: int, uri: str, now: datetime) -> None:
-    """Register a content-addressed file (kept as it is when the content is known already)."""
-    dialect.insert_ignore(conn, blobs_table, [{"sha256": sha256, "size_bytes": size_bytes, "uri": uri,
-                                               "stored_at": now}], "sha256")
+# stored results are blobs like artifacts: one statement registers both
 
 
 def insert_query(conn: Connection, *, workspace_id: int, environment: str, user_name: str, engine: str,
