@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -121,6 +123,17 @@ class Settings(BaseSettings):
                                       description="Largest input a trino phase may read by Trino's EXPLAIN (TYPE IO) "
                                                   "estimate (0: no cap); a phase may lower it, never raise it.")
 
+    s3_endpoint: str = Field(default="", description="S3 endpoint URL for the warehouse and artifact store "
+                                                     "(MinIO, moto: http://127.0.0.1:9000); empty: AWS.")
+    s3_region: str = Field(default="", description="S3 region (us-east-1 when an endpoint is set and none given).")
+    s3_access_key_id: str = Field(default="", description="S3 access key id (empty: the AWS_* environment).")
+    s3_secret_access_key: str = Field(default="", description="S3 secret access key (empty: the AWS_* environment).")
+    s3_session_token: str = Field(default="", description="S3 session token, for temporary credentials.")
+    s3_url_style: Literal["auto", "path", "vhost"] = Field(
+        default="auto", description="S3 addressing: `path`, `vhost`, or `auto` (path with an endpoint, else vhost).")
+    artifact_store: str = Field(default="", description="Where artifacts are kept: empty ($LAKEHOUSE_HOME/artifacts) "
+                                                        "or s3://bucket/prefix.")
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):  # type: ignore[no-untyped-def]
@@ -135,6 +148,27 @@ class Settings(BaseSettings):
         if not self.warehouse:
             self.warehouse = str(self.home / "warehouse")
         return self
+
+    def s3_properties(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """pyiceberg-style ``s3.*`` properties from these settings, falling back on the standard
+        ``AWS_*`` variables of ``environ`` for what is not set here."""
+        env = os.environ if environ is None else environ
+        props: dict[str, str] = {}
+        endpoint = self.s3_endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+        if endpoint:
+            props["s3.endpoint"] = endpoint
+        for value, var, key in ((self.s3_access_key_id, "AWS_ACCESS_KEY_ID", "s3.access-key-id"),
+                                (self.s3_secret_access_key, "AWS_SECRET_ACCESS_KEY", "s3.secret-access-key"),
+                                (self.s3_session_token, "AWS_SESSION_TOKEN", "s3.session-token")):
+            if value or env.get(var):
+                props[key] = value or env[var]
+        region = (self.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+                  or ("us-east-1" if endpoint else ""))
+        if region:
+            props["s3.region"] = region
+        style = self.s3_url_style if self.s3_url_style != "auto" else ("path" if endpoint else "vhost")
+        props["s3.force-virtual-addressing"] = "true" if style == "vhost" else "false"
+        return props
 
     @property
     def artifacts_dir(self) -> Path:
