@@ -49,8 +49,8 @@ def run_ours(home: Path, source: str, workers: int) -> dict[str, Any]:
     os.environ.pop("LAKEHOUSE_WAREHOUSE", None)
     from lakehouse.cli.demo import watch
     from lakehouse.cli.server import Running
+    from lakehouse.domain.principal import SYSTEM
     from lakehouse.services import pipelines
-    from lakehouse.services.auth import SYSTEM
     from lakehouse.services.context import open_context
     from lakehouse.settings import Settings
     from lakehouse.store.migrations import upgrade

@@ -1,7 +1,7 @@
 """Queue benchmark: the executor contract end to end, through the real HTTP API, with real
 `lakehouse serve` and `lakehouse worker` processes, on PostgreSQL and on SQLite.
 
-    .venv/bin/python bench/queue.py [--backend postgres|sqlite|both] [--quick] [--profile DIR]
+    .venv/bin/python bench/queue.py [--backend postgres|sqlite|both] [--quick] [--profile DIR] [--peers]
 
 Prints one JSON document on stdout and a human-readable summary on stderr. Figures:
 
@@ -21,7 +21,9 @@ on the server) and fresh workers; every process is stopped in ``finally``. Postg
 ``lakehouse_bench_<pid>`` on 127.0.0.1:5432 (user postgres), dropped at the end. SQLite: a temp
 LAKEHOUSE_HOME. ``--profile DIR`` also records py-spy profiles (collapsed stacks of the threads that
 hold the GIL, i.e. where Python CPU goes) of the server and the workers of every scenario into DIR;
-profiled figures are slower and only for diagnosis.
+profiled figures are slower and only for diagnosis. ``--peers`` also runs pgqueuer and procrastinate
+(when importable; nothing is installed) on the same PostgreSQL and puts our throughput as ratios to
+theirs under ``peers`` (see bench/_peers.py); ``--peers-only`` runs only them.
 """
 
 from __future__ import annotations
@@ -573,6 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=50, help="max_phases of the batched workers")
     ap.add_argument("--create-threads", type=int, default=8)
     ap.add_argument("--profile", type=Path, default=None, help="record py-spy profiles into this folder")
+    ap.add_argument("--peers", action="store_true",
+                    help="also run pgqueuer and procrastinate (if installed: the `bench` extra) on the same "
+                         "PostgreSQL and report our figures as ratios to theirs")
+    ap.add_argument("--peers-only", action="store_true", help="run only the peers (no ratios)")
     ap.add_argument("--src", type=Path, default=None,
                     help="run server/workers/CLI from this source tree (e.g. a `git archive` of a commit)")
     cfg = ap.parse_args(argv)
@@ -585,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.gap_s = 0.02
 
     backends = ["postgres", "sqlite"] if cfg.backend == "both" else [cfg.backend]
+    if cfg.peers_only:
+        backends = []
     doc: dict[str, Any] = {
         "benchmark": "bench/queue.py",
         "command": " ".join([Path(sys.executable).name, "bench/queue.py", *(argv or sys.argv[1:])]),
@@ -610,6 +618,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             log(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
             doc["errors"][name] = f"{type(exc).__name__}: {exc}"
+    if cfg.peers or cfg.peers_only:
+        from _peers import ratios, run_peers
+
+        doc["peers"] = run_peers(cfg.tput_runs, cfg.batch)
+        doc["peers"]["ratios"] = ratios(doc["results"].get("postgres"), doc["peers"])
+        doc["peers"]["ratio"] = "our PostgreSQL phases/s (throughput_<mode>) / the peer's jobs/s, same invocation"
+        for k, v in doc["peers"]["ratios"].items():
+            log(f"peers: {k}: {v['ratio']}x" + (f" (target {v['target_ratio']}x)" if "target_ratio" in v else ""))
     doc["total_seconds"] = round(time.monotonic() - t0, 1)
     print_summary(doc)
     print(json.dumps(doc, indent=2, default=str))

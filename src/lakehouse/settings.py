@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
 class Settings(BaseSettings):
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     )
     reaper_interval_s: float = Field(default=1.0, gt=0, description="How often expired leases are reaped.")
     executor_stale_s: float = Field(default=60.0, gt=0, description="Executor silent this long is stale.")
+    phase_kill_grace_s: float = Field(
+        default=10.0, ge=0, description="A stopped phase's process group gets SIGTERM, then SIGKILL after this."
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest JSON request body.")
     max_artifact_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="Largest artifact upload.")
     retry_base_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles per attempt.")
@@ -135,8 +138,11 @@ class Settings(BaseSettings):
                                                         "or s3://bucket/prefix.")
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings):  # type: ignore[no-untyped-def]
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @model_validator(mode="after")

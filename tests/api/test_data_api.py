@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.lake.catalog import close_catalogs
 from lakehouse.lake.tables import write_table
 from lakehouse.services import auth, lineage, workspaces
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.store.tables import memberships, users
 from tests.lake.support import fresh_catalog
@@ -37,7 +37,7 @@ def _headers(ctx: Context, name: str, role: str, workspace: str | None = None) -
     if workspace:
         ws_id = workspaces.create(ctx, workspace)
         with ctx.db.write() as conn:
-            uid = conn.execute(select(users.c.id).where(users.c.name == name)).scalar_one()
+            uid: int = conn.execute(select(users.c.id).where(users.c.name == name)).scalar_one()
             conn.execute(memberships.delete().where(memberships.c.user_id == uid))
             conn.execute(memberships.insert().values(workspace_id=ws_id, user_id=uid, role=role))
     return {"Authorization": f"Bearer {auth.create_token(ctx, name)}"}

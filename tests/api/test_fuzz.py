@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from lakehouse.api.app import create_app
@@ -50,6 +51,8 @@ def _fuzz(ctx: Context, token: str) -> list[str]:
     headers = {"Authorization": f"Bearer {token}"}
     failures: list[str] = []
     for result in schema.get_all_operations():
+        if isinstance(result, Err):  # the document itself is broken: say how
+            raise result.err()
         op = result.ok()
         if (op.method.upper(), op.path) in SKIPPED:
             continue

@@ -4,6 +4,8 @@ the worker-side lease bugs of issue 13, and cross-process wake-ups on SQLite."""
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -13,14 +15,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lakehouse.api.app import create_app
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.handlers.builtin import noop, sleep
-from lakehouse.services import runs
-from lakehouse.services.auth import SYSTEM
+from lakehouse.services import executors, runs
 from lakehouse.services.context import Context, open_context
 from lakehouse.worker.client import ExecutorClient
-from lakehouse.worker.context import PhaseContext
+from lakehouse.worker.context import PhaseContext, PhaseError
+from lakehouse.worker.contract import ContractError, LeaseLostError
+from lakehouse.worker.inmemory import InMemoryClient
 from lakehouse.worker.loop import Worker
+from lakehouse.worker.runner import PhaseRunner
 
 
 @pytest.fixture
@@ -144,3 +149,107 @@ def test_sqlite_work_created_by_another_process_wakes_a_long_poll(ctx: Context, 
         poller.join(timeout=30)  # a liveness bound, far below the poll's 60 s
         assert not poller.is_alive(), "the long-poll was not woken by the other process's run"
         assert answer["status"] == 200 and answer["body"]["run_id"] == rid
+
+
+# --- the worker seam (issue 12 item 4): the runner over the in-memory client ----------------------
+
+ROBOT = Principal(name="robot", role="executor")
+
+
+def logs_and_fails(ctx: PhaseContext) -> dict[str, Any]:
+    ctx.log("about to fail", rows=3)
+    raise PhaseError("no rows today", retryable=False)
+
+
+def logs_and_succeeds(ctx: PhaseContext) -> dict[str, Any]:
+    ctx.log("all good")
+    return {"outputs": {"n": ctx.params["n"]}}
+
+
+@pytest.mark.parametrize("max_phases", [1, 3])
+def test_the_phase_runner_runs_real_phases_over_the_in_memory_client(ctx: Context, max_phases: int) -> None:
+    """No HTTP: claims, events, completions with the next claim, failures and the batched path all
+    go through the services; the outcomes are the ones the HTTP worker gets."""
+    good = [run_of(ctx, {"name": "a", "type": "ok", "params": {"n": i}}, {"name": "b", "type": "noop"})
+            for i in range(4)]
+    bad = run_of(ctx, {"name": "a", "type": "bad", "max_attempts": 3}, {"name": "b", "type": "noop"})
+    runner = PhaseRunner(InMemoryClient(ctx, ROBOT), executor_id="seam", max_phases=max_phases, wait_s=0,
+                         once=True, handlers={"ok": logs_and_succeeds, "bad": logs_and_fails, "noop": noop})
+    try:
+        runner.run()
+    finally:
+        runner.close()
+    for i, rid in enumerate(good):
+        run = runs.get_run(ctx, rid, SYSTEM)
+        assert run["status"] == "succeeded" and run["phases"][0]["output_manifest"] == {"outputs": {"n": i}}
+        assert "all good" in [e["message"] for e in trail(ctx, rid)]
+    failed = runs.get_run(ctx, bad, SYSTEM)
+    assert failed["status"] == "failed" and failed["phases"][0]["attempt"] == 1  # not retryable
+    assert failed["phases"][0]["error"] == "no rows today"
+    assert "about to fail" in [e["message"] for e in trail(ctx, bad)]
+    assert runner.done == 8
+
+
+def test_the_in_memory_client_answers_refusals_as_the_http_client_does(ctx: Context) -> None:
+    client = InMemoryClient(ctx, ROBOT)
+    rid = run_of(ctx, {"name": "p", "type": "noop"})
+    with pytest.raises(LeaseLostError) as lost:
+        client.complete(rid, "not-a-lease", {})
+    assert lost.value.status == 409 and lost.value.code == "lease_lost"
+    with pytest.raises(ContractError) as missing:
+        client.get_run("0" * 36)
+    assert missing.value.status == 404 and missing.value.code == "run_not_found"
+    viewer = InMemoryClient(ctx, Principal(name="v", role="viewer"))
+    with pytest.raises(ContractError) as forbidden:
+        viewer.claim("w", ["noop"])
+    assert forbidden.value.status == 403
+
+
+# --- issue 11 item 5: a worker that stops cleanly says so -----------------------------------------
+
+def states(http: TestClient, token: str) -> dict[str, dict[str, Any]]:
+    rows = http.get("/ops/executors", headers={"Authorization": f"Bearer {token}"}).json()["executors"]
+    return {r["executor_id"]: r for r in rows}
+
+
+def test_a_worker_that_ends_its_once_run_is_listed_as_stopped_then_online_again(
+        server: TestClient, fast_leases: Context, executor_token: str) -> None:
+    run_of(fast_leases, {"name": "p", "type": "noop"})
+    worker = Worker(executor_client(server, executor_token), executor_id="polite", handlers={"noop": noop},
+                    once=True, wait_s=0)
+    worker.run()
+    worker.close()
+    row = states(server, executor_token)["polite"]
+    assert row["state"] == "stopped" and row["stopped"] and not row["stale"]
+    assert row["stop_reason"] == "no work left"
+    # it calls again: online, the goodbye forgotten
+    server.post("/ops/claim", json={"executor_id": "polite", "capabilities": ["noop"]},
+                headers={"Authorization": f"Bearer {executor_token}"})
+    assert states(server, executor_token)["polite"]["state"] == "online"
+
+
+def test_sigterm_while_waiting_for_work_stops_the_worker_and_it_says_so(ctx: Context) -> None:
+    """The signal handler of ``lakehouse worker``: SIGTERM during a long-poll ends it at once and the
+    registry shows the executor stopped by SIGTERM (in this process, over the in-memory client)."""
+    worker = Worker(InMemoryClient(ctx, ROBOT), executor_id="sigterm-me", handlers={"noop": noop}, wait_s=60)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def terminate_once_registered() -> None:
+        for _ in range(600):
+            if any(r["executor_id"] == "sigterm-me" for r in executors.list_executors(ctx, SYSTEM)):
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    worker.install_signals()
+    killer = threading.Thread(target=terminate_once_registered)
+    try:
+        killer.start()
+        worker.run()
+    finally:
+        killer.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        worker.close()
+    row = next(r for r in executors.list_executors(ctx, SYSTEM) if r["executor_id"] == "sigterm-me")
+    assert row["state"] == "stopped" and row["stop_reason"] == "stopped by SIGTERM"

@@ -35,7 +35,7 @@ def pg_factory() -> Iterator[Callable[[], str]]:
         name = f"lh_connectors_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         try:
             with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+                conn.execute(f'CREATE DATABASE "{name}"')
         except psycopg.OperationalError as exc:  # pragma: no cover - environment problem
             pytest.fail(f"PostgreSQL is required for the tests: {exc}")
         created.append(name)
@@ -45,7 +45,7 @@ def pg_factory() -> Iterator[Callable[[], str]]:
     if created:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             for name in created:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def new_url(backend: str, directory: Path, pg_factory: Callable[[], str]) -> str:

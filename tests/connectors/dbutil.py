@@ -17,7 +17,7 @@ def is_pg(url: str) -> bool:
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     if is_pg(url):
         with psycopg.connect(url) as conn:
-            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql).fetchall()
     with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as lite:
         return lite.execute(sql).fetchall()
 
@@ -25,7 +25,7 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
 def execute(url: str, sql: str) -> None:
     if is_pg(url):
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
         return
     lite = sqlite3.connect(url.removeprefix("sqlite:///"))
     with lite:
@@ -38,7 +38,7 @@ def content_hash(url: str, table: str) -> str:
     digest = hashlib.sha256()
     if is_pg(url):
         statement = f'COPY (SELECT * FROM "{table}" ORDER BY id) TO STDOUT'
-        with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[arg-type]
+        with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(statement) as copy:
             for chunk in copy:
                 digest.update(chunk)
         return digest.hexdigest()

@@ -13,11 +13,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import close_catalogs
 from lakehouse.services import datasets, openlineage, protocol, runs
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from tests.lake.support import fresh_catalog
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.services import datasets, workspaces
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tests.datasets.conftest import publish_manifest, publish_run, write_table
@@ -124,6 +124,7 @@ def test_roles_and_workspaces(ctx: Context, catalog: Any) -> None:
     with ctx.db.read() as conn:
         from lakehouse.store import workspaces as ws_store
         default_id = ws_store.id_of(conn, "default")
+    assert default_id is not None
     member = Principal(name="ana", role="analyst", workspace_ids=frozenset({default_id}))
     with pytest.raises(NotFound):
         datasets.search(ctx, member, workspace="acme")

@@ -18,7 +18,8 @@ DEPLOY = Path(__file__).parents[2] / "deploy"
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    doc: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return doc
 
 
 def test_compose_file_matches_the_compose_specification() -> None:

@@ -18,10 +18,10 @@ import pytest
 
 from lakehouse.connectors.odoo_mutate import mutate
 from lakehouse.connectors.odoo_seed import seed
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.services import pipelines, runs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from tests.conftest import PG_ADMIN
 from tests.e2e.driver import drive
@@ -77,7 +77,8 @@ def medallion(ctx: Context) -> list[dict[str, Any]]:
 
 
 def gold(ctx: Context, name: str) -> list[dict[str, Any]]:
-    return lake_tables.read_table(catalog_for(ctx.settings), "gold", "dev", name).to_pylist()
+    rows: list[dict[str, Any]] = lake_tables.read_table(catalog_for(ctx.settings), "gold", "dev", name).to_pylist()
+    return rows
 
 
 # --- independent figures straight from the source ---------------------------------------------
@@ -87,7 +88,7 @@ def source_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
             return conn.execute(sql).fetchall()
     with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()  # type: ignore[return-value]
+        return conn.execute(sql).fetchall()
 
 
 def _month(value: Any) -> date:
@@ -305,7 +306,7 @@ def test_query_phase_records_history_and_reads_gold(lake_ctx: Context, source_ur
     final = drive(lake_ctx, run["run_id"])
     assert final["status"] == "succeeded", final["error"]
     manifest = final["phases"][0]["output_manifest"]
-    expected = collections.defaultdict(Decimal)
+    expected: collections.defaultdict[int, Decimal] = collections.defaultdict(Decimal)
     for (company, *_), amount in expected_revenue(source_url).items():
         expected[company] += amount
     assert manifest["query"]["rows"] == len(expected)

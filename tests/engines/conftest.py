@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from lakehouse.connectors.odoo_seed import seed
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.lake.hashing import content_hash
 from lakehouse.services import pipelines, runs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context, open_context
 from lakehouse.settings import Settings
 from lakehouse.store.migrations import upgrade
@@ -43,7 +43,8 @@ class Lake:
 
     def snapshot(self, table: str) -> int | None:
         layer, _, name = table.partition(".")
-        return lake_tables.load(self.catalog(), layer, "dev", name).metadata.current_snapshot_id
+        snapshot_id: int | None = lake_tables.load(self.catalog(), layer, "dev", name).metadata.current_snapshot_id
+        return snapshot_id
 
     def run(self, phases: list[dict[str, Any]], manifest: dict[str, Any], slug: str = "engine-test"
             ) -> dict[str, Any]:

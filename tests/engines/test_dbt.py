@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.engines.dbt_project import pack
 from lakehouse.services import artifacts, runs
-from lakehouse.services.auth import SYSTEM
 from tests.engines.conftest import ROOT, Lake
 
 pytest.importorskip("dbt.adapters.duckdb")

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.handlers import staging
 from lakehouse.services import artifacts
-from lakehouse.services.auth import SYSTEM
 from lakehouse.worker.context import PhaseCancelled, PhaseContext
-from tests.e2e.driver import InProcessClient
+from lakehouse.worker.inmemory import InMemoryClient
+from tests.e2e.driver import EXECUTOR
 from tests.engines.conftest import AS_OF, Lake
 
 pytest.importorskip("pyspark")
@@ -85,7 +86,7 @@ def test_a_spark_job_cancelled_mid_write_publishes_nothing_and_stops(lake: Lake,
         {"name": "endless", "sql": slow, "output": "gold.revenue_monthly"}]}
     ctx = PhaseContext(run_id="cancel-test-run", phase="spark", phase_type="spark", attempt=1, params=params,
                        input_manifest={}, previous_outputs={}, environment="dev", spec_slug="t", git_sha="t",
-                       workdir_path=tmp_path, client=InProcessClient(lake.ctx))  # type: ignore[arg-type]
+                       workdir_path=tmp_path, client=InMemoryClient(lake.ctx, EXECUTOR))
     first_written = tmp_path / "spark-out" / "gold.gl_trial_balance" / "_SUCCESS"
 
     def cancel_when_midway() -> None:

@@ -172,8 +172,12 @@ def test_pages_the_result_into_a_parquet_artifact_with_progress(standin: StandIn
     ctx, client = _ctx(standin, tmp_path)
     progress: list[dict[str, Any]] = []
     real = ctx.progress
-    ctx.progress = lambda message, fraction=None, **extra: (progress.append({"fraction": fraction, **extra}),  # type: ignore[method-assign]
-                                                            real(message, fraction, **extra))[1]
+
+    def record(message: str, fraction: float | None = None, **extra: Any) -> None:
+        progress.append({"fraction": fraction, **extra})
+        real(message, fraction, **extra)
+
+    ctx.progress = record  # type: ignore[method-assign]
     manifest = handler.run_trino(ctx)
     # the estimate was asked first, then the query, both as the read-only user
     assert [s for _, s in standin.statements] == [
@@ -230,7 +234,11 @@ def test_an_unknown_estimate_under_a_cap_is_refused_unless_allowed(standin: Stan
 def test_cancel_kills_the_trino_query(standin: StandIn, tmp_path: Path) -> None:
     standin.endless = True
     ctx, client = _ctx(standin, tmp_path)
-    threading.Timer(0.3, lambda: (setattr(ctx, "cancel_reason", "run cancelled"), ctx.cancelled.set())).start()
+    def cancel() -> None:
+        ctx.cancel_reason = "run cancelled"
+        ctx.cancelled.set()
+
+    threading.Timer(0.3, cancel).start()
     with pytest.raises(PhaseCancelled):
         handler.run_trino(ctx)
     assert set(standin.deleted) == {"q2"}, "the running query got a DELETE on its nextUri"

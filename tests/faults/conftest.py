@@ -58,9 +58,11 @@ def terminate_backends(dbname: str) -> tuple[int, int]:
 
 def backends_in_transaction(dbname: str) -> int:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        return int(conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND xact_start IS NOT NULL "
-            "AND state <> 'idle' AND pid <> pg_backend_pid()", (dbname,)).fetchone()[0])
+            "AND state <> 'idle' AND pid <> pg_backend_pid()", (dbname,)).fetchone()
+        assert row is not None
+        return int(row[0])
 
 
 class TcpProxy:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lakehouse.services.auth import SYSTEM, Principal
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.services.context import Context
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lakehouse.domain.principal import Principal
 from lakehouse.services import jobs
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
 from tests.jobs.conftest import FakeClock, sql_job

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import update
 
+from lakehouse.domain.principal import Principal
 from lakehouse.services import backfills, job_runs, jobs, scheduler
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
 from lakehouse.store.tables import runs as runs_table

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lakehouse.domain.jobs import JobDefinition, ParamError, resolve_params
+from lakehouse.domain.principal import Principal
 from lakehouse.services import job_runs, jobs
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from tests.jobs.conftest import FakeClock, sql_job

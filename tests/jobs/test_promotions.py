@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from lakehouse.domain.principal import Principal
 from lakehouse.services import audit, auth, backfills, job_runs, jobs, promotions, runs, scheduler
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, Forbidden, InvalidInput
 from lakehouse.store.tables import audit_log, phases

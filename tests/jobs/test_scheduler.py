@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from lakehouse.domain import schedules
+from lakehouse.domain.principal import Principal
 from lakehouse.services import jobs, runs, scheduler
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
 from lakehouse.store.tables import runs as runs_table
@@ -17,8 +17,8 @@ from tests.jobs.conftest import FakeClock, scheduled, sql_job
 
 
 def logical_dates(ctx: Context, job: str) -> list[str]:
+    from lakehouse.domain.principal import SYSTEM
     from lakehouse.services import job_runs
-    from lakehouse.services.auth import SYSTEM
 
     return sorted(r["logical_date"].isoformat() for r in job_runs.job_runs(ctx, SYSTEM, "default", job, 500)
                   if r["logical_date"])

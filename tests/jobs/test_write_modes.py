@@ -9,11 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from lakehouse.domain.principal import Principal
 from lakehouse.handlers import pipeline, staging
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import close_catalogs
 from lakehouse.services import job_runs, jobs
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.worker.context import PhaseContext, PhaseError
 from tests.jobs.conftest import FakeClock

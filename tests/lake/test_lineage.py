@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.services import lineage, workspaces
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound
 from lakehouse.store.tables import lineage_edges

@@ -14,11 +14,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.lake import duck
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.lake.tables import read_table, write_table
 from lakehouse.services import sql
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context, open_context
 from lakehouse.settings import Settings
 from tests.lake.support import purge_catalog

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.lake.tables import write_table
 from lakehouse.services import auth, connections, sql, workspaces
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, InvalidInput, NotFound
 from lakehouse.store.tables import blobs, memberships, query_history, users
@@ -32,7 +32,7 @@ def _outsider(ctx: Context) -> Principal:
     auth.create_user(ctx, "eve", "analyst", "long enough pw")
     acme = workspaces.create(ctx, "acme")
     with ctx.db.write() as conn:
-        uid = conn.execute(select(users.c.id).where(users.c.name == "eve")).scalar_one()
+        uid: int = conn.execute(select(users.c.id).where(users.c.name == "eve")).scalar_one()
         conn.execute(memberships.delete().where(memberships.c.user_id == uid))
         conn.execute(memberships.insert().values(workspace_id=acme, user_id=uid, role="analyst"))
     return auth.authenticate_password(ctx, "eve", "long enough pw")

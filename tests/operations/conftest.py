@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.services import alert_fire, freshness, protocol, runs
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.store import queue
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import alert_eval, alerts, connections, notify, protocol
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput
 from lakehouse.store.tables import audit_log

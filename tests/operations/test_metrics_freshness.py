@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from lakehouse.api import alerts as alerts_api
 from lakehouse.api import ops_metrics as ops_metrics_api
 from lakehouse.api.app import create_app
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import alert_eval, alerts, freshness
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from tests.operations.conftest import Clock, fail_run, start_run, succeed_run
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.domain.scores import DEFAULT_WEIGHTS, RunFacts, compute_run_score, robust_z
 from lakehouse.services import alerts, scores
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput
 from tests.operations.conftest import Clock, dq_event, fail_run, start_run, succeed_run

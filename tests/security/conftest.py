@@ -7,7 +7,7 @@ the ``ctx`` fixture of tests/conftest.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +17,10 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from lakehouse.api.app import create_app
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.services import auth, runs, users, workspaces
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.worker.client import ExecutorClient
 from lakehouse.worker.loop import Worker
@@ -45,8 +45,8 @@ class Attack:
         ``executor`` (shared pool) or ``beta_executor`` (bound to ``beta``)."""
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
-    def run(self, who: str, workspace: str, phases: list[dict[str, object]],
-            input_manifest: dict[str, object] | None = None, **extra: object) -> dict[str, object]:
+    def run(self, who: str, workspace: str, phases: Sequence[Mapping[str, Any]],
+            input_manifest: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         """Create a run as ``who``; returns the JSON answer (asserting nothing)."""
         r = self.client.post("/ops/runs", headers=self.headers(who), json={
             "spec_slug": extra.pop("spec_slug", "attack"), "git_sha": "0" * 7, "workspace": workspace,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from tests.security.conftest import Attack
+
+if TYPE_CHECKING:
+    from httpx2 import Response  # what starlette's TestClient answers with
 
 BODY = b'{"ok": true}'
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -19,13 +23,13 @@ def _run_with_content(attack: Attack) -> str:
     return str(run["run_id"])
 
 
-def _register(attack: Attack, run_id: str, name: str, media_type: str = "application/json"):  # type: ignore[no-untyped-def]
+def _register(attack: Attack, run_id: str, name: str, media_type: str = "application/json") -> Response:
     return attack.client.post("/ops/artifacts", headers=attack.headers("executor"), json={
         "run_id": run_id, "phase": "p", "name": name, "sha256": SHA, "size_bytes": len(BODY),
         "media_type": media_type, "metadata": {}})
 
 
-def _download(attack: Attack):  # type: ignore[no-untyped-def]
+def _download(attack: Attack) -> Response:
     return attack.client.get(f"/ops/artifacts/{SHA}", headers=attack.headers("alpha_viewer"))
 
 

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from lakehouse.connectors.netpolicy import EgressPolicy
+from lakehouse.domain.principal import Principal
 from lakehouse.services import connections
-from lakehouse.services.auth import Principal
 from lakehouse.services.errors import InvalidInput
 from lakehouse.store.tables import connections as conn_table
 from tests.security.conftest import PASSWORD, Attack

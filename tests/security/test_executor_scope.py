@@ -4,13 +4,14 @@ does not disclose other workspaces' runs. Each test is one attack (SQLite and Po
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from lakehouse.domain.principal import Principal
 from lakehouse.services import protocol
-from lakehouse.services.auth import Principal
 from tests.security.conftest import Attack
 
 NOOP = [{"name": "p0", "type": "noop"}, {"name": "p1", "type": "noop"}]
@@ -60,7 +61,7 @@ def _event() -> dict[str, Any]:
     return {"event_id": "forged-1", "type": "PHASE_LOG", "ts": datetime.now(UTC).isoformat(), "message": "x"}
 
 
-FOREIGN_CALLS = {
+FOREIGN_CALLS: dict[str, Callable[[str, str], tuple[str, dict[str, Any]]]] = {
     "complete": lambda run, token: (f"/ops/runs/{run}/complete", {"lease_token": token, "output_manifest": {}}),
     "heartbeat": lambda run, token: (f"/ops/runs/{run}/heartbeat", {"lease_token": token}),
     "fail": lambda run, token: (f"/ops/runs/{run}/fail", {"lease_token": token, "error": "x", "retryable": False}),

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.security.conftest import Attack
+from lakehouse.services import auth, connections, runs, users
+from lakehouse.services.auth import SYSTEM
+from tests.jobs.pg_source import pg_source, scalar  # noqa: F401  (a session fixture)
+from tests.security.conftest import ADMIN, Attack, run_of, work
 
 JOB = {"name": "orders", "type": "sql", "params": {"n": {"type": "int", "default": 1}},
        "sql": {"query": "SELECT {{ n }} AS n"}}
@@ -116,3 +119,94 @@ def test_the_api_journey(attack: Attack) -> None:
     assert edited.status_code == 200 and edited.json()["version"] == 2
     diff = attack.client.get("/api/jobs/orders/diff?workspace=alpha&from=1&to=2", headers=h).json()["diff"]
     assert "-  query: SELECT {{ n }} AS n" in diff and "+  query: SELECT 2" in diff
+
+
+# --- sql jobs on a PostgreSQL connection: the connection must be the caller's to use, and read-only ---
+
+SOURCE_SECRET = "src-pass-4711-never-shown"
+
+
+def _source(attack: Attack, workspace: str, pg: dict[str, Any], name: str = "src_pg") -> dict[str, Any]:
+    who = auth.authenticate_token(attack.ctx, attack.tokens[f"{workspace}_engineer"])
+    return connections.create(attack.ctx, who, workspace=workspace, environment="dev", name=name, type_="postgres",
+                              config=pg["config"], secrets={"password": SOURCE_SECRET})
+
+
+def _source_job(query: str, **sql: Any) -> dict[str, Any]:
+    return {"name": "from_source", "type": "sql", "params": {"who": {"type": "string", "default": "world"}},
+            "sql": {"query": query, "connection": "src_pg", **sql}}
+
+
+def _run_source_job(lake: Attack, definition: dict[str, Any], who: str = "alpha_engineer") -> dict[str, Any]:
+    assert _create(lake, who, "alpha", definition).status_code == 201
+    r = lake.client.post("/api/jobs/from_source/runs?workspace=alpha", headers=lake.headers(who), json={})
+    assert r.status_code == 201, r.text
+    work(lake)
+    return run_of(lake, r.json()["run_id"])
+
+
+def test_a_sql_job_reads_its_postgres_connection(lake: Attack, pg_source: dict[str, Any]) -> None:  # noqa: F811
+    _source(lake, "alpha", pg_source)
+    final = _run_source_job(lake, _source_job("SELECT greeting || ' ' || who AS line, current_database() AS db "
+                                              "FROM people WHERE who = {{ who }}", target="gold.greetings",
+                                              mode="merge", keys=["line"]))
+    assert final["status"] == "succeeded", [p["error"] for p in final["phases"]]
+    assert [p["name"] for p in final["phases"]] == ["extract", "publish"]
+    from lakehouse.lake import tables as lake_tables
+    from lakehouse.lake.catalog import catalog_for
+
+    rows = lake_tables.read_table(catalog_for(lake.ctx.settings), "gold", "dev", "greetings",
+                                  workspace="alpha").to_pylist()
+    assert rows == [{"line": "hello world", "db": pg_source["config"]["database"]}]  # read from the source
+    trail = runs.read_events(lake.ctx, final["run_id"], SYSTEM)
+    assert any(e["type"] == "CONNECTION_USED" and e["payload"]["connection"] == "src_pg" for e in trail)
+
+
+def test_a_job_cannot_name_a_connection_it_may_not_use(attack: Attack, pg_source: dict[str, Any]) -> None:  # noqa: F811
+    _source(attack, "beta", pg_source)  # beta's connection: alpha cannot see it
+    for definition, field in ((_source_job("SELECT 1 AS n"), "connections"),
+                              ({**JOB, "connections": ["src_pg"]}, "connections.0")):
+        r = _create(attack, "alpha_engineer", "alpha", definition)
+        assert r.status_code == 422, r.text
+        assert any(d["field"].startswith(field) for d in r.json()["error"]["details"]), r.json()
+    # a connection that is not PostgreSQL cannot be a sql job's source
+    who = auth.authenticate_token(attack.ctx, attack.tokens["alpha_engineer"])
+    connections.create(attack.ctx, who, workspace="alpha", environment="dev", name="src_pg", type_="webhook",
+                       config={"url": "http://127.0.0.1:9/hook"}, secrets={})
+    r = _create(attack, "alpha_engineer", "alpha", _source_job("SELECT 1 AS n"))
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "sql.connection", r.text
+    assert attack.client.get("/api/jobs", headers=attack.headers("admin")).json()["jobs"] == []
+
+
+def test_a_creator_who_lost_the_workspace_gets_no_secret(lake: Attack, pg_source: dict[str, Any]) -> None:  # noqa: F811
+    _source(lake, "alpha", pg_source)
+    assert _create(lake, "alpha_engineer", "alpha", _source_job("SELECT who FROM people")).status_code == 201
+    run = lake.client.post("/api/jobs/from_source/runs?workspace=alpha", headers=lake.headers("alpha_engineer"),
+                           json={}).json()
+    users.set_membership(lake.ctx, ADMIN, "alpha_engineer", "alpha", False)  # before a worker claims it
+    work(lake)
+    final = run_of(lake, run["run_id"])
+    assert final["status"] != "succeeded"
+    assert "creator_not_allowed" in (final["phases"][0]["error"] or "")
+    assert not any(e["type"] == "CONNECTION_USED" for e in runs.read_events(lake.ctx, run["run_id"], SYSTEM))
+
+
+@pytest.mark.parametrize("query", [
+    "INSERT INTO people VALUES ('mallory', 'pwned') RETURNING who",
+    "SELECT 1 AS n; DELETE FROM people",
+    "WITH gone AS (DELETE FROM people RETURNING who) SELECT who FROM gone",
+    "SELECT bump() AS n",  # a write inside a function: no lexical check sees it, the transaction refuses it
+    "SELECT 1 AS n FROM people FOR UPDATE",
+    "SELECT set_config('transaction_read_only', 'off', true) AS x",
+    "COPY people TO STDOUT",
+])
+def test_sql_cannot_write_through_the_read_only_source(lake: Attack, pg_source: dict[str, Any],  # noqa: F811
+                                                       query: str) -> None:
+    _source(lake, "alpha", pg_source)
+    final = _run_source_job(lake, _source_job(query))
+    assert final["status"] == "failed", final["phases"][0]
+    error = final["phases"][0]["error"] or ""
+    assert any(why in error for why in ("sql_not_allowed", "read-only", "read-write mode")), error
+    assert scalar(pg_source["dsn"], "SELECT count(*) FROM people") == 2
+    assert scalar(pg_source["dsn"], "SELECT count(*) FROM hits") == 0
+    assert SOURCE_SECRET not in str(final)

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from lakehouse.connectors.odoo_seed import seed
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import auth, connections, protocol, runs
-from lakehouse.services.auth import SYSTEM
 from tests.security.conftest import Attack, run_of, work
 
 SECRET = "pg-pass-never-leaks-4711"

@@ -3,26 +3,29 @@ roles; secrets of channels never leave in a notification or an attempt's error."
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from lakehouse.api import alerts as alerts_api
 from lakehouse.api import ops_metrics as ops_metrics_api
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import alerts, connections, notify
-from lakehouse.services.auth import SYSTEM
 from lakehouse.store import ops_reads
 from tests.security.conftest import Attack
 
 
 def _wire(attack: Attack) -> None:
     app = attack.client.app
-    paths = {getattr(r, "path", None) for r in app.routes}  # type: ignore[attr-defined]
+    assert isinstance(app, FastAPI)
+    paths = {getattr(r, "path", None) for r in app.routes}
     if "/api/alerts" not in paths:
-        app.include_router(alerts_api.router)  # type: ignore[attr-defined]
+        app.include_router(alerts_api.router)
     if "/metrics" not in paths:
-        app.include_router(ops_metrics_api.router)  # type: ignore[attr-defined]
+        app.include_router(ops_metrics_api.router)
 
 
 def _failed_run(attack: Attack, workspace: str) -> str:
+    from lakehouse.domain.principal import Principal
     from lakehouse.services import protocol
-    from lakehouse.services.auth import Principal
 
     r = attack.run("admin", workspace, [{"name": "p", "type": "noop", "max_attempts": 1}])
     run_id = str(r["run_id"])

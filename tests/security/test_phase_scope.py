@@ -9,16 +9,17 @@ from typing import Any
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import runs, users
-from lakehouse.services.auth import SYSTEM
 from tests.security.conftest import ADMIN, VICTIM_ROWS, Attack, run_of, work
 
 
 def victim_rows(attack: Attack, workspace: str) -> list[dict[str, Any]]:
     catalog = catalog_for(attack.ctx.settings)
-    return lake_tables.read_table(catalog, "gold", "dev", "secret", workspace=workspace).to_pylist()
+    rows: list[dict[str, Any]] = lake_tables.read_table(catalog, "gold", "dev", "secret", workspace=workspace).to_pylist()
+    return rows
 
 
 def transform_run(attack: Attack, who: str, workspace: str, sql: str, output: str = "gold.secret") -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lakehouse.lake.blobstore import BlobStore
-from lakehouse.services import sql
+from lakehouse.services.sql_results import ResultSink
 from lakehouse.settings import Settings
 from tests.security.conftest import PASSWORD, Attack
 
@@ -28,7 +28,7 @@ BOUND_S = 60  # how long a test waits for something that should happen at once b
 HOLD_S = 5 * BOUND_S  # the longest a held query waits for its release
 
 
-def limits(**values: Any) -> Any:
+def limits(**values: Any) -> pytest.MarkDecorator:
     """Run a test with these SQL settings."""
     return pytest.mark.parametrize("sql_limits", [values], indirect=True, ids=["limits"])
 
@@ -79,13 +79,13 @@ class Blocker:
 @pytest.fixture
 def blocker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Blocker]:
     b = Blocker()
-    original = sql._ResultSink.write
+    original = ResultSink.write
 
     def write(self: Any, batch: pa.RecordBatch) -> None:
         b.enter(batch)
         original(self, batch)
 
-    monkeypatch.setattr(sql._ResultSink, "write", write)
+    monkeypatch.setattr(ResultSink, "write", write)
     yield b
     b.release.set()
 

@@ -10,7 +10,7 @@ from lakehouse.store.migrations import current
 from lakehouse.store.tables import metadata
 
 
-def _include(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+def _include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     # pyiceberg's SQL catalog keeps its own tables in the same database
     return not (type_ == "table" and name and name.startswith("iceberg_"))
 

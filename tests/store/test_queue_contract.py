@@ -5,15 +5,16 @@ Time is controlled through the context's clock, so lease expiry and backoff are 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.services import artifacts, protocol, runs
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from lakehouse.store.tables import audit_log, run_events
@@ -112,9 +113,11 @@ def test_stale_token_gets_lease_lost_and_changes_nothing(ctx: Context, clock: Cl
     run, _ = runs.create_run(ctx, req(1), SYSTEM)
     [c] = protocol.claim(ctx, EXECUTOR, "w1", ["noop"])
     before = runs.get_run(ctx, run["run_id"], SYSTEM)
-    for call in (lambda: protocol.heartbeat(ctx, EXECUTOR, run["run_id"], "wrong-token"),
+    calls: list[Callable[[], object]] = [
+                 lambda: protocol.heartbeat(ctx, EXECUTOR, run["run_id"], "wrong-token"),
                  lambda: protocol.complete(ctx, EXECUTOR, run["run_id"], "wrong-token", {}),
-                 lambda: protocol.fail(ctx, EXECUTOR, run["run_id"], "wrong-token", "x")):
+                 lambda: protocol.fail(ctx, EXECUTOR, run["run_id"], "wrong-token", "x")]
+    for call in calls:
         with pytest.raises(LeaseLost):
             call()
     assert runs.get_run(ctx, run["run_id"], SYSTEM) == before
@@ -284,7 +287,7 @@ def test_audit_log_is_chained(ctx: Context, clock: Clock) -> None:
     audit.seal_pending(ctx)  # the server's maintenance loop does this every second
     with ctx.db.read() as conn:
         assert audit.verify(conn) == (True, None)
-        rows = conn.execute(select(audit_log.c.action).order_by(audit_log.c.id)).scalars().all()
+        rows: list[str] = list(conn.execute(select(audit_log.c.action).order_by(audit_log.c.id)).scalars())
     assert rows[-2:] == ["run.create", "run.cancel"]
     with ctx.db.write() as conn:
         first_id = conn.execute(select(func.min(audit_log.c.id))).scalar()
@@ -294,7 +297,7 @@ def test_audit_log_is_chained(ctx: Context, clock: Clock) -> None:
     assert not ok and bad == first_id
 
 
-async def _chunks(data: bytes):  # type: ignore[no-untyped-def]
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data[:3]
     yield data[3:]
 
@@ -321,8 +324,8 @@ def test_artifacts_are_content_addressed_and_immutable(ctx: Context, clock: Cloc
     run2, _ = runs.create_run(ctx, req(1), SYSTEM)
     art2, _ = artifacts.register(ctx, {**body, "run_id": run2["run_id"]}, SYSTEM)
     assert art2["sha256"] == sha  # the same content referenced by two runs, stored once
-    _meta, store = artifacts.open_blob(ctx, sha, SYSTEM)
-    assert b"".join(store.read(sha)) == data
+    meta, content = artifacts.open_blob(ctx, sha, SYSTEM)
+    assert b"".join(content) == data and meta["size_bytes"] == len(data)
 
 
 def test_release_gives_the_phase_back_without_counting_the_attempt(ctx: Context, clock: Clock) -> None:

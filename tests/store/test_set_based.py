@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.services import protocol, runs
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import LeaseLost
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.domain.states import (
     PHASE_TRANSITIONS,
@@ -28,7 +29,6 @@ from lakehouse.domain.states import (
     RunStatus,
 )
 from lakehouse.services import protocol, runs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context, open_context
 from lakehouse.services.errors import ServiceError
 from lakehouse.settings import Settings

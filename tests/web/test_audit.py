@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import delete, select, update
 from typer.testing import CliRunner
@@ -14,7 +16,7 @@ from tests.web.conftest import Browser, login
 RUN = {"spec_slug": "demo", "git_sha": "abc", "phases": [{"name": "a", "type": "noop"}]}
 
 
-def _entries(ctx: Context) -> list[dict]:  # type: ignore[type-arg]
+def _entries(ctx: Context) -> list[dict[str, Any]]:
     with ctx.db.read() as conn:
         return [dict(r) for r in conn.execute(select(audit_log).order_by(audit_log.c.id)).mappings()]
 
@@ -79,7 +81,7 @@ def test_entries_written_concurrently_are_all_sealed_into_one_chain(ctx: Context
     """Writers append without a lock; the sealer chains every committed entry exactly once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lakehouse.services.auth import SYSTEM
+    from lakehouse.domain.principal import SYSTEM
 
     def write(i: int) -> None:
         with ctx.db.write() as conn:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -11,7 +13,7 @@ from lakehouse.services import auth, users
 from lakehouse.services.context import Context
 from lakehouse.store.tables import audit_log, memberships, web_sessions
 from lakehouse.store.tables import users as users_table
-from tests.web.conftest import CSRF_RE, PASSWORD, Browser, login
+from tests.web.conftest import CSRF_RE, PASSWORD, Browser, BrowserFor, login
 
 RUN = {"spec_slug": "demo", "git_sha": "abc", "phases": [{"name": "a", "type": "noop"}]}
 
@@ -41,7 +43,7 @@ def test_login_sets_a_safe_cookie_and_lands_on_next(anon: TestClient, people: di
     assert r.headers["location"] == "/"
 
 
-def test_cookie_is_secure_over_tls(app, people: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_cookie_is_secure_over_tls(app: FastAPI, people: dict[str, str]) -> None:
     c = TestClient(app, base_url="https://lakehouse.test")
     r = login(c, "viewer")
     cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("lh_session="))
@@ -70,7 +72,7 @@ def test_lockout_after_five_failures_even_with_the_right_password(anon: TestClie
     assert login(TestClient(anon.app, client=("192.0.2.7", 4000)), "analyst").status_code == 303
 
 
-def test_session_acts_with_the_current_workspace_role(browser_for, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+def test_session_acts_with_the_current_workspace_role(browser_for: BrowserFor, ctx: Context) -> None:
     engineer = browser_for("engineer")
     headers = {"X-CSRF-Token": engineer.csrf}
     assert engineer.client.post("/ops/runs", json=RUN, headers=headers).status_code == 201
@@ -99,7 +101,7 @@ def test_logout_ends_the_session(admin_browser: Browser, ctx: Context) -> None:
     assert admin_browser.get("/", follow_redirects=False).status_code == 303
 
 
-def test_password_change(browser_for, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+def test_password_change(browser_for: BrowserFor, ctx: Context) -> None:
     first = browser_for("engineer")
     second = browser_for("engineer")
     r = first.post("/account/password", {"current": "wrong one!", "new": "a new password", "confirm": "a new password"})
@@ -115,7 +117,7 @@ def test_password_change(browser_for, ctx: Context) -> None:  # type: ignore[no-
     assert login(c, "engineer", "a new password").status_code == 303
 
 
-def test_disabled_user_loses_sessions(browser_for, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+def test_disabled_user_loses_sessions(browser_for: BrowserFor, ctx: Context) -> None:
     viewer = browser_for("viewer")
     users.set_disabled(ctx, auth.Principal(name="admin", role="admin"), "viewer", True)
     assert viewer.get("/", follow_redirects=False).status_code == 303
@@ -162,7 +164,7 @@ def test_security_headers(admin_browser: Browser) -> None:
 
 
 def test_cli_unlock_lifts_the_lockout(anon: TestClient, people: dict[str, str], ctx: Context,
-                                      monkeypatch) -> None:  # type: ignore[no-untyped-def]
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from lakehouse.cli.main import app

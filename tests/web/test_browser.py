@@ -7,65 +7,18 @@ Never `playwright install`: the browser is /usr/bin/chromium (scripts/browser-de
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from lakehouse.services import auth
-from lakehouse.services.context import Context
-from tests.e2e.harness import Server, running_server, spawn_worker, stop
+from tests.e2e.harness import Server, spawn_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).parents[2] / "build" / "screenshots"
-PASSWORD = "correct horse battery"
-SPEC = """name: hello_gold
-version: 1
-description: The smallest pipeline; one SQL transform into gold.
-transforms:
-  - {name: greeting, sql: greeting.sql, output: gold.greeting, keys: [id]}
-  - {name: loud, sql: loud.sql, output: gold.loud_greeting, keys: [id]}
-checks:
-  - {table: gold.greeting, type: row_count, min: 1}
-"""
-
-
-@pytest.fixture
-def stack(ctx: Context, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    if os.environ.get("LAKEHOUSE_SKIP_BROWSER") == "1":
-        pytest.skip("LAKEHOUSE_SKIP_BROWSER=1")
-    if not CHROMIUM.exists():
-        pytest.fail("the browser tests need /usr/bin/chromium: run `bash scripts/browser-deps.sh` (make test does)")
-    pipes = tmp_path / "pipelines"
-    pipes.mkdir()
-    (pipes / "hello.yaml").write_text(SPEC)
-    (pipes / "greeting.sql").write_text("SELECT 1 AS id, 'hello' AS greeting UNION ALL SELECT 2, 'world'\n")
-    (pipes / "loud.sql").write_text("SELECT id, upper(greeting) AS greeting FROM gold.greeting\n")
-    auth.create_user(ctx, "ada", "admin", PASSWORD)
-    auth.create_user(ctx, "vera", "viewer", PASSWORD)
-    auth.create_user(ctx, "bot", "executor", None)
-    exec_token = auth.create_token(ctx, "bot")
-    with running_server(ctx.settings.home, ctx.settings.database_url, pipelines_dir=pipes,
-                        secret_key=ctx.settings.secret_key) as server:
-        workers: list[Any] = []
-        yield {"server": server, "exec_token": exec_token, "workers": workers, "logs": tmp_path}
-        stop(workers)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM),
-                              args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        yield b
-        b.close()
+PASSWORD = "correct horse battery"  # the `stack` fixture (conftest.py) creates ada and vera with it
 
 
 def shot(page: Any, name: str) -> None:

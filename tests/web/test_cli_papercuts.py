@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lakehouse.cli.demo import GOLD_PREVIEW, installed_command
 from lakehouse.services.context import Context
 
 
-def test_hints_use_the_command_as_installed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_hints_use_the_command_as_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     venv_bin = tmp_path / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
     exe = venv_bin / "lakehouse"
@@ -26,8 +28,8 @@ def test_demo_prints_gold_tables_as_they_are() -> None:
 
 def test_demo_source_appears_as_a_connection_once(ctx: Context) -> None:
     from lakehouse.cli.demo import register_demo_connection
+    from lakehouse.domain.principal import SYSTEM
     from lakehouse.services import connections
-    from lakehouse.services.auth import SYSTEM
 
     path = ctx.settings.home / "demo" / "odoo.db"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,3 +50,36 @@ def test_lakehouse_up_reuses_its_executor_token(ctx: Context) -> None:
     auth.revoke_tokens(ctx, LOCAL_EXECUTOR)
     again = executor_token(ctx)  # a revoked token is replaced
     assert again != first and auth.authenticate_token(ctx, again).role == "executor"
+
+
+def test_ids_and_names_are_whole_in_80_columns(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from lakehouse.cli.common import console
+    from lakehouse.cli.main import app
+    from lakehouse.domain.runs import RunRequest
+    from lakehouse.services import jobs, runs
+    from lakehouse.services.auth import SYSTEM
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(ctx.settings.home))
+    monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setattr(console, "width", 80)
+    long = "odoo_ingest_bronze_invoices"
+    made = [runs.create_run(ctx, RunRequest(spec_slug=long, git_sha="0123456789abcdef0123", environment="prod",
+                                            phases=[{"name": "ingest_masterdata_and_more", "type": "noop"}]),
+                            SYSTEM)[0]["run_id"] for _ in range(3)]
+    jobs.save(ctx, SYSTEM, "default", {"name": "orders_daily_per_company_and_country", "type": "sql",
+                                       "sql": {"query": "SELECT 1 AS n"}}, mode="create")
+    cli = CliRunner()
+    listing = cli.invoke(app, ["runs", "list"])
+    assert listing.exit_code == 0, listing.output
+    assert max(len(line) for line in listing.stdout.splitlines()) <= 80
+    for run_id in made:
+        assert run_id[:8] in listing.stdout  # the short id, whole, as `runs show` takes it
+    assert long in listing.stdout and "queued" in listing.stdout  # the name and the status whole too
+    shown = cli.invoke(app, ["runs", "show", made[0][:8]])
+    assert shown.exit_code == 0, shown.output
+    assert made[0] in shown.stdout and "ingest_masterdata_and_more" in shown.stdout and "queued" in shown.stdout
+    job_list = cli.invoke(app, ["jobs", "list"])
+    assert job_list.exit_code == 0, job_list.output
+    assert "orders_daily_per_company_and_country" in job_list.stdout

@@ -14,8 +14,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
+from lakehouse.domain.principal import Principal
 from lakehouse.services import connections
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context, open_context
 from lakehouse.services.errors import InvalidInput
 from lakehouse.settings import Settings
@@ -117,7 +117,7 @@ def test_connections_end_to_end_and_no_secret_leaks(admin_browser: Browser, ctx:
             for row in conn.execute(select(table)).mappings():
                 for col, value in row.items():
                     assert not any(s in str(value) for s in secrets), f"{table.name}.{col} holds a secret"
-        stored = conn.execute(select(conn_table.c.secrets_enc).where(conn_table.c.id == pg)).scalar_one()
+        stored: str | None = conn.execute(select(conn_table.c.secrets_enc).where(conn_table.c.id == pg)).scalar_one()
     assert stored and stored.startswith("gAAAAA")  # a Fernet token
     for f in ctx.settings.artifacts_dir.rglob("*"):
         if f.is_file():
@@ -149,7 +149,7 @@ def test_rotate_key_cli_reencrypts(ctx: Context, monkeypatch: pytest.MonkeyPatch
                            config=_pg_parts(), secrets={"password": SECRET})
     old_key = ctx.settings.secret_key
     with ctx.db.read() as conn:
-        before = conn.execute(text("SELECT secrets_enc FROM connections")).scalar_one()
+        before: str = conn.execute(text("SELECT secrets_enc FROM connections")).scalar_one()
     monkeypatch.setenv("LAKEHOUSE_HOME", str(ctx.settings.home))
     monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", ctx.settings.database_url)
     monkeypatch.delenv("LAKEHOUSE_SECRET_KEY", raising=False)
@@ -162,7 +162,7 @@ def test_rotate_key_cli_reencrypts(ctx: Context, monkeypatch: pytest.MonkeyPatch
     try:
         assert connections.resolve(fresh, ADMIN, c["id"])[1] == {"password": SECRET}
         with fresh.db.read() as conn:
-            after = conn.execute(text("SELECT secrets_enc FROM connections")).scalar_one()
+            after: str = conn.execute(text("SELECT secrets_enc FROM connections")).scalar_one()
         assert after != before
     finally:
         fresh.db.dispose()

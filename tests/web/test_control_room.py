@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.runs import RunRequest
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import catalog_view, executors, pipelines, reruns, runs
-from lakehouse.services.auth import SYSTEM, Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, NotFound
 from lakehouse.services.sql import _our_hints
@@ -117,7 +117,7 @@ def test_short_run_ids(admin_browser: Browser, ctx: Context, monkeypatch: pytest
     real = uuid.uuid4
     for fixed in ("abcd1234-0000-4000-8000-000000000001", "abcd5678-0000-4000-8000-000000000002"):
         monkeypatch.setattr(runs, "uuid", type("U", (), {"uuid4": staticmethod(lambda f=fixed: uuid.UUID(f))}))
-        runs.create_run(ctx, RunRequest(spec_slug="x", git_sha="g", phases=[{"name": "p", "type": "noop"}]),  # type: ignore[list-item]
+        runs.create_run(ctx, RunRequest(spec_slug="x", git_sha="g", phases=[{"name": "p", "type": "noop"}]),
                         SYSTEM)
     monkeypatch.setattr(runs, "uuid", uuid)
     assert uuid.uuid4 is real
@@ -200,7 +200,8 @@ def test_executors_stopped_cleanly_and_forgotten(admin_browser: Browser, executo
     _drive(b.client, {"Authorization": f"Bearer {executor_token}"}, _run(b))
     robot = Principal(name="robot", role="executor")
     assert executors.mark_stopped(ctx, robot, "w-cr", "SIGTERM: finished its phase and exited")
-    assert not executors.mark_stopped(ctx, robot, "nobody")
+    with pytest.raises(NotFound):
+        executors.mark_stopped(ctx, robot, "nobody")
     later = ctx.clock() + timedelta(hours=2)
     monkeypatch.setattr(ctx, "clock", lambda: later)
     page = b.get("/executors").text

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import update
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import jobs, promotions, runs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.store.tables import jobs as jobs_table
 from lakehouse.store.tables import phases

@@ -1,9 +1,10 @@
 """The product's definition of done, walked in a real browser (Playwright on Debian's chromium) against
 a real `lakehouse serve` and a real `lakehouse worker`:
 
-log in → create a Postgres connection (to this test session's PostgreSQL database) and test it →
-create a SQL job with a parameter → run it → watch it succeed with its events → see the result →
-run it again with another parameter → both runs in the job's history.
+log in → create a Postgres connection (to a source database of this test session) and test it →
+create a SQL job with a parameter that runs on that connection → run it (a real worker gets the
+connection for its lease and runs the statement there, read-only) → watch it succeed with its events →
+see the result, read from the source → run it again with another parameter → both runs in the history.
 
 Never `playwright install`: the browser is /usr/bin/chromium.
 """
@@ -22,17 +23,19 @@ import pytest
 from lakehouse.services import auth
 from lakehouse.services.context import Context
 from tests.e2e.harness import Server, running_server, spawn_worker, stop
+from tests.jobs.pg_source import pg_source  # noqa: F401  (a session fixture: people(who, greeting))
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).parents[2] / "build" / "screenshots"
 PASSWORD = "correct horse battery"
-QUERY = "SELECT 'hello ' || {{ who }} AS greeting, {{ who }} AS who, 42 AS answer"
+QUERY = ("SELECT greeting || ' ' || who AS greeting, who, current_database() AS source "
+         "FROM people WHERE who = {{ who }}")
 
 
 @pytest.fixture
-def stack(ctx: Context, tmp_path: Path, pg_database: str) -> Iterator[dict[str, Any]]:
+def stack(ctx: Context, tmp_path: Path, pg_source: dict[str, Any]) -> Iterator[dict[str, Any]]:  # noqa: F811
     if os.environ.get("LAKEHOUSE_SKIP_BROWSER") == "1":
         pytest.skip("LAKEHOUSE_SKIP_BROWSER=1")
     if not CHROMIUM.exists():
@@ -46,7 +49,7 @@ def stack(ctx: Context, tmp_path: Path, pg_database: str) -> Iterator[dict[str, 
                         secret_key=ctx.settings.secret_key) as server:
         workers = [spawn_worker(server, token, "w-journey", tmp_path)]
         try:
-            yield {"server": server, "pg": urlsplit(pg_database)}
+            yield {"server": server, "pg": urlsplit(pg_source["dsn"])}
         finally:
             stop(workers)
 
@@ -75,6 +78,7 @@ def wait_succeeded(page: Any) -> str:
     expect(page.locator("#run-live")).to_have_attribute("data-status", "succeeded", timeout=90_000)
     expect(page.locator("#events")).to_contain_text("RUN_SUCCEEDED")
     expect(page.locator("#events")).to_contain_text("PHASE_SUCCEEDED")
+    expect(page.locator("#events")).to_contain_text("CONNECTION_USED")  # the source, handed for the lease
     return str(run_id)
 
 
@@ -127,6 +131,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     page.get_by_label("Parameter 1 type").select_option("string")
     page.get_by_label("Parameter 1 default").fill("world")
     page.get_by_label("Query").fill(QUERY)
+    page.get_by_label("Runs on").select_option("journey_pg")  # the statement runs on the source, read-only
     page.get_by_label("Target table").fill("gold.journey_greeting")
     page.get_by_label("Write mode").select_option("merge")
     page.get_by_label("Merge keys").fill("who")
@@ -143,7 +148,9 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     shot(page, "03-first-run")
 
     # the result
-    expect(see_result(page, base, first)).to_contain_text("hello world")
+    result = see_result(page, base, first)
+    expect(result).to_contain_text("hello world")
+    expect(result).to_contain_text(pg.path.lstrip("/"))  # current_database(): it ran on the source
     shot(page, "04-result")
 
     # run it again with another parameter (same version), from the job's history
@@ -155,7 +162,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     second = wait_succeeded(page)
     assert second != first
     result = see_result(page, base, second)
-    expect(result).to_contain_text("hello lakehouse")
+    expect(result).to_contain_text("hi lakehouse")
     expect(result).to_contain_text("hello world")  # merged on `who`, not overwritten
 
     # both runs in the job's history, each cell of the grid one click from its run

@@ -95,16 +95,16 @@ def test_run_pages_and_actions(admin_browser: Browser, executor_token: str, ctx:
 
 
 def test_runs_list_filters_and_keyset_pages(admin_browser: Browser, ctx: Context) -> None:
+    from lakehouse.domain.principal import SYSTEM
     from lakehouse.domain.runs import RunRequest
     from lakehouse.services import runs
-    from lakehouse.services.auth import SYSTEM
 
     t0 = ctx.clock()
     made = []
     for i in range(55):
         ctx.clock = lambda i=i: t0 + timedelta(seconds=i)  # type: ignore[misc]
         req = RunRequest(spec_slug="alpha" if i % 2 else "beta", git_sha="g", environment="dev" if i % 3 else "prod",
-                         phases=[{"name": "p", "type": "noop"}])  # type: ignore[list-item]
+                         phases=[{"name": "p", "type": "noop"}])
         made.append(runs.create_run(ctx, req, SYSTEM)[0]["run_id"])
     b = admin_browser
     first = b.get("/runs").text

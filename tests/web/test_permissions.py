@@ -12,13 +12,13 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import PERMISSIONS, Action, Role
 from lakehouse.services import auth, connections, users
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, ServiceError
 from lakehouse.web import queries
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, BrowserFor
 
 DOC = Path(__file__).parents[2] / "docs" / "permissions.md"
 RUN = {"spec_slug": "demo", "git_sha": "abc", "phases": [{"name": "a", "type": "noop"}]}
@@ -116,7 +116,7 @@ def test_every_action_for_role(role: Role, ctx: Context, people: dict[str, str],
     client.close()
 
 
-def test_viewer_is_refused_in_the_pages_too(browser_for, ctx: Context, admin_token: str) -> None:  # type: ignore[no-untyped-def]
+def test_viewer_is_refused_in_the_pages_too(browser_for: BrowserFor, ctx: Context, admin_token: str) -> None:
     viewer = browser_for("viewer")
     run_id = viewer.client.post("/ops/runs", json=RUN, headers={"Authorization": f"Bearer {admin_token}"}
                                 ).json()["run_id"]

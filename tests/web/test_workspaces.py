@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from lakehouse.services import auth, connections, workspaces
 from lakehouse.services.context import Context
-from tests.web.conftest import Browser
+from tests.web.conftest import Browser, BrowserFor
 
 SECRET = "acme-top-secret-pw-4711"
 MARKERS = ("acme_private_pipeline", "acme-warehouse", SECRET, "acme-artifact.json", "acme_sql_marker")
@@ -53,7 +53,7 @@ def every_route(app: Any) -> list[tuple[str, str]]:
 
     out = [(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops]
     for router in (pages_auth.router, pages_runs.router, pages_admin.router, pages_data.router):
-        out += [(m, r.path) for r in router.routes if isinstance(r, APIRoute) for m in r.methods - {"HEAD"}]
+        out += [(m, r.path) for r in router.routes if isinstance(r, APIRoute) for m in (r.methods or set()) - {"HEAD"}]
     return sorted(set(out))
 
 
@@ -94,7 +94,7 @@ def test_every_route_refuses_a_foreign_workspace(ctx: Context, app: Any, outside
         "acme-warehouse"
 
 
-def test_members_see_their_workspace(ctx: Context, browser_for, admin_token: str,  # type: ignore[no-untyped-def]
+def test_members_see_their_workspace(ctx: Context, browser_for: BrowserFor, admin_token: str,
                                      executor_token: str) -> None:
     from lakehouse.services import users
 
@@ -110,7 +110,8 @@ def test_members_see_their_workspace(ctx: Context, browser_for, admin_token: str
     assert SECRET not in eng.get(f"/connections/{ids['conn_id']}").text
 
 
-def test_admin_creates_a_workspace_and_manages_members_from_the_page(admin_browser: Browser, browser_for) -> None:  # type: ignore[no-untyped-def]
+def test_admin_creates_a_workspace_and_manages_members_from_the_page(admin_browser: Browser,
+                                                                       browser_for: BrowserFor) -> None:
     page = admin_browser.get("/admin/workspaces")
     assert page.status_code == 200 and "New workspace" in page.text and 'href="/admin/workspaces"' in page.text
     r = admin_browser.post("/admin/workspaces", {"op": "create", "slug": "finance", "name": "Finance"})
@@ -118,8 +119,8 @@ def test_admin_creates_a_workspace_and_manages_members_from_the_page(admin_brows
     r = admin_browser.post("/admin/workspaces", {"op": "member", "workspace": "finance", "user": "engineer",
                                                  "role": "analyst"})
     assert r.status_code == 303
-    page = admin_browser.get("/admin/workspaces").text
-    assert "finance" in page and "Finance" in page and 'aria-label="Role of engineer in finance"' in page
+    html = admin_browser.get("/admin/workspaces").text
+    assert "finance" in html and "Finance" in html and 'aria-label="Role of engineer in finance"' in html
     bad = admin_browser.post("/admin/workspaces", {"op": "create", "slug": "Not A Slug"})
     assert bad.status_code == 422 and "lowercase letters" in bad.text
     above = admin_browser.post("/admin/workspaces", {"op": "member", "workspace": "finance", "user": "viewer",
@@ -135,7 +136,7 @@ def test_admin_creates_a_workspace_and_manages_members_from_the_page(admin_brows
     assert [w["slug"] for w in eng.get("/api/workspaces").json()["workspaces"]] == ["default"]
 
 
-def test_workspace_page_is_refused_to_non_admins(browser_for) -> None:  # type: ignore[no-untyped-def]
+def test_workspace_page_is_refused_to_non_admins(browser_for: BrowserFor) -> None:
     eng = browser_for("engineer")
     assert eng.get("/admin/workspaces").status_code == 403
     assert eng.post("/admin/workspaces", {"op": "create", "slug": "mine"}).status_code == 403

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.api.deps import address, context, principal
 from lakehouse.api.schemas import ErrorResponse
+from lakehouse.domain.principal import Principal
 from lakehouse.services import alerts, freshness, scores
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 
 router = APIRouter(prefix="/api", tags=["operations"])

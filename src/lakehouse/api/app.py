@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from lakehouse import __version__, web
@@ -32,9 +31,10 @@ from lakehouse.api import (
 from lakehouse.api.iceberg_rest import create as iceberg_catalog
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
-from lakehouse.services import alert_eval, audit, openlineage, protocol
+from lakehouse.services import alert_eval, artifacts, audit, openlineage, protocol
 from lakehouse.services.context import Context
 from lakehouse.services.waker import PgListener, SqliteWatcher
+from lakehouse.store.db import psycopg_dsn
 
 log = logging.getLogger("lakehouse.server")
 
@@ -44,7 +44,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         listener: PgListener | SqliteWatcher | None = None
         if not ctx.db.is_sqlite:
-            listener = PgListener(_psycopg_dsn(ctx.db.url), ctx.waker)
+            listener = PgListener(psycopg_dsn(ctx.db.url), ctx.waker)
             listener.start()
         elif ctx.db.engine.url.database not in (None, "", ":memory:"):
             listener = SqliteWatcher(str(ctx.db.engine.url.database), ctx.waker, lambda: protocol.ready_state(ctx))
@@ -66,6 +66,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
                   description="Control plane API and the executor contract (docs/executor-contract.md).")
     app.state.ctx = ctx
+    artifacts.store_for(ctx)  # a malformed LAKEHOUSE_ARTIFACT_STORE stops the start, not the first upload
     openlineage.install(ctx.settings)  # a no-op unless LAKEHOUSE_OPENLINEAGE_* is set
     app.state.runs_scheduler = False  # /ready: a process without the scheduler (yet) is still ready
     errors.install(app)
@@ -85,19 +86,12 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> dict[str, Any]:
-        with ctx.db.read() as conn:
-            conn.execute(text("SELECT 1"))
+        ctx.db.ping()
         return {"status": "ok", "version": __version__, "database": ctx.db.dialect}
 
     app.add_middleware(BodyLimit, max_json=ctx.settings.max_body_bytes,
                        max_upload=ctx.settings.max_artifact_bytes)
     return app
-
-
-def _psycopg_dsn(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _reaper_loop(ctx: Context) -> None:

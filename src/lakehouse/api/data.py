@@ -13,11 +13,11 @@ from lakehouse.api.deps import context, require
 from lakehouse.api.errors import error_response
 from lakehouse.api.limits import RowId
 from lakehouse.api.schemas import ErrorResponse
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import catalog as catalog_service
 from lakehouse.services import lineage
 from lakehouse.services import sql as sql_service
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import RateLimited
 

@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from lakehouse.api.deps import context, require
 from lakehouse.api.schemas import ErrorResponse
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import datasets
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import Depends, Request
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
-from lakehouse.services.auth import Principal, authenticate_token
+from lakehouse.services.auth import authenticate_token
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, Unauthorized
 from lakehouse.services.sessions import client_address

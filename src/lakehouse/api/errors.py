@@ -2,7 +2,8 @@
 
 Faults below the API become clear answers, never ``internal_error``: the database away (a restart,
 a terminated connection) is a 503 with ``Retry-After``; a value the database cannot store (a NUL
-character in text, a number past bigint) is a 422; a full artifact store is a 507 naming the store.
+character in text, a number past bigint) is a 422; a full artifact store is a 507 naming the store, an
+artifact store on S3 that fails or refuses us a 503 naming it (``Retry-After`` when it may pass).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lakehouse.lake.blobstore import StoreFull
+from lakehouse.domain.rules import CODES as rule_codes
+from lakehouse.lake.blobstore import StoreFull, StoreUnavailable
 from lakehouse.services.errors import ServiceError
 from lakehouse.store.db import DatabaseError, StatementFailed, first_line, is_unavailable, refusal
 
@@ -41,6 +43,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.status == 429 and isinstance(exc.details, dict) and "retry_after_s" in exc.details:
+            headers = {"Retry-After": str(int(exc.details["retry_after_s"]))}  # a queue cap (services/caps.py)
         return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -52,7 +56,8 @@ def install(app: FastAPI) -> None:
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
         first = details[0] if details else {"loc": [], "msg": "invalid"}
         where = ".".join(str(p) for p in first["loc"][1:]) or "body"
-        return error_response(422, "validation_error", f"{where}: {first['msg']}", details)
+        code = first.get("type") if first.get("type") in rule_codes else "validation_error"  # domain/rules.py
+        return error_response(422, str(code), f"{where}: {first['msg']}", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -97,6 +102,13 @@ def install(app: FastAPI) -> None:
         return error_response(507, "insufficient_storage", str(exc), {"store": exc.store},
                               {"Retry-After": "60"})
 
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # S3 answering 5xx or unreachable (transient: Retry-After), or a missing bucket / refused credentials
+        log.error("artifact store unavailable", extra={"path": request.url.path, "error": str(exc)})
+        return error_response(503, exc.code, str(exc), {"store": exc.store, "transient": exc.transient},
+                              {"Retry-After": str(RETRY_AFTER_S)} if exc.transient else None)
+
     @app.exception_handler(OSError)
     async def _os_error(request: Request, exc: OSError) -> JSONResponse:
         if exc.errno in _FULL:
@@ -113,7 +125,7 @@ def install(app: FastAPI) -> None:
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette's own 405 names only the first route's)."""
-    from starlette.routing import get_route_path
+    from starlette._utils import get_route_path  # where starlette.routing takes it from
 
     path = get_route_path(request.scope)
     methods: set[str] = set()

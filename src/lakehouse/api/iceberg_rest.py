@@ -20,9 +20,9 @@ from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lakehouse.domain.principal import Principal
 from lakehouse.services import iceberg_oauth, iceberg_tables
 from lakehouse.services import iceberg_rest as svc
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import ServiceError, Unauthorized
 from lakehouse.store.db import DatabaseError, is_unavailable
@@ -155,8 +155,9 @@ def create(ctx: Context) -> FastAPI:
     @app.get("/v1/{prefix}/namespaces/{namespace}/tables")
     def list_tables(request: Request, namespace: str, s: svc.Scope = Depends(_scope),
                     page_token: str | None = Query(None, alias="pageToken"),
-                    page_size: int | None = Query(None, alias="pageSize")) -> Response:
-        return _json(svc.list_tables(_ctx(request), s, _ns(namespace), page_token, page_size))
+                    page_size: int | None = Query(None, alias="pageSize"),
+                    locations: bool = Query(False, alias="lakehouse-metadata-locations")) -> Response:
+        return _json(svc.list_tables(_ctx(request), s, _ns(namespace), page_token, page_size, locations))
 
     @app.post("/v1/{prefix}/namespaces/{namespace}/tables")
     def create_table(request: Request, namespace: str, s: svc.Scope = Depends(_scope),

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from lakehouse.api import schemas as s
 from lakehouse.api.deps import context, require
 from lakehouse.api.ops import ERRORS
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import backfills, job_runs, jobs, promotions
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
 

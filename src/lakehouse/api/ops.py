@@ -14,12 +14,14 @@ from starlette.concurrency import run_in_threadpool
 
 from lakehouse.api import schemas as s
 from lakehouse.api.deps import context, require
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
+from lakehouse.domain.rules import Environment
 from lakehouse.domain.runs import RunRequest
 from lakehouse.domain.states import RUN_FINISHED, RunStatus
 from lakehouse.services import artifacts, executors, protocol, runs
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
+from lakehouse.services.errors import NotFound
 
 router = APIRouter(prefix="/ops", tags=["executor contract"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -55,9 +57,11 @@ def create_run(body: RunRequest, response: Response, ctx: Context = Depends(cont
 
 @router.get("/runs", response_model=s.RunList, responses=ERRORS)
 def list_runs(ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ)),
-              status: str | None = None, spec_slug: str | None = None, environment: str | None = None,
+              status: RunStatus | None = None, spec_slug: str | None = None,
+              environment: Environment | None = None,
               before: str | None = None, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
-    items = runs.list_runs(ctx, p, status=status, spec_slug=spec_slug, environment=environment,
+    items = runs.list_runs(ctx, p, status=status.value if status else None, spec_slug=spec_slug,
+                           environment=environment.value if environment else None,
                            limit=limit, before=before)
     return {"runs": items, "next_before": items[-1]["run_id"] if len(items) == limit else None}
 
@@ -158,7 +162,8 @@ def complete_many(body: s.CompleteManyIn, ctx: Context = Depends(context),
 @router.post("/runs/{run_id}/fail", response_model=s.FailOut, responses=ERRORS)
 def fail(run_id: str, body: s.FailIn, ctx: Context = Depends(context),
          p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
-    return protocol.fail(ctx, p, run_id, body.lease_token, body.error, body.retryable, _events(body.events))
+    return protocol.fail(ctx, p, run_id, body.lease_token, body.error, body.retryable, _events(body.events),
+                         kind=body.kind)
 
 
 @router.post("/runs/{run_id}/release", response_model=s.ReleaseOut, responses=ERRORS)
@@ -236,18 +241,22 @@ def register_artifact(body: s.ArtifactIn, response: Response, ctx: Context = Dep
 
 @router.put("/artifacts/{sha256}", response_model=s.UploadOut, responses=ERRORS,
             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}})
-async def upload_artifact(sha256: str, request: Request, ctx: Context = Depends(context),
+async def upload_artifact(sha256: s.Sha256Param, request: Request, ctx: Context = Depends(context),
                           p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
     """Upload content; the server checks it against ``sha256`` (422 ``sha256_mismatch`` if not)."""
     return await artifacts.upload(ctx, sha256, request.stream())
 
 
 @router.get("/artifacts/{sha256}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS})
-def download_artifact(sha256: str, ctx: Context = Depends(context),
+def download_artifact(sha256: s.Sha256Param, ctx: Context = Depends(context),
                       p: Principal = Depends(require(Action.RUN_READ))) -> StreamingResponse:
-    meta, store = artifacts.open_blob(ctx, sha256, p)
-    return StreamingResponse(store.read(sha256), media_type=meta["media_type"],
-                             headers={"Content-Disposition": artifacts.content_disposition(meta["name"])})
+    """The content of an artifact, streamed by the control plane from whichever store holds it (a local
+    folder or S3: never a redirect to the bucket); ``Content-Length`` lets a client see a cut-off body."""
+    meta, content = artifacts.open_blob(ctx, sha256, p)
+    headers = {"Content-Disposition": artifacts.content_disposition(meta["name"])}
+    if meta["size_bytes"] is not None:
+        headers["Content-Length"] = str(meta["size_bytes"])
+    return StreamingResponse(content, media_type=meta["media_type"], headers=headers)
 
 
 @router.get("/runs/{run_id}/artifacts", response_model=s.ArtifactList, responses=ERRORS)
@@ -260,3 +269,21 @@ def run_artifacts(run_id: str, ctx: Context = Depends(context), p: Principal = D
 def list_executors(ctx: Context = Depends(context), p: Principal = Depends(require(Action.RUN_READ))) -> dict[str, Any]:
     """Executors seen, with what each runs now; the run of a workspace the caller cannot see is blanked."""
     return {"executors": executors.list_executors(ctx, p)}
+
+
+@router.post("/executors/{executor_id}/stopped", response_model=s.ExecutorStoppedOut, responses=ERRORS)
+def executor_stopped(executor_id: str, body: s.ExecutorStoppedIn, ctx: Context = Depends(context),
+                     p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
+    """An executor shutting down cleanly says goodbye: listed as stopped, not stale, until it calls
+    again. Only the account whose claim registered that id may (403 ``not_your_executor``)."""
+    return executors.mark_stopped(ctx, p, executor_id, body.reason)
+
+
+@router.delete("/executors/{executor_id}", response_model=s.ExecutorsForgotten, responses=ERRORS)
+def forget_executor(executor_id: str, ctx: Context = Depends(context),
+                    p: Principal = Depends(require(Action.ADMIN))) -> dict[str, Any]:
+    """Forget a stopped or silent executor (admins; audited). One holding a lease is kept (404)."""
+    gone = executors.forget(ctx, p, executor_id=executor_id)
+    if not gone:
+        raise NotFound(f"executor {executor_id} not found or holding a lease", code="executor_not_found")
+    return {"forgotten": gone}

@@ -1,18 +1,39 @@
-"""Wire schemas of the executor contract (separate from tables and domain models)."""
+"""Wire schemas of the executor contract (separate from tables and domain models).
+
+They state the rules the server enforces (domain/rules.py): sha256 format, name patterns, the
+environment enum, event types and levels, and run/phase statuses, so that the OpenAPI document lists
+them for clients and fuzzers.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+from lakehouse.domain.events import EventType, ExecutorEventType, Level
+from lakehouse.domain.rules import EXECUTOR_ID, NO_NUL, SHA256, Environment, rule
+from lakehouse.domain.runs import Capability, PhaseName
+from lakehouse.domain.states import PhaseStatus, RunStatus
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
 
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold a NUL: refused with 422, never a 500
+Sha256 = Annotated[str, Field(min_length=64, max_length=64, pattern=SHA256),
+                   rule("invalid_sha256", "sha256 must be 64 lowercase hex characters")]
+Sha256Param = Annotated[str, Path(pattern=SHA256, description="64 lowercase hex characters"),
+                        rule("invalid_sha256", "sha256 must be 64 lowercase hex characters")]
+ExecutorId = Annotated[str, Field(min_length=1, max_length=200, pattern=EXECUTOR_ID), rule(
+    "invalid_executor_id", "an executor id uses letters, digits, _ . : @ / + - (at most 200) and starts with a "
+                           "letter or digit")]
+RunRef = Annotated[str, Field(min_length=1, max_length=36, pattern=NO_NUL)]
+ExecutorEvent = Annotated[ExecutorEventType, rule(
+    "invalid_event_type", "executors may post only " + ", ".join(t.value for t in ExecutorEventType) + " events")]
+EventLevel = Annotated[Level, rule("invalid_level", "level must be one of " + ", ".join(lv.value for lv in Level))]
 
 
 class ErrorBody(BaseModel):
@@ -26,11 +47,11 @@ class ErrorResponse(BaseModel):
 
 
 class EventIn(Strict):
-    event_id: str = Field(min_length=1, max_length=64)
-    type: str = Field(min_length=1, max_length=64)
-    phase: str | None = Field(default=None, max_length=200)
+    event_id: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    type: ExecutorEvent
+    phase: PhaseName | None = None
     ts: datetime
-    level: str = "info"
+    level: EventLevel = Field(default=Level.INFO, validate_default=True)
     message: str = Field(default="", max_length=10_000)
     payload: dict[str, Any] = Field(default_factory=dict)
 
@@ -41,12 +62,12 @@ class EventsIn(Strict):
 
 
 class ClaimIn(Strict):
-    executor_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
-    capabilities: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]] = Field(max_length=100)
+    executor_id: ExecutorId
+    capabilities: list[Capability] = Field(max_length=100)
     wait_s: float = Field(default=0, ge=0, le=60)
     max_phases: int = Field(default=1, ge=1, le=100)
     start: bool = True
-    cached_runs: list[Annotated[str, Field(min_length=1, max_length=36, pattern=NO_NUL)]] = Field(
+    cached_runs: list[RunRef] = Field(
         default_factory=list, max_length=100,
         description="runs whose input_manifest this executor already holds: their claims carry it as null")
 
@@ -71,7 +92,7 @@ class HeartbeatManyIn(Strict):
 class LeaseBeatResult(BaseModel):
     run_id: str
     lease_expires_at: datetime | None = None
-    status: str | None = None
+    status: PhaseStatus | None = None
     error: ErrorBody | None = None
 
 
@@ -80,10 +101,10 @@ class HeartbeatManyOut(BaseModel):
 
 
 class ClaimNextIn(Strict):
-    executor_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
-    capabilities: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]] = Field(max_length=100)
+    executor_id: ExecutorId
+    capabilities: list[Capability] = Field(max_length=100)
     max_phases: int = Field(default=1, ge=1, le=100)
-    cached_runs: list[Annotated[str, Field(min_length=1, max_length=36, pattern=NO_NUL)]] = Field(
+    cached_runs: list[RunRef] = Field(
         default_factory=list, max_length=100,
         description="runs whose input_manifest this executor already holds: their claims carry it as null")
 
@@ -109,9 +130,9 @@ class CompleteManyIn(Strict):
 
 class CompletionResult(BaseModel):
     run_id: str
-    run_status: str | None = None
+    run_status: RunStatus | None = None
     phase: str | None = None
-    phase_status: str | None = None
+    phase_status: PhaseStatus | None = None
     error: ErrorBody | None = None
 
 
@@ -125,6 +146,9 @@ class FailIn(Strict):
     error: str = Field(min_length=1, max_length=100_000)
     retryable: bool = True
     events: list[EventIn] | None = Field(default=None, max_length=1000)
+    kind: Literal["error", "timeout"] = Field(
+        default="error", description="`timeout`: the executor stopped the phase past its timeout_s "
+                                     "(the attempt is recorded as timed_out)")
 
 
 class ReleaseIn(Strict):
@@ -134,14 +158,14 @@ class ReleaseIn(Strict):
 
 class ReleaseOut(BaseModel):
     phase: str
-    phase_status: str
+    phase_status: PhaseStatus
 
 
 class ArtifactIn(Strict):
     run_id: str = Field(min_length=1, max_length=36)
-    phase: str = Field(min_length=1, max_length=200)
+    phase: PhaseName
     name: str = Field(min_length=1, max_length=300)
-    sha256: str = Field(min_length=64, max_length=64)
+    sha256: Sha256
     size_bytes: int = Field(ge=0)
     media_type: str = Field(min_length=1, max_length=200)
     uri: str | None = Field(default=None, max_length=2000)
@@ -163,7 +187,7 @@ class Claim(BaseModel):
         description="the run's input manifest; null when the claim listed the run in cached_runs")
     spec_slug: str
     git_sha: str
-    environment: str
+    environment: Environment
     workspace: str = Field(description="the run's workspace (slug), from the server's run record")
     created_by: str | None = Field(description="who created the run, from the server's run record")
     previous_outputs: dict[str, Any]
@@ -177,7 +201,7 @@ class PhaseOut(BaseModel):
     name: str
     type: str
     capability: str
-    status: str
+    status: PhaseStatus
     attempt: int
     max_attempts: int
     timeout_s: float | None
@@ -195,10 +219,10 @@ class PhaseOut(BaseModel):
 
 class RunOut(BaseModel):
     run_id: str
-    status: str
+    status: RunStatus
     spec_slug: str
     git_sha: str
-    environment: str
+    environment: Environment
     workspace: str
     created_at: datetime
     started_at: datetime | None
@@ -210,14 +234,16 @@ class RunOut(BaseModel):
     labels: dict[str, str] | None
     last_seq: int
     phases: list[PhaseOut]
+    held: dict[str, Any] | None = Field(default=None, description="why a queue cap holds the run out of the "
+                                        "queue (reason, cap_id, held_at); null when it is not held")
 
 
 class RunSummary(BaseModel):
     run_id: str
-    status: str
+    status: RunStatus
     spec_slug: str
     git_sha: str
-    environment: str
+    environment: Environment
     workspace: str
     created_at: datetime
     started_at: datetime | None
@@ -233,11 +259,11 @@ class RunList(BaseModel):
 class EventOut(BaseModel):
     seq: int
     event_id: str
-    type: str
+    type: EventType
     run_id: str
     phase: str | None
     ts: datetime
-    level: str
+    level: Level
     message: str
     payload: dict[str, Any]
 
@@ -252,18 +278,18 @@ class Accepted(BaseModel):
 
 class HeartbeatOut(BaseModel):
     lease_expires_at: datetime
-    status: str
+    status: PhaseStatus
 
 
 class CompleteOut(BaseModel):
-    run_status: str
+    run_status: RunStatus
     phase: str
-    phase_status: str
+    phase_status: PhaseStatus
     next: list[Claim] | None = None
 
 
 class FailOut(BaseModel):
-    run_status: str
+    run_status: RunStatus
     phase: str
     requeued: bool
 
@@ -273,7 +299,7 @@ class ArtifactOut(BaseModel):
     run_id: str
     phase: str
     name: str
-    sha256: str
+    sha256: Annotated[str, Field(pattern=SHA256)]
     size_bytes: int
     media_type: str
     uri: str | None
@@ -286,7 +312,7 @@ class ArtifactList(BaseModel):
 
 
 class UploadOut(BaseModel):
-    sha256: str
+    sha256: Annotated[str, Field(pattern=SHA256)]
     size_bytes: int
     stored: bool
 
@@ -300,10 +326,27 @@ class ExecutorOut(BaseModel):
     current_phase: str | None
     silent_s: float
     stale: bool
+    stopped: bool = False
+    state: Literal["online", "stale", "stopped"] = "online"
+    stop_reason: str | None = None
 
 
 class ExecutorList(BaseModel):
     executors: list[ExecutorOut]
+
+
+class ExecutorStoppedIn(Strict):
+    reason: str = Field(default="stopped cleanly", max_length=200)
+
+
+class ExecutorStoppedOut(BaseModel):
+    executor_id: str
+    state: Literal["stopped"]
+    stop_reason: str
+
+
+class ExecutorsForgotten(BaseModel):
+    forgotten: list[str]
 
 
 class Health(BaseModel):

@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 
 from lakehouse.api.deps import address, context, require
 from lakehouse.api.schemas import ErrorResponse
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import sessions
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 
 router = APIRouter(prefix="/api/users", tags=["users"])

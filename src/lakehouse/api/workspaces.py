@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.api.deps import context, principal
 from lakehouse.api.schemas import ErrorResponse
+from lakehouse.domain.principal import Principal
 from lakehouse.services import workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 
 router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from lakehouse.cli.common import console, context, one_line_errors
+from lakehouse.domain.principal import Principal
 from lakehouse.services import alert_eval, alerts, scores
-from lakehouse.services.auth import Principal
 
 app = typer.Typer(help="Alerts, alert rules and the routing matrix.", no_args_is_help=True)
 scores_app = typer.Typer(help="Run scores and their weights.", no_args_is_help=True)

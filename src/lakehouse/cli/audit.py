@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from lakehouse.cli.common import console, fail, one_line_errors, read_context
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import audit
-from lakehouse.services.auth import SYSTEM
 
 app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
 

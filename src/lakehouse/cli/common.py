@@ -112,6 +112,20 @@ def read_context(**overrides: Any) -> Context:
     return open_context(s)
 
 
+def keep_whole(table: Any, *columns: int) -> Any:
+    """Never cut or wrap the cells of these columns (run ids, job and pipeline names, dataset names): each
+    keeps the width of its widest cell, and the other columns wrap around them, even in 80 columns. Call
+    it once the rows are added."""
+    from rich.text import Text
+
+    for i in columns:
+        col = table.columns[i]
+        cells = [col.header, *col.cells]
+        widest = max((c.cell_len if isinstance(c, Text) else Text.from_markup(str(c)).cell_len) for c in cells)
+        col.no_wrap, col.overflow, col.min_width = True, "fold", widest
+    return table
+
+
 def fail(message: str, code: int = 1) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

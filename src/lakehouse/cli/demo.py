@@ -15,8 +15,8 @@ from rich.table import Table
 from lakehouse.cli.common import console, context, fail, one_line_errors, setup_logging
 from lakehouse.cli.render import status_text
 from lakehouse.cli.server import Running, print_admin
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import pipelines, runs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 
 PIPELINES = ("odoo_ingest_bronze", "bronze_to_silver", "silver_to_gold")

@@ -10,10 +10,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from lakehouse.cli.common import console, context, fail, one_line_errors
+from lakehouse.cli.common import console, context, fail, keep_whole, one_line_errors
 from lakehouse.cli.render import status_text
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.services import backfills, job_runs, jobs, promotions
-from lakehouse.services.auth import SYSTEM, Principal
 
 app = typer.Typer(help="Jobs: versioned, parameterised, scheduled work.", no_args_is_help=True)
 WS = typer.Option("default", "--workspace", "-w", help="workspace slug")
@@ -56,7 +56,7 @@ def list_(workspace: str = typer.Option(None, "--workspace", "-w")) -> None:
         last = status_text(j["last_run"]["status"]) if j["last_run"] else ""
         table.add_row(j["workspace"], j["name"], j["type"], str(j["version"]), sched,
                       _at(j["next_fire_at"]), last, j["owner"] or "")
-    console.print(table)
+    console.print(keep_whole(table, 0, 1))  # ids and names whole in 80 columns
 
 
 def _at(value: Any) -> str:
@@ -85,7 +85,7 @@ def show(name: str, workspace: str = WS) -> None:
     for r in j["recent_runs"]:
         table.add_row(r["run_id"], str(r["version"]), r["trigger"], _at(r["logical_date"]),
                       status_text(r["status"]), _at(r["created_at"]))
-    console.print(table)
+    console.print(keep_whole(table, 0))  # ids and names whole in 80 columns
 
 
 @app.command("run")
@@ -185,7 +185,7 @@ def list_backfills(name: str, workspace: str = WS) -> None:
         p = b["progress"]
         table.add_row(b["id"], f"{b['from']} → {b['to']}", b["status"], str(p["done"]), str(p["running"]),
                       str(p["failed"] + p["cancelled"]), str(p["queued"]), str(b["total"]))
-    console.print(table)
+    console.print(keep_whole(table, 0))  # ids and names whole in 80 columns
 
 
 @app.command("cancel-backfill")

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from lakehouse.cli.common import console, context, err_console, one_line_errors
 from lakehouse.cli.render import status_text
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import pipelines
-from lakehouse.services.auth import SYSTEM
 
 app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-STYLE = {
-    "queued": ("◷", "grey62"), "pending": ("◌", "grey50"), "claimed": ("◔", "cyan"), "running": ("▶", "blue"),
-    "succeeded": ("✔", "green"), "failed": ("✖", "red"), "cancelled": ("⊘", "yellow"),
-    "skipped": ("↷", "grey50"),
-}
+from lakehouse.domain.status_look import look
 
 
 def status_text(status: str) -> str:
-    icon, colour = STYLE.get(status, ("?", "white"))
-    return f"[{colour}]{icon} {status}[/]"
+    """The status as the Control Room shows it (domain/status_look.py): icon and word, in its colour."""
+    lk = look(status)
+    return f"[{lk.colour}]{lk.icon} {lk.word}[/]"
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:

@@ -8,10 +8,11 @@ import json
 import typer
 from rich.table import Table
 
-from lakehouse.cli.common import console, context, one_line_errors, read_context
+from lakehouse.cli.common import console, context, keep_whole, one_line_errors, read_context
 from lakehouse.cli.render import duration, status_text
+from lakehouse.domain.principal import SYSTEM
+from lakehouse.domain.states import shown_phase_status
 from lakehouse.services import reruns, runs
-from lakehouse.services.auth import SYSTEM
 
 app = typer.Typer(help="Runs.", no_args_is_help=True)
 
@@ -30,12 +31,11 @@ def list_(status: str = typer.Option(None), pipeline: str = typer.Option(None, "
         console.print("No runs yet — create one with POST /ops/runs or `lakehouse demo`.")
         return
     table = Table("run", "pipeline", "env", "status", "created", "took")
-    table.columns[0].no_wrap = True
     for r in items:
-        run_id = r["run_id"][:8] if console.width < 120 else r["run_id"]
+        run_id = r["run_id"][:8] if console.width < 120 else r["run_id"]  # `runs show` takes the 8 characters
         table.add_row(run_id, r["spec_slug"], r["environment"], status_text(r["status"]),
                       r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), duration(r["started_at"], r["finished_at"]))
-    console.print(table)
+    console.print(keep_whole(table, 0, 1, 3))
 
 
 @app.command("show")
@@ -53,11 +53,14 @@ def show(run_id: str, as_json: bool = typer.Option(False, "--json"),
                   f"{status_text(run['status'])}")
     if run["error"]:
         console.print(f"[red]{run['error']}[/]")
-    table = Table("#", "phase", "type", "status", "attempt", "executor", "took", "error")
-    for i, p in enumerate(run["phases"]):
-        table.add_row(str(i + 1), p["name"], p["type"], status_text(p["status"]), f"{p['attempt']}/{p['max_attempts']}",
-                      p["executor_id"] or "", duration(p["started_at"], p["finished_at"]), (p["error"] or "")[:80])
-    console.print(table)
+    errors = any(p["error"] for p in run["phases"])  # the error column only when there is one
+    table = Table("phase", "type", "status", "try", "executor", "took", *(["error"] if errors else []))
+    for p in run["phases"]:  # in their order
+        shown = status_text(shown_phase_status(p["status"], p["attempt"]))
+        table.add_row(p["name"], p["type"], shown, f"{p['attempt']}/{p['max_attempts']}",
+                      p["executor_id"] or "", duration(p["started_at"], p["finished_at"]),
+                      *([(p["error"] or "")[:80]] if errors else []))
+    console.print(keep_whole(table, 0, 1, 2, 3, 4, 5))
     if events:
         for e in runs.read_events(ctx, run_id, SYSTEM):
             console.print(f"{e['seq']:>4} {e['ts']:%H:%M:%S.%f} {e['type']:<16} {e['phase'] or '':<12} {e['message']}",

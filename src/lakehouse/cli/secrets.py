@@ -8,8 +8,8 @@ import typer
 from cryptography.fernet import Fernet
 
 from lakehouse.cli.common import console, context, fail, one_line_errors
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import connections
-from lakehouse.services.auth import SYSTEM
 
 app = typer.Typer(help="Connection secrets (encrypted at rest with LAKEHOUSE_SECRET_KEY).", no_args_is_help=True)
 

@@ -79,9 +79,20 @@ def executor_token(ctx: Context) -> str:
     return token
 
 
+# what a worker must not hold: it reaches the catalog over HTTP under its leases (docs/security.md)
+CONTROL_PLANE_ONLY = ("LAKEHOUSE_DATABASE_URL", "LAKEHOUSE_SECRET_KEY")
+
+
+def worker_environment(token: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a local worker: this process's, without the metadata database URL and the
+    secret key, plus the executor token."""
+    base = dict(os.environ if environ is None else environ)
+    return {k: v for k, v in base.items() if k.upper() not in CONTROL_PLANE_ONLY} | {"LAKEHOUSE_TOKEN": token}
+
+
 def spawn_workers(n: int, server: str, token: str, extra: list[str] | None = None,
                   log_level: str | None = None) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "LAKEHOUSE_TOKEN": token}
+    env = worker_environment(token)
     if log_level:
         env["LAKEHOUSE_LOG_LEVEL"] = log_level
     procs = []
@@ -191,19 +202,22 @@ def worker(server: str = typer.Option(None, help="control plane URL (default htt
            wait_s: float = typer.Option(30.0, min=0, max=60, help="long-poll seconds"),
            once: bool = typer.Option(False, help="exit when there is no work")) -> None:
     """One executor process: claim → run handler → heartbeat → complete/fail."""
+    from lakehouse.lake.lease import RestLake
     from lakehouse.settings import Settings
     from lakehouse.worker.client import ExecutorClient
     from lakehouse.worker.loop import Worker
 
     settings = Settings()  # built once at the worker's edge, passed down to every phase
+    settings.secret_key = ""  # a worker never needs the key (nor the database: the catalog is over HTTP)
     setup_logging(settings.log_level)
     if not token:
         fail("no token: pass --token or set LAKEHOUSE_TOKEN (create one with `lakehouse tokens create`)")
     url = server or f"http://127.0.0.1:{settings.port}"
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
     client = ExecutorClient(url, token)
+    lake = RestLake(url, token, settings)  # every phase's catalog: <server>/iceberg under its lease
     w = Worker(client, executor_id=executor_id, capabilities=caps, wait_s=wait_s, max_phases=max_phases, once=once,
-               settings=settings)
+               settings=settings, lake=lake)
     w.install_signals()
     log.info("worker started", extra={"executor_id": w.executor_id, "capabilities": w.capabilities, "server": url})
     done = w.run()

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from lakehouse.cli.common import console, fail, read_context
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import sql as sql_service
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.errors import ServiceError
 
 FORMATS = ("table", "csv", "json")

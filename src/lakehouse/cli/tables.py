@@ -7,9 +7,9 @@ import json
 import typer
 from rich.table import Table
 
-from lakehouse.cli.common import console, context, one_line_errors, read_context
+from lakehouse.cli.common import console, context, keep_whole, one_line_errors, read_context
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import datasets
-from lakehouse.services.auth import SYSTEM
 
 app = typer.Typer(help="The dataset registry: tables with owner, tags, freshness and quality.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def list_(q: str = typer.Option(None, "--q", help="name or description contains"
         table.add_row(d["name"], d["environment"], d["owner"] or "—", ", ".join(d["tags"]) or "—",
                       "—" if d["rows"] is None else f"{d['rows']:,}", d["freshness"]["state"],
                       d["quality"]["state"], d["origin"])
-    console.print(table)
+    console.print(keep_whole(table, 0))  # dataset names whole in 80 columns
 
 
 @app.command("show")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from lakehouse.cli.common import console, context, one_line_errors
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import workspaces
-from lakehouse.services.auth import SYSTEM
 
 app = typer.Typer(help="Workspaces and their members.", no_args_is_help=True)
 

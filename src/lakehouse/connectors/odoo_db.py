@@ -99,7 +99,7 @@ class SeedDb:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement with ``?`` placeholders; return its rows (empty if none)."""
         if self._pg is not None:
-            cur = self._pg.execute(sql.replace("?", "%s"), tuple(params))  # type: ignore[arg-type]
+            cur = self._pg.execute(sql.replace("?", "%s"), tuple(params))
             return cur.fetchall() if cur.description else []
         assert self._lite is not None
         cur2 = self._lite.execute(sql, tuple(_sqlite_value(p) for p in params))
@@ -143,7 +143,7 @@ class SeedDb:
 
     def _copy(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         assert self._pg is not None
-        with self._pg.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[arg-type]
+        with self._pg.cursor() as cur, cur.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
 
@@ -210,7 +210,7 @@ def _connect_pg(url: SourceUrl, create: bool) -> psycopg.Connection[Any]:
             raise SourceUnavailable(f"cannot connect to {url.display}: {first_line(exc)}") from None
     try:  # create the missing database through the maintenance database
         with psycopg.connect(url.with_dbname("postgres").conninfo, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'CREATE DATABASE "{url.dbname}"')  # type: ignore[arg-type]
+            admin.execute(f'CREATE DATABASE "{url.dbname}"')
         return psycopg.connect(url.conninfo, connect_timeout=5)
     except psycopg.Error as exc:
         raise SourceUnavailable(f"cannot create database {url.display}: {first_line(exc)}") from None

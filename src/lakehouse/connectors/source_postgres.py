@@ -60,7 +60,7 @@ class PostgresSource(Source):
 
     def _query(self, statement: str | sql.Composed, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+            return self._conn.execute(statement, params).fetchall()
         except psycopg.OperationalError as exc:
             raise SourceUnavailable(f"{self.url.display}: {first_line(exc)}") from None
         except psycopg.Error as exc:

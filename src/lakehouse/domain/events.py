@@ -22,9 +22,32 @@ class EventType(StrEnum):
     RUN_SUCCEEDED = "RUN_SUCCEEDED"
     RUN_FAILED = "RUN_FAILED"
     RUN_CANCELLED = "RUN_CANCELLED"
+    RUN_HELD = "RUN_HELD"  # a queue cap in hold mode keeps the run out of the queue (services/caps.py)
+    RUN_RELEASED = "RUN_RELEASED"  # a held run's queue cap has room again: its first phase is queued
+    # posted by executors only (see ExecutorEventType)
+    DQ_RESULT = "DQ_RESULT"
+    SCHEMA_DRIFT = "SCHEMA_DRIFT"
+    METRIC = "METRIC"
+    LINEAGE = "LINEAGE"
 
 
-LEVELS = ("debug", "info", "warning", "error")
+class ExecutorEventType(StrEnum):
+    """Types an executor may post itself; state-change events are written only by the server."""
 
-# Types an executor may post itself; state-change events are written only by the server.
-EXECUTOR_EVENT_TYPES = frozenset({"PHASE_PROGRESS", "PHASE_LOG", "DQ_RESULT", "SCHEMA_DRIFT", "METRIC", "LINEAGE"})
+    PHASE_PROGRESS = "PHASE_PROGRESS"
+    PHASE_LOG = "PHASE_LOG"
+    DQ_RESULT = "DQ_RESULT"
+    SCHEMA_DRIFT = "SCHEMA_DRIFT"
+    METRIC = "METRIC"
+    LINEAGE = "LINEAGE"
+
+
+class Level(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LEVELS = tuple(lv.value for lv in Level)
+EXECUTOR_EVENT_TYPES = frozenset(t.value for t in ExecutorEventType)

@@ -146,9 +146,14 @@ class SqlJob(Model):
     target: str | None = None  # layer.table written through the lake
     mode: Literal["overwrite", "append", "merge"] = "overwrite"
     keys: list[str] = Field(default_factory=list)  # merge keys
+    # a PostgreSQL connection of the workspace: the statement runs there (read-only), not on the lake
+    connection: str | None = Field(default=None, min_length=1, max_length=100)
 
     @model_validator(mode="after")
     def _coherent(self) -> SqlJob:
+        if self.connection is not None and self.engine != "duckdb":
+            raise ValueError("sql.connection runs the statement on that PostgreSQL source; engine applies to "
+                             "the lakehouse only (leave it duckdb)")
         if self.target is not None and not TABLE_REF.match(self.target):
             raise ValueError(f"target {self.target!r} must be layer.table with layer in bronze, silver, gold")
         if self.mode == "merge" and not self.keys:
@@ -271,6 +276,10 @@ class JobDefinition(Model):
             unknown = [n for n in placeholders(self.sql.query) if n not in self.params and n not in BUILTIN_PARAMS]
             if unknown:
                 raise ValueError(f"sql.query uses undeclared parameters: {', '.join(unknown)}")
+            if self.sql.connection is not None and self.sql.connection not in self.connections:
+                if len(self.connections) >= 20:
+                    raise ValueError("connections: at most 20")
+                self.connections = [*self.connections, self.sql.connection]  # its runs declare it
         return self
 
     def canonical(self) -> str:

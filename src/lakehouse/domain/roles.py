@@ -31,6 +31,7 @@ class Action(StrEnum):
     JOB_APPROVE = "job.approve"  # approve or reject a promotion (the workspace's gates name the role)
     ALERT_MANAGE = "alert.manage"  # alert rules, the routing matrix, score weights
     ALERT_RESPOND = "alert.respond"  # acknowledge and resolve alerts
+    CAP_MANAGE = "cap.manage"  # set and delete runtime caps (admins and workspace admins only)
     CATALOG_WRITE = "catalog.write"  # create, commit, rename, register, drop Iceberg tables/namespaces (REST)
     USER_ADMIN = "user.admin"  # users, roles, tokens of others
     AUDIT_VIEW = "audit.view"

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
-ENVIRONMENTS = ("dev", "stage", "prod")
+from lakehouse.domain.rules import (
+    CAPABILITY,
+    ENVIRONMENTS,
+    NAME,
+    NAME_RE,
+    NO_NUL,
+    WORKSPACE,
+    Environment,
+    rule,
+)
+
+__all__ = ["ENVIRONMENTS", "NAME_RE", "Environment", "PhaseName", "PhaseSpec", "RunRequest", "SpecSlug"]
+
+PhaseName = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME), rule(
+    "invalid_phase_name", "phase names use letters, digits, _ . : - and start with a letter or digit")]
+SpecSlug = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME), rule(
+    "invalid_spec_slug", "a pipeline slug uses letters, digits, _ . : - and starts with a letter or digit")]
+Capability = Annotated[str, Field(min_length=1, max_length=64, pattern=CAPABILITY), rule(
+    "invalid_capability", "a phase type or capability uses letters, digits, _ . : - (at most 64) and starts "
+                          "with a letter or digit")]
+EnvironmentField = Annotated[Environment, rule(
+    "invalid_environment", f"environment must be one of {', '.join(ENVIRONMENTS)}")]
 
 
 class PhaseSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    type: str = Field(min_length=1, max_length=64)
-    capability: str | None = Field(default=None, max_length=64)
+    name: PhaseName
+    type: Capability
+    capability: Capability | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     max_attempts: int = Field(default=3, ge=1, le=100)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("phase names use letters, digits, _ . : - and start with a letter or digit")
-        return v
 
     @property
     def effective_capability(self) -> str:
@@ -34,23 +46,16 @@ class PhaseSpec(BaseModel):
 
 
 class RunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)
 
-    spec_slug: str = Field(min_length=1, max_length=200)
-    git_sha: str = Field(min_length=1, max_length=64)
+    spec_slug: SpecSlug
+    git_sha: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     phases: list[PhaseSpec] = Field(min_length=1, max_length=1000)
     input_manifest: dict[str, Any] = Field(default_factory=dict)
-    environment: str = "dev"
-    workspace: str = "default"
+    environment: EnvironmentField = Field(default=Environment.DEV, validate_default=True)
+    workspace: str = Field(default="default", pattern=WORKSPACE)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     labels: dict[str, str] | None = None
-
-    @field_validator("environment")
-    @classmethod
-    def _env(cls, v: str) -> str:
-        if v not in ENVIRONMENTS:
-            raise ValueError(f"environment must be one of {', '.join(ENVIRONMENTS)}")
-        return v
 
     @model_validator(mode="after")
     def _unique_names(self) -> RunRequest:

@@ -32,6 +32,30 @@ class PhaseStatus(StrEnum):
     SKIPPED = "skipped"  # never ran because an earlier phase failed
 
 
+class AttemptStatus(StrEnum):
+    """One lease of a phase (a row of ``phase_attempts``): how it stands, or how it ended."""
+
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the holder called ``fail``
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # no heartbeat before the lease ran out (or claimed and never started)
+    TIMED_OUT = "timed_out"  # ran past the phase's ``timeout_s``
+
+
+class PhaseView(StrEnum):
+    """Derived, never stored: what a phase is shown as. ``retrying`` is a queued phase that has run
+    before (its ``attempt`` > 0), waiting for its next attempt (possibly in backoff)."""
+
+    RETRYING = "retrying"
+
+
+def shown_phase_status(status: str, attempt: int) -> str:
+    """The word a page or the terminal shows for a phase: its status, or ``retrying``."""
+    return PhaseView.RETRYING.value if status == PhaseStatus.QUEUED and attempt > 0 else status
+
+
 RUN_FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 RUN_ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 PHASE_FINISHED = frozenset(

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from lakehouse.worker.context import PhaseCancelled, PhaseContext
 
-GRACE_S = 10.0  # SIGTERM first (Spark's shutdown hooks stop the application), then SIGKILL
+GRACE_S = 10.0  # SIGTERM first (Spark's shutdown hooks stop the application), then SIGKILL (the default of
+# LAKEHOUSE_PHASE_KILL_GRACE_S; the worker's settings, when it has them, say how long)
 POLL_S = 0.25
 
 
@@ -32,12 +33,18 @@ def run_child(ctx: PhaseContext, argv: Sequence[str], log_path: Path, *, cwd: Pa
                 if on_poll is not None:
                     on_poll()
                 if ctx.cancelled.is_set():
-                    stop(proc)
+                    stop(proc, kill_grace_s(ctx))
                     raise PhaseCancelled(ctx.cancel_reason or "phase cancelled")
         except BaseException:
             if proc.poll() is None:
-                stop(proc)
+                stop(proc, kill_grace_s(ctx))
             raise
+
+
+def kill_grace_s(ctx: PhaseContext) -> float:
+    """Seconds between SIGTERM and SIGKILL: ``phase_kill_grace_s`` of the worker's settings."""
+    grace = getattr(ctx.settings, "phase_kill_grace_s", None)
+    return float(grace) if grace is not None else GRACE_S
 
 
 def stop(proc: subprocess.Popen[bytes], grace_s: float = GRACE_S) -> None:

@@ -46,7 +46,7 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
 
     settings = _settings(ctx)
     ws = _scope(ctx)
-    catalog = _catalog(settings)
+    catalog = _catalog(ctx)
     p = ctx.params
     command = str(p.get("command") or "build")
     if command not in COMMANDS:

@@ -53,7 +53,7 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
     settings = _settings(ctx)
     ws = _scope(ctx)
     url = _source_url(ctx, settings, source_spec)
-    catalog = _catalog(settings)
+    catalog = _catalog(ctx)
     env = ctx.environment
     incremental = (ing.get("incremental") or {}).get("column")
     policy = (ing.get("schema_drift") or {}).get("policy", "allow_additive")

@@ -23,10 +23,9 @@ def _settings(ctx: PhaseContext | None = None) -> Settings:
     return Settings()
 
 
-def _catalog(settings: Settings) -> Any:
-    from lakehouse.lake.catalog import catalog_for
-
-    return catalog_for(settings)
+def _catalog(ctx: PhaseContext) -> Any:
+    """The phase's catalog, from its context (a worker's: the REST catalog under this lease)."""
+    return ctx.catalog
 
 
 def _scope(ctx: PhaseContext) -> str:

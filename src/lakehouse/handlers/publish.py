@@ -74,7 +74,7 @@ def publish(ctx: PhaseContext) -> dict[str, Any]:
 
     settings = _settings(ctx)
     ws = _scope(ctx)
-    catalog = _catalog(settings)
+    catalog = _catalog(ctx)
     staged = _staged(ctx, settings)
     order = {"bronze": 0, "silver": 1, "gold": 2}
     outputs: dict[str, Any] = {}

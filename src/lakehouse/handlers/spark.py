@@ -58,7 +58,7 @@ def run_spark(ctx: PhaseContext) -> dict[str, Any]:
 
     settings = _settings(ctx)
     ws = _scope(ctx)
-    catalog = _catalog(settings)
+    catalog = _catalog(ctx)
     p = ctx.params
     variables = _variables(ctx)
     transforms, wanted = _plan(ctx)

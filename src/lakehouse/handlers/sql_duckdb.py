@@ -14,11 +14,14 @@ def run_sql(ctx: PhaseContext) -> dict[str, Any]:
     import duckdb
 
     from lakehouse.lake import duck
-    from lakehouse.lake.catalog import catalog_for, check_env, check_workspace
+    from lakehouse.lake.catalog import check_env, check_workspace
     from lakehouse.services.errors import ServiceError
     from lakehouse.services.sql import check_read_only
-    from lakehouse.settings import Settings
 
+    if ctx.params.get("connection"):  # a sql job's statement on its PostgreSQL connection
+        from lakehouse.handlers.sql_source import run_on_connection
+
+        return run_on_connection(ctx)
     sql = ctx.params.get("sql")
     if not isinstance(sql, str) or not sql.strip():
         raise PhaseError("params.sql must be a SQL string", retryable=False)
@@ -31,8 +34,7 @@ def run_sql(ctx: PhaseContext) -> dict[str, Any]:
     except ValueError as exc:
         raise PhaseError(f"bad run scope: {exc}", retryable=False) from None
     out = ctx.workdir / "result.parquet"
-    settings = ctx.settings if isinstance(ctx.settings, Settings) else Settings()
-    lake = duck.connect(catalog_for(settings), ctx.environment, workspace=workspace, views=False, sandbox=True)
+    lake = duck.connect(ctx.catalog, ctx.environment, workspace=workspace, views=False, sandbox=True)
     try:
         rel = lake.sql(sql)
         if rel is None:

@@ -21,7 +21,7 @@ def _fs(settings: Settings) -> tuple[pafs.FileSystem, str]:
     if warehouse.startswith("s3://") or warehouse.startswith("s3a://"):
         from lakehouse.lake.catalog import storage_properties
 
-        props = storage_properties(warehouse)
+        props = storage_properties(warehouse, settings)
         fs = pafs.S3FileSystem(
             endpoint_override=props.get("s3.endpoint"), access_key=props.get("s3.access-key-id"),
             secret_key=props.get("s3.secret-access-key"), session_token=props.get("s3.session-token"),
@@ -99,6 +99,8 @@ def source_url(settings: Settings, value: str, env: dict[str, str] | None = None
             raise ValueError(f"source URLs may use ${{LAKEHOUSE_HOME}}, ${{LAKEHOUSE_ODOO_URL}} and "
                              f"${{LAKEHOUSE_SOURCE_*}} only, not ${{{name}}}")
     url = expand(value, source_env)
+    # a worker is not told the metadata database (its default is the SQLite file of its home); the
+    # server refuses it when handing a connection (services/lease_secrets.py)
     if same_database(url, settings.database_url):
         raise ValueError("a pipeline may not read the control plane's metadata database")
     try:
@@ -116,17 +118,9 @@ def source_url(settings: Settings, value: str, env: dict[str, str] | None = None
 
 
 def same_database(url: str, database_url: str) -> bool:
-    from urllib.parse import urlsplit
+    from lakehouse.lake.catalog import same_database as same
 
-    a, b = urlsplit(url), urlsplit(database_url)
-    kind_a, kind_b = a.scheme.split("+")[0], b.scheme.split("+")[0]
-    if kind_a != kind_b:
-        return False
-    if kind_a == "sqlite":
-        return os.path.realpath((a.path.lstrip("/") and a.path[1:]) or a.path) == \
-            os.path.realpath((b.path.lstrip("/") and b.path[1:]) or b.path)
-    return ((a.hostname or "localhost"), a.port or 5432, a.path.strip("/")) == \
-        ((b.hostname or "localhost"), b.port or 5432, b.path.strip("/"))
+    return same(url, database_url)
 
 
 def manifest_entry(path: str, data: pa.Table, content_hash: str, **extra: Any) -> dict[str, Any]:

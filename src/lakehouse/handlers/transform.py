@@ -45,7 +45,7 @@ def transform(ctx: PhaseContext) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     edges = []
     # the same sandbox as /api/sql: this run's workspace and environment only, no other file
-    with duck.connect(_catalog(settings), ctx.environment, workspace=ws, views=False, sandbox=True) as lake:
+    with duck.connect(_catalog(ctx), ctx.environment, workspace=ws, views=False, sandbox=True) as lake:
         lake.con.execute("SET VARIABLE as_of = ?::DATE", [str(as_of)])
         for i, t in enumerate(spec.get("transforms") or []):
             ctx.check()

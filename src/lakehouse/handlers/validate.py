@@ -29,7 +29,7 @@ def validate(ctx: PhaseContext) -> dict[str, Any]:
     spec = _spec(ctx)
     settings = _settings(ctx)
     ws = _scope(ctx)
-    catalog = _catalog(settings)
+    catalog = _catalog(ctx)
     staged = _staged(ctx, settings)
     data: dict[str, pa.Table] = {}
     published: dict[str, int | None] = {}

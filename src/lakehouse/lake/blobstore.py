@@ -1,8 +1,12 @@
-"""Content-addressed blob store under ``LAKEHOUSE_HOME/artifacts`` (one file per sha256).
+"""Content-addressed blob stores (one blob per sha256): :class:`BlobStore` under
+``LAKEHOUSE_HOME/artifacts``, and :class:`lakehouse.lake.s3store.S3BlobStore` on ``s3://bucket/prefix``;
+both follow :class:`ArtifactStore`.
 
-An upload is written to a temporary file in the store and moved into place only once complete and
+An upload is written to a temporary file (object) in the store and moved into place only once complete and
 its sha256 checked: a cut-off, refused or stalled upload leaves neither a blob nor its temporary file.
-A full disk, or a store past its optional capacity, raises :class:`StoreFull` naming the store.
+A full disk, or a store past its optional capacity, raises :class:`StoreFull` naming the store; a store
+that cannot be reached or refuses us (S3 answering 5xx, a missing bucket, bad credentials) raises
+:class:`StoreUnavailable` naming it.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
+from typing import Protocol
 
 
 class HashMismatch(ValueError):
@@ -36,6 +41,46 @@ class StoreFull(OSError):
 
     def __str__(self) -> str:
         return str(self.args[1])
+
+
+class StoreUnavailable(Exception):
+    """The artifact store cannot serve the request: ``transient`` when repeating it later may work (S3
+    answering 500/503, throttling, the endpoint unreachable), else the store is misconfigured (the bucket
+    does not exist, the credentials are refused). The message names the store, never a credential."""
+
+    def __init__(self, store: str, message: str, *, transient: bool) -> None:
+        super().__init__(f"the artifact store {store} {message}")
+        self.store = store
+        self.transient = transient
+
+    @property
+    def code(self) -> str:
+        return "artifact_store_unavailable" if self.transient else "artifact_store_misconfigured"
+
+
+class ArtifactStore(Protocol):
+    """What the artifact service needs of a content-addressed store."""
+
+    def describe(self) -> str:
+        """Where the store is (a folder or ``s3://bucket/prefix``), for messages."""
+        ...
+
+    def uri(self, sha256: str) -> str: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    async def put_stream(self, sha256: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
+        """Store a stream under its sha256 (checked); returns its size. Nothing is stored otherwise."""
+        ...
+
+    def put_file(self, sha256: str, path: Path) -> int:
+        """Store a local file whose sha256 is known (copied, the file is left as it is); returns its size."""
+        ...
+
+    def open(self, sha256: str) -> Generator[bytes, None, None] | None:
+        """The content in chunks, or None when the store does not hold it (errors raise here, before
+        the first chunk, so an answer can still say what went wrong)."""
+        ...
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -63,6 +108,9 @@ class BlobStore:
     def _check_room(self, size: int) -> None:
         if self.capacity_bytes is not None and self.used_bytes() + size > self.capacity_bytes:
             raise StoreFull(self.root, f"its capacity of {self.capacity_bytes} bytes is reached")
+
+    def describe(self) -> str:
+        return str(self.root)
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
@@ -110,7 +158,32 @@ class BlobStore:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def read(self, sha256: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+    def put_file(self, sha256: str, path: Path) -> int:
+        """Copy a local file into the store (through a temporary file, so never half-written)."""
+        dest = self.path(sha256)
+        size = path.stat().st_size
+        if path.resolve() == dest.resolve() or dest.is_file():
+            return size
+        self._check_room(size)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+                while block := src.read(1 << 20):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+            self._account(size)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return size
+
+    def open(self, sha256: str) -> Generator[bytes, None, None] | None:
+        return self.read(sha256) if self.exists(sha256) else None
+
+    def read(self, sha256: str, chunk: int = 1 << 20) -> Generator[bytes, None, None]:
         with self.path(sha256).open("rb") as fh:
             while block := fh.read(chunk):
                 yield block

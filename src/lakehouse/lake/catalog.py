@@ -12,18 +12,18 @@ humans alike):
 * Table locations are pyiceberg's default: ``<warehouse>/<namespace>/<table>``.
 
 Storage (``LAKEHOUSE_WAREHOUSE``): a local folder (stored as a ``file://`` URI) or ``s3://bucket/prefix``.
-For S3 the following environment variables are read when a catalog is opened (all optional; MinIO
-and other S3-compatible stores need the endpoint and path-style addressing):
+For S3 the FileIO properties come from :meth:`lakehouse.settings.Settings.s3_properties`: the
+``LAKEHOUSE_S3_*`` settings (docs/settings.md), falling back on the standard ``AWS_*`` variables
+(``AWS_ENDPOINT_URL[_S3]``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_REGION``/``AWS_DEFAULT_REGION``). This module reads no environment variable itself: callers pass
+the settings down.
 
-=============================================  ======================================================
-``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``  ``s3.endpoint`` (e.g. ``http://127.0.0.1:9000``)
-``AWS_ACCESS_KEY_ID``                            ``s3.access-key-id``
-``AWS_SECRET_ACCESS_KEY``                        ``s3.secret-access-key``
-``AWS_SESSION_TOKEN``                            ``s3.session-token``
-``AWS_REGION`` or ``AWS_DEFAULT_REGION``         ``s3.region`` (``us-east-1`` when an endpoint is set)
-``LAKEHOUSE_S3_URL_STYLE``                       ``path`` or ``vhost``; default ``path`` with an
-                                                 endpoint, ``vhost`` without (``s3.force-virtual-addressing``)
-=============================================  ======================================================
+Two ways to reach the catalog (docs/security.md, "Executors"):
+
+* :func:`catalog_for` / :func:`open_catalog` — pyiceberg's SQL catalog over the metadata database. Only
+  the control plane (and in-process tests) opens it.
+* :mod:`lakehouse.lake.lease` — a worker's catalog: pyiceberg's REST client against the control plane's
+  ``/iceberg`` endpoint, under the lease of the phase it runs. A worker never holds the database URL.
 
 DuckDB gets the same values as an S3 secret (:func:`duckdb_s3_secret`).
 """
@@ -67,6 +67,7 @@ __all__ = [
     "namespace",
     "open_catalog",
     "parse_namespace",
+    "same_database",
     "storage_properties",
     "warehouse_uri",
 ]
@@ -145,25 +146,37 @@ def warehouse_uri(warehouse: str) -> str:
     return path.as_uri()
 
 
-def storage_properties(warehouse: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """pyiceberg FileIO properties for the warehouse, read from the environment (see module doc)."""
-    env = os.environ if environ is None else environ
+def storage_properties(warehouse: str, settings: Any = None, environ: Mapping[str, str] | None = None
+                       ) -> dict[str, str]:
+    """pyiceberg FileIO properties for the warehouse: ``s3.*`` from ``settings``
+    (:meth:`lakehouse.settings.Settings.s3_properties`, with its ``AWS_*`` fallback read from ``environ``)
+    for an S3 warehouse, nothing for a local one."""
     if not warehouse.startswith(("s3://", "s3a://", "s3n://")):
         return {}
-    props: dict[str, str] = {}
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        props["s3.endpoint"] = endpoint
-    for var, key in (("AWS_ACCESS_KEY_ID", "s3.access-key-id"), ("AWS_SECRET_ACCESS_KEY", "s3.secret-access-key"),
-                     ("AWS_SESSION_TOKEN", "s3.session-token")):
-        if env.get(var):
-            props[key] = env[var]
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ("us-east-1" if endpoint else None)
-    if region:
-        props["s3.region"] = region
-    style = (env.get("LAKEHOUSE_S3_URL_STYLE") or ("path" if endpoint else "vhost")).lower()
-    props["s3.force-virtual-addressing"] = "true" if style == "vhost" else "false"
-    return props
+    if settings is None:
+        from lakehouse.settings import Settings
+
+        settings = Settings.model_construct()  # every S3 setting empty: the AWS_* variables decide
+    return dict(settings.s3_properties(environ))
+
+
+def same_database(url: str, database_url: str) -> bool:
+    """Whether a source URL names the same database as ``database_url`` (same SQLite file, or same
+    PostgreSQL host, port and database), whatever the driver, user or password."""
+    from urllib.parse import urlsplit
+
+    if not url or not database_url:
+        return False
+    a, b = urlsplit(url), urlsplit(database_url)
+    kind_a, kind_b = a.scheme.split("+")[0], b.scheme.split("+")[0]
+    kind_a, kind_b = ("postgresql" if k == "postgres" else k for k in (kind_a, kind_b))
+    if kind_a != kind_b:
+        return False
+    if kind_a == "sqlite":
+        return os.path.realpath((a.path.lstrip("/") and a.path[1:]) or a.path) == \
+            os.path.realpath((b.path.lstrip("/") and b.path[1:]) or b.path)
+    return ((a.hostname or "localhost"), a.port or 5432, a.path.strip("/")) == \
+        ((b.hostname or "localhost"), b.port or 5432, b.path.strip("/"))
 
 
 def duckdb_s3_secret(props: Mapping[str, str]) -> str | None:
@@ -213,13 +226,14 @@ _CACHE_SIZE = 16
 
 
 def open_catalog(database_url: str, warehouse: str, properties: Mapping[str, str] | None = None,
-                 environ: Mapping[str, str] | None = None) -> Any:
-    """The pyiceberg ``SqlCatalog`` named ``lakehouse`` over the metadata database; cached per
-    (database, warehouse, properties) so that its engine and pool are shared."""
+                 settings: Any = None) -> Any:
+    """The pyiceberg ``SqlCatalog`` named ``lakehouse`` over the metadata database (the control plane's
+    own access; workers use :mod:`lakehouse.lake.lease`); cached per (database, warehouse, properties)
+    so that its engine and pool are shared. Storage properties come from ``settings`` (S3)."""
     from pyiceberg.catalog.sql import SqlCatalog
 
     wh = warehouse_uri(warehouse)
-    props = storage_properties(wh, environ) | dict(properties or {})
+    props = storage_properties(wh, settings) | dict(properties or {})
     uri = catalog_uri(database_url)
     key = (uri, wh, tuple(sorted(props.items())))
     with _cache_lock:
@@ -244,8 +258,8 @@ def open_catalog(database_url: str, warehouse: str, properties: Mapping[str, str
 
 
 def catalog_for(settings: Any) -> Any:
-    """The catalog of a :class:`lakehouse.settings.Settings`."""
-    return open_catalog(settings.database_url, settings.warehouse)
+    """The control plane's catalog of a :class:`lakehouse.settings.Settings` (SQL, metadata database)."""
+    return open_catalog(settings.database_url, settings.warehouse, settings=settings)
 
 
 def close_catalogs() -> None:

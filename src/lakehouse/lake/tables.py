@@ -1,7 +1,11 @@
 """Iceberg tables of the medallion layout: write (one atomic commit per publish), read, list, snapshots.
 
-Every function takes the pyiceberg catalog (:func:`lakehouse.lake.catalog.catalog_for`) and a table
-named by (layer, env, name[, workspace]); see :mod:`lakehouse.lake.catalog` for the naming.
+Every function takes a pyiceberg catalog and a table named by (layer, env, name[, workspace]); see
+:mod:`lakehouse.lake.catalog` for the naming. The catalog is either the control plane's SQL catalog
+(:func:`lakehouse.lake.catalog.catalog_for`, every workspace, store namespaces ``<ws>__<layer>_<env>``)
+or a worker's lease catalog (:class:`lakehouse.lake.lease.LeaseCatalog`: the REST catalog of ONE
+workspace, whose namespaces are the workspace's own names ``<layer>_<env>``; asking it for another
+workspace's table is refused here, and by the server anyway).
 
 Merges belong in DuckDB (pyiceberg's upsert is ~26x slower, docs/benchmarks.md): compute the new content there
 and publish it with ``write_table(..., mode="overwrite")``. Tables are unpartitioned.
@@ -88,11 +92,29 @@ def identifier(layer: str, env: str, name: str, workspace: str = DEFAULT_WORKSPA
     return namespace(layer, env, workspace), check_table_name(name)
 
 
+def scoped_workspace(catalog: Any) -> str | None:
+    """The one workspace a lease catalog serves; None for the control plane's catalog (all of them)."""
+    ws = getattr(catalog, "workspace", None)
+    return ws if isinstance(ws, str) else None
+
+
+def catalog_identifier(catalog: Any, layer: str, env: str, name: str, workspace: str = DEFAULT_WORKSPACE
+                       ) -> tuple[str, str]:
+    """The identifier of a table in this catalog: the store's namespace for the control plane's
+    catalog, the workspace's own namespace name for a lease catalog (which serves one workspace)."""
+    scoped = scoped_workspace(catalog)
+    if scoped is None:
+        return identifier(layer, env, name, workspace)
+    if workspace != scoped:
+        raise PermissionError(f"this catalog serves workspace {scoped!r} only, not {workspace!r}")
+    return f"{check_layer(layer)}_{check_env(env)}", check_table_name(name)
+
+
 def load(catalog: Any, layer: str, env: str, name: str, workspace: str = DEFAULT_WORKSPACE) -> Any:
     """The pyiceberg ``Table``; :class:`TableNotFound` if it does not exist."""
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-    ident = identifier(layer, env, name, workspace)
+    ident = catalog_identifier(catalog, layer, env, name, workspace)
     try:
         return catalog.load_table(ident)
     except (NoSuchTableError, NoSuchNamespaceError):
@@ -100,10 +122,12 @@ def load(catalog: Any, layer: str, env: str, name: str, workspace: str = DEFAULT
 
 
 def table_exists(catalog: Any, layer: str, env: str, name: str, workspace: str = DEFAULT_WORKSPACE) -> bool:
-    return bool(catalog.table_exists(identifier(layer, env, name, workspace)))
+    return bool(catalog.table_exists(catalog_identifier(catalog, layer, env, name, workspace)))
 
 
 def ensure_namespaces(catalog: Any, env: str, workspace: str = DEFAULT_WORKSPACE) -> None:
+    if scoped_workspace(catalog) is not None:
+        return  # the REST catalog's medallion namespaces always exist
     for layer in LAYERS:
         catalog.create_namespace_if_not_exists(namespace(layer, env, workspace))
 
@@ -133,7 +157,8 @@ def write_table(catalog: Any, layer: str, env: str, name: str, data: pa.Table | 
 
     if mode not in ("overwrite", "append"):
         raise ValueError("mode must be 'overwrite' or 'append'")
-    ns, tname = identifier(layer, env, name, workspace)
+    ident = catalog_identifier(catalog, layer, env, name, workspace)
+    ns, tname = identifier(layer, env, name, workspace)  # as reported: the store's name, whatever the catalog
     props = {str(k): str(v) for k, v in (snapshot_properties or {}).items()}
     streaming = isinstance(data, pa.RecordBatchReader)
     attempts = 1 if streaming else max(1, retries)
@@ -141,7 +166,7 @@ def write_table(catalog: Any, layer: str, env: str, name: str, data: pa.Table | 
     for _ in range(attempts):
         prepared, counter = _prepare(data)
         try:
-            result = _write_once(catalog, (ns, tname), prepared, mode, props)
+            result = _write_once(catalog, ident, prepared, mode, props)
         except (CommitFailedException, TableAlreadyExistsError, IntegrityError) as exc:  # a concurrent writer won
             last = exc
             continue
@@ -184,7 +209,8 @@ def _write_once(catalog: Any, ident: tuple[str, str], data: pa.Table | pa.Record
     try:
         table = catalog.load_table(ident)
     except NoSuchTableError:
-        catalog.create_namespace_if_not_exists(ident[0])
+        if scoped_workspace(catalog) is None:  # the REST catalog's medallion namespaces always exist
+            catalog.create_namespace_if_not_exists(ident[0])
         txn = catalog.create_table_transaction(ident, schema=data.schema)
         _guard(lambda: txn.append(data, snapshot_properties=props))  # a new table: append == overwrite
         created = txn.commit_transaction()
@@ -326,14 +352,21 @@ def read_table(catalog: Any, layer: str, env: str, name: str, *, snapshot_id: in
 def list_tables(catalog: Any, env: str | None = None, layer: str | None = None,
                 workspace: str | None = DEFAULT_WORKSPACE) -> list[TableRef]:
     """Tables of the medallion namespaces, read with one catalog query (no metadata file is read).
-    ``None`` for env/layer/workspace means every one."""
-    from pyiceberg.catalog.sql import IcebergTables
-    from sqlalchemy import or_, select
-
+    ``None`` for env/layer/workspace means every one (a lease catalog: every one it may see)."""
     if env is not None:
         check_env(env)
     if layer is not None:
         check_layer(layer)
+    scoped = scoped_workspace(catalog)
+    if scoped is not None:
+        if workspace is not None and workspace != scoped:
+            return []
+        refs = [TableRef(scoped, lay, e, tname, loc) for lay, e, tname, loc in catalog.medallion_tables(env, layer)]
+        refs.sort(key=lambda r: (LAYERS.index(r.layer), r.env, r.name))
+        return refs
+    from pyiceberg.catalog.sql import IcebergTables
+    from sqlalchemy import or_, select
+
     stmt = select(IcebergTables.table_namespace, IcebergTables.table_name, IcebergTables.metadata_location).where(
         IcebergTables.catalog_name == catalog.name)
     if getattr(catalog, "_schema_version", "v1") == "v1":
@@ -396,6 +429,6 @@ def drop_table(catalog: Any, layer: str, env: str, name: str, workspace: str = D
     from pyiceberg.exceptions import NoSuchTableError
 
     try:
-        catalog.drop_table(identifier(layer, env, name, workspace))
+        catalog.drop_table(catalog_identifier(catalog, layer, env, name, workspace))
     except NoSuchTableError:
         raise TableNotFound(f"{layer}.{name}") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -130,7 +131,7 @@ def run_pass(ctx: Context, *, force: bool = False) -> PassResult | None:
             return None
         _last[id(ctx)] = time.monotonic()
     result = PassResult()
-    steps = (("evaluate", lambda: setattr(result, "fired", evaluate(ctx))),
+    steps: tuple[tuple[str, Callable[[], None]], ...] = (("evaluate", lambda: setattr(result, "fired", evaluate(ctx))),
              ("escalate", lambda: setattr(result, "escalated", escalate(ctx))),
              ("score", lambda: setattr(result, "scored", scores.score_pending(ctx))),
              ("deliver", lambda: setattr(result, "delivery", notify.deliver_due(ctx))))

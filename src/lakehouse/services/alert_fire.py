@@ -213,7 +213,8 @@ def _dq_failed(conn: Connection, rule: RowMapping, run: RowMapping, subject: str
 def run_seconds(row: RowMapping) -> float | None:
     if row["started_at"] is None or row["finished_at"] is None:
         return None
-    return (row["finished_at"] - row["started_at"]).total_seconds()
+    elapsed: timedelta = row["finished_at"] - row["started_at"]
+    return elapsed.total_seconds()
 
 
 def _duration(conn: Connection, rule: RowMapping, run: RowMapping, subject: str, now: datetime) -> None:

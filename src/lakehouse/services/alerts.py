@@ -21,10 +21,10 @@ from lakehouse.domain.alerts import (
     clean_params,
     severity,
 )
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import alert_fire, audit, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.store import alerts as store

@@ -1,24 +1,50 @@
-"""Artifacts: immutable, content-addressed blobs with metadata, referenced by runs."""
+"""Artifacts: immutable, content-addressed blobs with metadata, referenced by runs.
+
+The content lives in the artifact store the settings choose (``LAKEHOUSE_ARTIFACT_STORE``): a folder
+under ``LAKEHOUSE_HOME`` or ``s3://bucket/prefix`` (lakehouse.lake.s3store). Executors upload and
+download through the control plane either way; downloads are streamed by the control plane, never
+redirected to the bucket (docs/architecture.md, "Artifacts").
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 from urllib.parse import quote
 
 from lakehouse.domain.events import EventType
-from lakehouse.lake.blobstore import BlobStore, HashMismatch, TooBig
-from lakehouse.services.auth import Principal
+from lakehouse.domain.principal import Principal
+from lakehouse.lake.blobstore import ArtifactStore, BlobStore, HashMismatch, TooBig
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound, TooLarge
 from lakehouse.store import artifacts as store
 from lakehouse.store import queue
 
 
-def store_for(ctx: Context) -> BlobStore:
+def store_for(ctx: Context) -> ArtifactStore:
+    """The artifact store the settings name: ``s3://bucket/prefix`` or the local folder."""
+    if ctx.settings.artifact_store:
+        from lakehouse.lake.s3store import S3BlobStore
+
+        return S3BlobStore.from_settings(ctx.settings)
+    return local_store(ctx)
+
+
+def local_store(ctx: Context) -> BlobStore:
+    """The store under LAKEHOUSE_HOME (artifacts when no other is set; stored query results always)."""
     return BlobStore(ctx.settings.artifacts_dir, ctx.settings.artifact_store_max_bytes)
+
+
+def adopt_local(ctx: Context, sha256: str) -> int:
+    """Make a blob of the local store (a query result) an artifact's content: copied to the artifact
+    store when that is elsewhere (S3); returns its size."""
+    local = local_store(ctx)
+    target = store_for(ctx)
+    if isinstance(target, BlobStore):
+        return local.path(sha256).stat().st_size
+    return target.put_file(sha256, local.path(sha256))
 
 
 async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
@@ -32,6 +58,7 @@ async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes]) -> dic
                            details={"expected": exc.expected, "actual": exc.actual}) from None
     except TooBig as exc:
         raise TooLarge(str(exc), code="too_large") from None
+    # registered only now: the content is complete, checked and in place under its key
     with ctx.db.write() as conn:
         store.remember_blob(conn, sha256, size, bs.uri(sha256), ctx.clock())
     return {"sha256": sha256, "size_bytes": size, "stored": True}
@@ -131,14 +158,21 @@ def list_for_run(ctx: Context, run_id: str, principal: Principal) -> list[dict[s
         return [render(r) for r in store.of_run(conn, run_id)]
 
 
-def open_blob(ctx: Context, sha256: str, principal: Principal) -> tuple[dict[str, Any], BlobStore]:
-    """Content of a blob the principal may see (referenced by a run in one of its workspaces)."""
+def open_blob(ctx: Context, sha256: str, principal: Principal) -> tuple[dict[str, Any], Generator[bytes, None, None]]:
+    """Content of a blob the principal may see (referenced by a run in one of its workspaces), with what
+    to serve it as (media type, name, size). A blob nobody visible references is a 404 like one that
+    does not exist, before the store is asked anything."""
     _check_sha(sha256)
     with ctx.db.read() as conn:
         uses = store.uses_of_blob(conn, principal.workspace_ids, sha256)
-        if not uses or not store_for(ctx).exists(sha256):
-            raise NotFound(f"artifact {sha256} not found", code="artifact_not_found")
+        known = store.blob(conn, sha256) if uses else None
+    if not uses:
+        raise NotFound(f"artifact {sha256} not found", code="artifact_not_found")
+    content = store_for(ctx).open(sha256)
+    if content is None:
+        raise NotFound(f"artifact {sha256} not found", code="artifact_not_found")
     media_type = uses[0].media_type
     if not MEDIA_TYPE_RE.fullmatch(media_type):  # registered before names and types were checked
         media_type = "application/octet-stream"
-    return {"media_type": media_type, "name": uses[0].name}, store_for(ctx)
+    return {"media_type": media_type, "name": uses[0].name,
+            "size_bytes": known.size_bytes if known is not None else None}, content

@@ -1,67 +1,32 @@
-"""Users, API tokens and the principal a request acts as."""
+"""Users, API tokens and the principal a request acts as: hashing, role capping, and building a
+``Principal`` (lakehouse.domain.principal) from the user's current row. The statements are in
+store/auth.py."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
-from lakehouse.domain.roles import Action, Role, allowed
-from lakehouse.services import audit
+# Principal and SYSTEM live in lakehouse.domain.principal; re-exported here for older imports
+from lakehouse.domain.principal import SYSTEM as SYSTEM
+from lakehouse.domain.principal import Principal as Principal
+from lakehouse.domain.roles import Role
+from lakehouse.services import audit, workspaces
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from lakehouse.store.tables import api_tokens, memberships, users
+from lakehouse.store import auth as store
+from lakehouse.store import users as user_store
+from lakehouse.store import workspaces as workspace_store
+from lakehouse.store.auth import Identity
+from lakehouse.store.types_public import IntegrityError
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "lh_"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is acting: a user through a token, a session, or the local CLI (``system``)."""
-
-    name: str
-    role: str
-    user_id: int | None = None
-    workspace_ids: frozenset[int] | None = None  # None: every workspace (admins, system)
-    # the role held in each workspace (the membership's role capped by ``role``); absent: ``role``
-    workspace_roles: tuple[tuple[int, str], ...] = ()
-
-    def can(self, action: Action) -> bool:
-        return allowed(self.role, action)
-
-    def require(self, action: Action) -> None:
-        if not self.can(action):
-            raise Forbidden(f"role {self.role} may not {action.value}", code="forbidden")
-
-    def can_see(self, workspace_id: int) -> bool:
-        return self.workspace_ids is None or workspace_id in self.workspace_ids
-
-    def role_in(self, workspace_id: int) -> str:
-        """The role this principal acts with in one workspace."""
-        return dict(self.workspace_roles).get(workspace_id, self.role)
-
-    def can_in(self, action: Action, workspace_id: int) -> bool:
-        return self.can_see(workspace_id) and allowed(self.role_in(workspace_id), action)
-
-    def require_in(self, action: Action, workspace_id: int) -> None:
-        """Check ``action`` within one workspace: a workspace the principal is not a member of is
-        ``NotFound`` (its existence is not disclosed), a role that may not act there is ``Forbidden``."""
-        if not self.can_see(workspace_id):
-            raise NotFound("workspace not found", code="workspace_not_found")
-        role = self.role_in(workspace_id)
-        if not allowed(role, action):
-            raise Forbidden(f"role {role} may not {action.value} in this workspace", code="forbidden")
-
-
-SYSTEM = Principal(name="system", role=Role.ADMIN.value)
 
 
 def hash_token(token: str) -> str:
@@ -93,17 +58,12 @@ def create_user(ctx: Context, name: str, role: str, password: str | None, actor:
     if password is not None and len(password) < 8:
         raise InvalidInput("passwords need at least 8 characters", code="weak_password")
     now = ctx.clock()
-    from lakehouse.services import workspaces
-
     try:
         with ctx.db.write() as conn:
-            user_id: int = conn.execute(users.insert().values(
-                name=name, role=role, password_hash=hash_password(password) if password else None,
-                disabled=False, created_at=now,
-            ).returning(users.c.id)).scalar_one()
+            user_id = store.insert_user(conn, name, role, hash_password(password) if password else None, now)
             if role != Role.EXECUTOR.value:  # an executor without memberships is the shared pool
                 ws_id = workspaces.default_id(conn, now)
-                conn.execute(memberships.insert().values(workspace_id=ws_id, user_id=user_id, role=role))
+                workspace_store.add_member(conn, ws_id, user_id, role)
             audit.record(conn, now, actor, "user.create", "user", name, None, {"role": role})
     except IntegrityError:
         raise Conflict(f"user {name!r} already exists", code="user_exists") from None
@@ -115,21 +75,18 @@ def create_token(ctx: Context, user_name: str, role: str | None = None, name: st
     """Create an API token for a user and return it; only its hash is stored."""
     now = ctx.clock()
     with ctx.db.write() as conn:
-        user = conn.execute(select(users).where(users.c.name == user_name)).mappings().first()
+        user = user_store.by_name(conn, user_name)
         if user is None:
             raise NotFound(f"user {user_name!r} not found", code="user_not_found")
-        token_role = role or user["role"]
+        token_role = role or user.role
         try:
             Role(token_role)
         except ValueError:
             raise InvalidInput(f"unknown role {token_role!r}", code="invalid_role") from None
-        if token_role != Role.EXECUTOR.value and _rank(token_role) > _rank(user["role"]):
-            raise Forbidden(f"a {user['role']} cannot hold a {token_role} token", code="role_escalation")
+        if token_role != Role.EXECUTOR.value and _rank(token_role) > _rank(user.role):
+            raise Forbidden(f"a {user.role} cannot hold a {token_role} token", code="role_escalation")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        conn.execute(api_tokens.insert().values(
-            user_id=user["id"], token_hash=hash_token(token), prefix=token[:10], role=token_role,
-            name=name, created_at=now,
-        ))
+        store.insert_token(conn, user.id, hash_token(token), token[:10], token_role, name, now)
         audit.record(conn, now, actor, "token.create", "user", user_name, None, {"role": token_role})
     return token
 
@@ -179,21 +136,11 @@ def _build(user_id: int, name: str, user_role: str, token_role: str,
     return Principal(name=name, role=role, user_id=user_id, workspace_ids=ws_ids, workspace_roles=roles)
 
 
-def _members(rows: list[Any]) -> list[tuple[int, str | None]]:
-    return [(int(r["ws_id"]), r["ws_role"]) for r in rows if r["ws_id"] is not None]
-
-
-def principal_query(*columns: Any) -> Any:
-    """users LEFT JOIN memberships: one row per membership (one with NULLs without any), so that a
-    principal is built from the user's current state in one query on every call."""
-    return (select(*columns, users.c.id, users.c.name, users.c.role, users.c.disabled,
-                   memberships.c.workspace_id.label("ws_id"), memberships.c.role.label("ws_role"))
-            .select_from(users.outerjoin(memberships, memberships.c.user_id == users.c.id)))
-
-
-def principal_from_rows(rows: list[Any], token_role: str | None = None) -> Principal:
-    first = rows[0]
-    return _build(int(first["id"]), first["name"], first["role"], token_role or first["role"], _members(rows))
+def principal_of(identity: Identity, token_role: str | None = None) -> Principal:
+    """The principal of a user acting through a token of ``token_role`` (default, as for password
+    logins and sessions: the user's own role)."""
+    return _build(identity.user_id, identity.name, identity.role, token_role or identity.role,
+                  list(identity.memberships))
 
 
 def authenticate_token(ctx: Context, token: str) -> Principal:
@@ -202,49 +149,36 @@ def authenticate_token(ctx: Context, token: str) -> Principal:
     if not token:
         raise Unauthorized("missing bearer token", code="missing_token")
     now = ctx.clock()
-    stmt = principal_query(api_tokens.c.role.label("token_role"), api_tokens.c.expires_at,
-                           api_tokens.c.revoked_at)
-    stmt = stmt.join(api_tokens, api_tokens.c.user_id == users.c.id).where(
-        api_tokens.c.token_hash == hash_token(token))
     with ctx.db.read() as conn:
-        rows = list(conn.execute(stmt).mappings())
-    if not rows or rows[0]["revoked_at"] is not None or rows[0]["disabled"] or (
-        rows[0]["expires_at"] is not None and rows[0]["expires_at"] < now
+        grant = store.by_token_hash(conn, hash_token(token))
+    if grant is None or grant.revoked_at is not None or grant.identity.disabled or (
+        grant.expires_at is not None and grant.expires_at < now
     ):
         raise Unauthorized("invalid or expired token", code="invalid_token")
-    return principal_from_rows(rows, rows[0]["token_role"])
-
-
-def _user_rows(conn: Any, name: str) -> list[Any]:
-    return list(conn.execute(principal_query(users.c.password_hash).where(users.c.name == name)).mappings())
+    return principal_of(grant.identity, grant.role)
 
 
 def authenticate_password(ctx: Context, name: str, password: str) -> Principal:
     with ctx.db.read() as conn:
-        rows = _user_rows(conn, name)
-    row = rows[0] if rows else None
-    if row is None or row["disabled"] or not verify_password(row["password_hash"], password):
+        found = store.credentials(conn, name)
+    if found is None or found.identity.disabled or not verify_password(found.password_hash, password):
         raise Unauthorized("wrong user name or password", code="bad_credentials")
-    if row["role"] == Role.EXECUTOR.value:
+    if found.identity.role == Role.EXECUTOR.value:
         raise Forbidden("executor accounts cannot log in", code="forbidden")
-    return principal_from_rows(rows)
+    return principal_of(found.identity)
 
 
 def revoke_tokens(ctx: Context, user_name: str, now: datetime | None = None) -> int:
     with ctx.db.write() as conn:
-        uid = conn.execute(select(users.c.id).where(users.c.name == user_name)).scalar()
-        if uid is None:
+        user = user_store.by_name(conn, user_name)
+        if user is None:
             raise NotFound(f"user {user_name!r} not found", code="user_not_found")
-        res = conn.execute(update(api_tokens).where(api_tokens.c.user_id == uid, api_tokens.c.revoked_at.is_(None))
-                           .values(revoked_at=now or ctx.clock()))
-        return int(res.rowcount or 0)
+        return store.revoke_tokens_of(conn, user.id, now or ctx.clock())
 
 
 def user_count(ctx: Context) -> int:
-    from sqlalchemy import func
-
     with ctx.db.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
+        return store.count_users(conn)
 
 
 def bootstrap_admin(ctx: Context) -> tuple[str, str] | None:
@@ -263,7 +197,7 @@ def principal_for_user(ctx: Context, name: str) -> Principal | None:
     """The principal a user acts as now (current role and memberships), e.g. the creator of a run whose
     ``query`` phase runs on its behalf; None when the user is unknown or disabled."""
     with ctx.db.read() as conn:
-        rows = _user_rows(conn, name)
-    if not rows or rows[0]["disabled"]:
+        found = store.credentials(conn, name)
+    if found is None or found.identity.disabled:
         return None
-    return principal_from_rows(rows)
+    return principal_of(found.identity)

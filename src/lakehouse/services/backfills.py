@@ -17,10 +17,10 @@ from lakehouse.domain.jobs import (
     RunTrigger,
     resolve_params,
 )
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.states import RunStatus
 from lakehouse.services import audit, promotions, runs, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.services.job_runs import build_request, param_error
@@ -65,6 +65,7 @@ def create(ctx: Context, principal: Principal, workspace: str, job: str, start: 
         raise InvalidInput(str(exc), code="invalid_backfill", details=[{"field": "to", "message": str(exc)}]) from None
     backfill_id = str(uuid.uuid4())
     new: list[store.NewRun] = []
+    cache: dict[str, Any] = {}  # the pipeline file and its watermarks, read once for all the runs
     i = 0
     for at in dates:
         for part in parts:
@@ -73,7 +74,7 @@ def create(ctx: Context, principal: Principal, workspace: str, job: str, start: 
                                 params=values, environment=env, trigger=RunTrigger.BACKFILL, logical_date=at,
                                 idempotency_key=f"backfill:{backfill_id}:{i}",
                                 extra_labels={"backfill_id": backfill_id, **({"partition": part} if part else {})},
-                                validate=i == 0)
+                                pipeline_cache=cache, validate=i == 0)
             new.append(store.NewRun(run_id=str(uuid.uuid4()), workspace_id=ws_id, request=req, job_id=row["id"],
                                     version=int(v["version"]), trigger=RunTrigger.BACKFILL.value,
                                     created_by=principal.name, logical_date=at, backfill_id=backfill_id,

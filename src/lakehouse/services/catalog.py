@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import LAYERS, catalog_for, namespace, parse_namespace
 from lakehouse.services import workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound
 from lakehouse.services.sql import jsonable

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import catalog, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 
 DEFAULT_SLO = timedelta(hours=24)

@@ -25,12 +25,12 @@ import re
 from datetime import datetime
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import LAYERS, catalog_for
 from lakehouse.services import audit, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.store import datasets as store

@@ -1,29 +1,32 @@
-"""The executor registry: who is working, on what, and who went silent."""
+"""The executor registry: who is working, on what, who went silent and who stopped cleanly.
+
+An executor registers by claiming under an id it chooses; the account (token) of that first claim
+is recorded as its owner (``info.owner``). Only that account may say the executor stopped: the id
+alone proves nothing, since any executor may send any id. Executors sharing one account (the shared
+pool's token) are one identity to the server and may mark each other; give each its own account to
+tell them apart. An admin may mark or forget any executor."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from lakehouse.domain.roles import Action
 from lakehouse.services import audit
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
-from lakehouse.services.errors import InvalidInput
+from lakehouse.services.errors import Forbidden, InvalidInput, NotFound
 from lakehouse.store import executor_rows
-from lakehouse.store.tables import executors, runs
+
+MAX_REASON = 200
 
 
 def list_executors(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     """Every executor; what it runs now is shown only when the principal can see that run's workspace."""
+    principal.require(Action.RUN_READ)
     now = ctx.clock()
     with ctx.db.read() as conn:
-        rows = conn.execute(
-            select(executors, runs.c.workspace_id.label("run_workspace_id"))
-            .outerjoin(runs, runs.c.id == executors.c.current_run_id)
-            .order_by(executors.c.last_seen_at.desc())).mappings().all()
+        rows = executor_rows.listing(conn)
     out = []
     for r in rows:
         silent = (now - r["last_seen_at"]).total_seconds()
@@ -50,17 +53,27 @@ def _stopped_since(info: dict[str, Any], last_seen: datetime) -> bool:
     return at >= last_seen
 
 
-def mark_stopped(ctx: Context, principal: Principal, executor_id: str, reason: str = "stopped cleanly") -> bool:
-    """An executor that shuts down cleanly (SIGTERM, idle exit) says so: shown as stopped, not stale."""
+def mark_stopped(ctx: Context, principal: Principal, executor_id: str, reason: str = "stopped cleanly"
+                 ) -> dict[str, Any]:
+    """An executor that shuts down cleanly (SIGTERM, ``--once`` done, idle exit) says so: shown as
+    stopped, not stale. Only the account that registered it (or an admin) may; an unknown id is
+    ``executor_not_found``, another account's executor ``not_your_executor``."""
     principal.require(Action.EXECUTE)
+    reason = " ".join(reason.split())[:MAX_REASON] or "stopped cleanly"
     with ctx.db.write() as conn:
-        return executor_rows.mark_stopped(conn, executor_id, ctx.clock(), reason)
+        info = executor_rows.info(conn, executor_id)
+        if info is None:
+            raise NotFound(f"executor {executor_id} not found", code="executor_not_found")
+        if not principal.can(Action.ADMIN) and info.get("owner") != principal.name:
+            raise Forbidden(f"executor {executor_id} was registered by another account", code="not_your_executor")
+        executor_rows.mark_stopped(conn, executor_id, ctx.clock(), reason)
+    return {"executor_id": executor_id, "state": "stopped", "stop_reason": reason}
 
 
 def forget(ctx: Context, principal: Principal, *, executor_id: str | None = None,
            silent_for: timedelta | None = None) -> list[str]:
-    """Remove stopped or long-silent executors from the registry (admins); one holding a lease stays.
-    An executor that calls again simply registers anew."""
+    """Remove stopped or long-silent executors from the registry (admins, audited); one holding a
+    lease stays. An executor that calls again simply registers anew."""
     principal.require(Action.ADMIN)
     if executor_id is None and silent_for is None:
         raise InvalidInput("forget one executor by id, or those silent for a while", code="invalid")

@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.store import ops_reads
 from lakehouse.store.types_public import Connection, RowMapping

@@ -20,7 +20,9 @@ write are visible over REST and tables created over REST are visible to pipeline
   (``<warehouse>/<namespace of this workspace>/…``): a client can neither point a table at another
   workspace's files nor make the server read or purge files elsewhere.
 
-No storage credentials are vended: engines reach the warehouse with their own (S3) credentials.
+No storage credentials are vended: ``/v1/config`` hands out where the warehouse is (``s3.endpoint``,
+``s3.region``, ``s3.force-virtual-addressing``), never a key; engines and workers reach the warehouse
+with their own (S3) credentials (docs/security.md, "Executors").
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.lake.catalog import CATALOG_NAME, LAYERS, catalog_for, check_table_name
 from lakehouse.services import auth, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from lakehouse.store import iceberg_catalog as store
@@ -306,7 +308,11 @@ def table_name(name: str) -> str:
 
 
 def list_tables(ctx: Context, s: Scope, parts: list[str], page_token: str | None = None,
-                page_size: int | None = None) -> dict[str, Any]:
+                page_size: int | None = None, locations: bool = False) -> dict[str, Any]:
+    """The tables of a namespace. ``locations`` (our extension, query parameter
+    ``lakehouse-metadata-locations=true``; what a worker's lease catalog asks) adds each table's current
+    metadata file as ``lakehouse-metadata-locations`` ({name: location}), so that a worker lists an
+    environment's tables for DuckDB in one request per namespace instead of one load per table."""
     s.require(Action.READ)
     name = require_namespace(ctx, s, parts)
     if page_size is not None and not 1 <= page_size <= MAX_PAGE:
@@ -319,4 +325,8 @@ def list_tables(ctx: Context, s: Scope, parts: list[str], page_token: str | None
     out: dict[str, Any] = {"identifiers": [{"namespace": [name], "name": t} for t in names[:page_size]]}
     if page_size is not None and len(names) > page_size:
         out["next-page-token"] = encode_token(names[page_size - 1])
+    if locations:
+        with ctx.db.read() as conn:
+            out["lakehouse-metadata-locations"] = store.metadata_locations(
+                conn, CATALOG_NAME, s.internal(name), names[:page_size])
     return out

@@ -11,10 +11,10 @@ from typing import Any
 
 from lakehouse.domain.jobs import JobDefinition, ParamError, RunTrigger, render_sql, resolve_params
 from lakehouse.domain.pipelines import PipelineSpec
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS, PhaseSpec, RunRequest
 from lakehouse.services import audit, code_policy, promotions, runs, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound
 from lakehouse.store import jobs as store
@@ -30,10 +30,11 @@ def build_request(ctx: Context, *, workspace: str, workspace_id: int, job_id: in
                   d: JobDefinition, params: dict[str, Any], environment: str, trigger: RunTrigger,
                   logical_date: datetime | None = None, idempotency_key: str | None = None,
                   extra_labels: dict[str, str] | None = None, pipeline_cache: dict[str, Any] | None = None,
-                  validate: bool = True) -> RunRequest:
+                  validate: bool = True) -> RunRequest | store.RunPlan:
     """The run request of one job version with resolved ``params`` (built-ins included).
-    ``validate=False`` skips the model checks and the code policy: for the runs of a batch after the
-    first one was built with them (same version, only the parameter values differ)."""
+    ``validate=False`` skips the model checks and the code policy and returns a plain
+    :class:`~lakehouse.store.jobs.RunPlan`: for the runs of a batch after the first one was built with
+    them (same version, only the parameter values differ)."""
     if environment not in ENVIRONMENTS:
         raise InvalidInput(f"environment must be one of {', '.join(ENVIRONMENTS)}", code="invalid_environment")
     number = int(version["version"])
@@ -60,12 +61,14 @@ def build_request(ctx: Context, *, workspace: str, workspace_id: int, job_id: in
             slug, phases, manifest = _engine(ctx, d, params, environment, workspace_id, common, pipeline_cache)
     except ParamError as exc:
         raise param_error(exc) from None
-    fields: dict[str, Any] = {"spec_slug": slug, "git_sha": git_sha, "input_manifest": {**manifest, "job": job_doc,
-                                                                         "environment": environment},
+    # the job's connections are declared by the run: the lease holder may ask for them (lease_secrets)
+    declared = {"connections": list(d.connections)} if d.connections else {}
+    fields: dict[str, Any] = {"spec_slug": slug, "git_sha": git_sha,
+                              "input_manifest": {**manifest, **declared, "job": job_doc, "environment": environment},
               "environment": environment, "workspace": workspace, "idempotency_key": idempotency_key,
               "labels": labels}
     if not validate:
-        return RunRequest.model_construct(phases=[PhaseSpec.model_construct(**p) for p in phases], **fields)
+        return store.RunPlan(phases=[store.PhasePlan(**p) for p in phases], **fields)
     req = RunRequest(phases=[PhaseSpec(**p) for p in phases], **fields)
     code_policy.check_run(ctx.settings, req)
     return req
@@ -73,7 +76,7 @@ def build_request(ctx: Context, *, workspace: str, workspace_id: int, job_id: in
 
 def _pipeline(ctx: Context, d: JobDefinition, params: dict[str, Any], environment: str, ws_id: int,
               cache: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
-    from lakehouse.services import pipelines, watermarks
+    from lakehouse.services import pipelines
 
     assert d.pipeline is not None
     if d.pipeline.name is not None:
@@ -83,17 +86,30 @@ def _pipeline(ctx: Context, d: JobDefinition, params: dict[str, Any], environmen
             loaded = pipelines.find(d.pipeline.name, ctx.settings.pipelines_dir)
             if cache is not None:
                 cache[key] = loaded
-        marks = watermarks.current(ctx, ws_id, environment, loaded.spec.name)
+        marks = _marks(ctx, ws_id, environment, loaded.spec.name, cache)
         req = pipelines.run_request(loaded, environment, params, marks)
         return req.spec_slug, [p.model_dump(exclude_none=True) for p in req.phases], dict(req.input_manifest)
     spec = d.pipeline.spec
     assert spec is not None
-    marks = watermarks.current(ctx, ws_id, environment, spec.name)
+    marks = _marks(ctx, ws_id, environment, spec.name, cache)
     merged = {**spec.params, **params}
     manifest = {"pipeline": spec.name, "spec_version": spec.version, "spec_path": None,
                 "spec": spec.model_dump(mode="json"), "sql": dict(d.pipeline.sql), "params": merged,
                 "watermarks": marks}
     return spec.name, spec.phases(), manifest
+
+
+def _marks(ctx: Context, ws_id: int, environment: str, pipeline: str, cache: dict[str, Any] | None) -> Any:
+    """The pipeline's current watermarks (read once per batch of runs when a cache is given)."""
+    from lakehouse.services import watermarks
+
+    key = f"marks:{ws_id}:{environment}:{pipeline}"
+    if cache is not None and key in cache:
+        return cache[key]
+    marks = watermarks.current(ctx, ws_id, environment, pipeline)
+    if cache is not None:
+        cache[key] = marks
+    return marks
 
 
 def _engine(ctx: Context, d: JobDefinition, params: dict[str, Any], environment: str, ws_id: int,
@@ -134,6 +150,8 @@ def _sql(d: JobDefinition, params: dict[str, Any], version: int, common: dict[st
          ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     assert d.sql is not None
     text = render_sql(d.sql.query, params, d.params)
+    if d.sql.connection is not None:
+        return _sql_on_connection(d, text, params, common)
     phase_type = "sql" if d.sql.engine == "duckdb" else "sql_trino"
     if d.sql.target is None:
         return [{"name": "sql", "type": phase_type, "params": {"sql": text}, **common}], {"params": params}
@@ -150,6 +168,20 @@ def _sql(d: JobDefinition, params: dict[str, Any], version: int, common: dict[st
                 "sql": {"query": text}, "params": params,
                 "write": {d.sql.target: {"mode": d.sql.mode, "keys": d.sql.keys}}}
     return phases, manifest
+
+
+def _sql_on_connection(d: JobDefinition, text: str, params: dict[str, Any], common: dict[str, Any]
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A sql job whose statement runs on a PostgreSQL connection: one ``sql`` phase that asks for the
+    connection for its lease and runs the statement there read-only (handlers/sql_source.py); with a
+    target, its rows are staged for ``publish`` in the job's write mode."""
+    assert d.sql is not None and d.sql.connection is not None
+    step: dict[str, Any] = {"sql": text, "connection": d.sql.connection}
+    if d.sql.target is None:
+        return [{"name": "sql", "type": "sql", "params": step, **common}], {"params": params}
+    phases = [{"name": "extract", "type": "sql", "params": {**step, "target": d.sql.target}, **common},
+              {"name": "publish", "type": "publish", "params": {}, **common}]
+    return phases, {"params": params, "write": {d.sql.target: {"mode": d.sql.mode, "keys": d.sql.keys}}}
 
 
 def _job_and_version(conn: Any, ws_id: int, name: str, number: int | None) -> tuple[Any, Any]:

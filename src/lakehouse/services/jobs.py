@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from lakehouse.domain import schedules
 from lakehouse.domain.jobs import JobDefinition, JobStatus, JobType, diff, job_transition
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
+from lakehouse.domain.states import shown_phase_status
 from lakehouse.services import audit, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.store import jobs as store
@@ -59,9 +60,11 @@ def parse(definition: dict[str, Any] | str | JobDefinition) -> JobDefinition:
         raise validation_error(exc) from None
 
 
-def _check_runnable(ctx: Context, d: JobDefinition, connections: set[str]) -> None:
-    """What the model alone cannot know: the Python allow-list, the workspace's connections, and that
-    scheduled or triggered jobs can run without anyone giving parameters."""
+def _check_runnable(ctx: Context, principal: Principal, ws_id: int, d: JobDefinition,
+                    connections: dict[str, set[str]]) -> None:
+    """What the model alone cannot know: the Python allow-list, the workspace's connections (which the
+    author must be allowed to use; a ``sql.connection`` must be a PostgreSQL one), and that scheduled
+    or triggered jobs can run without anyone giving parameters."""
     from lakehouse.handlers.python import is_allowed
 
     errors = []
@@ -75,9 +78,14 @@ def _check_runnable(ctx: Context, d: JobDefinition, connections: set[str]) -> No
         if not is_allowed(target, ctx.settings.python_modules):
             errors.append({"field": where, "message": f"{target!r} is not a Python function an admin registered "
                                                      "(LAKEHOUSE_PYTHON_MODULES or the lakehouse.python entry points)"})
+    if d.connections and not principal.can_in(Action.CONNECTION_READ, ws_id):
+        errors.append({"field": "connections", "message": "you may not use this workspace's connections"})
     for i, name in enumerate(d.connections):
         if name not in connections:
             errors.append({"field": f"connections.{i}", "message": f"no connection {name!r} in this workspace"})
+    source = d.sql.connection if d.sql is not None else None
+    if source is not None and source in connections and "postgres" not in connections[source]:
+        errors.append({"field": "sql.connection", "message": f"connection {source!r} is not a PostgreSQL connection"})
     if d.schedule is not None or d.triggers:
         required = sorted(n for n, p in d.params.items() if p.required)
         if required:
@@ -138,7 +146,7 @@ def save(ctx: Context, principal: Principal, workspace: str, definition: dict[st
     principal.require_in(Action.JOB_MANAGE, ws_id)
     d = parse(definition)
     with ctx.db.read() as conn:
-        _check_runnable(ctx, d, store.connection_names(conn, ws_id))
+        _check_runnable(ctx, principal, ws_id, d, store.connection_types(conn, ws_id))
     canonical, content_hash = d.canonical(), d.content_hash()
     now = ctx.clock()
     with ctx.db.write() as conn:
@@ -290,7 +298,7 @@ def grid(ctx: Context, principal: Principal, workspace: str, name: str, limit: i
     for c in cells:
         if c["name"] not in names:
             names.append(c["name"])
-        status = "retrying" if c["status"] == "queued" and c["attempt"] > 0 else c["status"]
+        status = shown_phase_status(c["status"], c["attempt"])
         by_run.setdefault(c["run_id"], {})[c["name"]] = status
     for r in recent:
         r["cells"] = by_run.get(r["run_id"], {})

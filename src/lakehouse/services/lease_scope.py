@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import auth
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, LeaseLost, NotFound
 

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from lakehouse.domain.events import EventType
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import connections, lease_scope, runs
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, InvalidInput, LeaseLost, NotFound
 
@@ -49,6 +49,11 @@ def for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str,
     if not match:
         raise NotFound(f"no connection {name!r} in {workspace}/{run['environment']}", code="connection_not_found")
     config, secrets = connections.resolve(ctx, creator, match[0]["id"])
+    url = source_url(match[0]["type"], config, secrets)
+    from lakehouse.lake.catalog import same_database
+
+    if url and same_database(url, ctx.settings.database_url):  # workers are not told it: refuse it here
+        raise Forbidden("a pipeline may not read the control plane's metadata database", code="metadata_database")
     with ctx.db.write() as conn:
         if queue.find_lease(conn, run_id, lease_token) is None:  # revoked meanwhile: hand out nothing
             raise LeaseLost("the lease is no longer held")
@@ -56,8 +61,7 @@ def for_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str,
             "type": EventType.CONNECTION_USED.value, "ts": ctx.clock(), "level": "info", "phase": phase["name"],
             "message": f"connection {name} handed to the lease holder", "payload": {
                 "connection": name, "type": match[0]["type"], "executor_id": phase["executor_id"]}}])
-    return {"name": name, "type": match[0]["type"], "config": config, "secrets": secrets,
-            "url": source_url(match[0]["type"], config, secrets)}
+    return {"name": name, "type": match[0]["type"], "config": config, "secrets": secrets, "url": url}
 
 
 def source_url(type_: str, config: dict[str, Any], secrets: dict[str, str]) -> str | None:

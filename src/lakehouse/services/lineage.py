@@ -12,9 +12,9 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
 from lakehouse.store import lineage as store

@@ -30,10 +30,11 @@ from typing import Any
 
 import orjson
 
+from lakehouse.connectors.netpolicy import Target
 from lakehouse.domain.alerts import NotificationStatus
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.domain.retry import backoff_seconds
 from lakehouse.services import connections
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.services.errors import ServiceError
 from lakehouse.store import alerts as store
@@ -148,7 +149,7 @@ def _webhook(ctx: Context, payload: dict[str, Any], config: dict[str, Any], secr
         headers[SIGNATURE_HEADER] = sign(secrets["signing_secret"], timestamp, body)
     if secrets.get("auth_header"):
         headers["Authorization"] = secrets["auth_header"]
-    if not isinstance(where, connections.Target):
+    if not isinstance(where, Target):
         raise SendError("the webhook has no checked network target")
     url = httpx.URL(str(config["url"]))
     headers["Host"] = url.netloc.decode()
@@ -163,7 +164,7 @@ def _webhook(ctx: Context, payload: dict[str, Any], config: dict[str, Any], secr
 
 def _email(ctx: Context, payload: dict[str, Any], recipients: str, config: dict[str, Any], secrets: dict[str, str],
            where: Any) -> None:
-    if not isinstance(where, connections.Target):
+    if not isinstance(where, Target):
         raise SendError("the SMTP server has no checked network target")
     to = [a.strip() for a in recipients.split(",") if a.strip()]
     if not to:

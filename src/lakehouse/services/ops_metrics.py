@@ -119,7 +119,7 @@ def render_metrics(ctx: Context) -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(ctx))  # type: ignore[arg-type]
+    registry.register(_Collector(ctx))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import artifacts, lease_scope, runs, sql, sql_pool
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 
 
@@ -51,7 +51,7 @@ def _finish(ctx: Context, principal: Principal, lease: _Lease, result: dict[str,
     artifact = None
     if result.get("result_sha256"):
         preview = [dict(zip([c["name"] for c in result["columns"]], row, strict=False)) for row in result["rows"]]
-        size = artifacts.store_for(ctx).path(result["result_sha256"]).stat().st_size
+        size = artifacts.adopt_local(ctx, result["result_sha256"])  # into the artifact store (S3 too)
         artifact, _ = artifacts.register(ctx, {
             "run_id": lease.run_id, "phase": lease.phase, "name": name, "sha256": result["result_sha256"],
             "size_bytes": size, "media_type": "application/vnd.apache.parquet",

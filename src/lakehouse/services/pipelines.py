@@ -184,7 +184,7 @@ def start_run(ctx: Any, principal: Any, name: str, environment: str = "dev", par
     ws_id = workspaces.resolve_for(ctx, principal, workspace, write=True)
     marks = watermarks.current(ctx, ws_id, environment, name)
     req = run_request(loaded, environment, params, marks, idempotency_key, workspace)
-    return runs.create_run(ctx, req, principal)  # type: ignore[no-any-return]
+    return runs.create_run(ctx, req, principal)
 
 
 def list_specs(folder: Path) -> list[dict[str, Any]]:

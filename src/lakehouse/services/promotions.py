@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection
 
 from lakehouse.domain.jobs import (
     DEFAULT_GATES,
@@ -25,12 +24,13 @@ from lakehouse.domain.jobs import (
     check_target,
     evaluate_gates,
 )
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import audit, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from lakehouse.store import jobs as store
+from lakehouse.store.types_public import Connection
 
 GATE_FIELDS = tuple(Gates.model_fields)
 
@@ -125,7 +125,8 @@ def set_gates(ctx: Context, principal: Principal, workspace: str, environment: s
         store.set_gates(conn, ws_id, env, gates.model_dump(), principal.name, now)
         audit.record(conn, now, principal, "promotion.gates", "workspace", workspace, ws_id,
                      {"environment": env, "before": current.model_dump(), "after": gates.model_dump()})
-    return get_gates(ctx, principal, workspace)[env]
+    changed: dict[str, Any] = get_gates(ctx, principal, workspace)[env]
+    return changed
 
 
 # --- promote, approve, reject --------------------------------------------------------------------

@@ -20,12 +20,12 @@ from sqlalchemy import Connection, RowMapping
 from lakehouse.domain.events import EXECUTOR_EVENT_TYPES, LEVELS, EventType
 from lakehouse.domain.retry import backoff_seconds, may_retry
 from lakehouse.domain.roles import Action
-from lakehouse.domain.states import PhaseStatus, RunStatus
-from lakehouse.services import alert_fire, datasets, freshness, openlineage
+from lakehouse.domain.states import AttemptStatus, PhaseStatus, RunStatus
+from lakehouse.services import alert_fire, caps, datasets, freshness, openlineage
 from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound, ServiceError
-from lakehouse.store import dialect, queue
+from lakehouse.store import dialect, executor_rows, queue
 
 
 def _ev(type_: EventType | str, now: datetime, message: str, phase: str | None = None,
@@ -47,6 +47,7 @@ def claim(ctx: Context, principal: Principal, executor_id: str, capabilities: li
             _visible_run(conn, principal, run_id)
         claims = _drop_cached(_claim(ctx, conn, principal, executor_id, capabilities, max_phases, run_id, start,
                                      cached), cached)
+        executor_rows.adopt(conn, executor_id, principal.name)  # the account that registered it (services/executors.py)
     for c in claims:
         ctx.waker.run_event(c["run_id"])
     return claims
@@ -65,6 +66,7 @@ def _claim(ctx: Context, conn: Connection, principal: Principal, executor_id: st
     now = ctx.clock()
     if conn.dialect.name == "postgresql":  # one set-based statement (store/queue.py, claim_set)
         expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+        caps.claim_lock(conn)  # concurrency caps: capped claims take turns (services/caps.py)
         claims = queue.claim_set(conn, executor_id=executor_id, capabilities=capabilities, now=now, expires=expires,
                                  limit=max_phases, run_id=run_id, workspace_ids=principal.workspace_ids,
                                  start=start, cached=cached)
@@ -72,8 +74,8 @@ def _claim(ctx: Context, conn: Connection, principal: Principal, executor_id: st
             c["lease_expires_at"] = expires
             c["lease_ttl_s"] = ctx.settings.lease_ttl_s
         return claims
-    candidates = queue.claim_candidates(conn, capabilities, now, max_phases, run_id,
-                                        principal.workspace_ids) if capabilities else []
+    candidates = caps.claim_candidates(conn, capabilities, executor_id, now, max_phases, run_id,
+                                       principal.workspace_ids) if capabilities else []
     claims = []
     for phase in candidates:
         run = queue.get_run(conn, phase["run_id"], lock=True)
@@ -344,6 +346,8 @@ def complete(ctx: Context, principal: Principal, run_id: str, lease_token: str, 
         if item is not None:
             with ctx.db.write() as conn:
                 now = ctx.clock()
+                if claim_next is not None:
+                    caps.claim_lock(conn)
                 done, claims = queue.complete_set(
                     conn, [item[0]], item[1], now=now, expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
                     claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
@@ -457,6 +461,8 @@ def _complete_many_set(ctx: Context, principal: Principal, completions: list[dic
     results: list[dict[str, Any] | None] = [None] * len(completions)
     with ctx.db.write() as conn:
         now = ctx.clock()
+        if claim_next is not None:
+            caps.claim_lock(conn)
         done, claims = queue.complete_set(conn, fast, rows, now=now,
                                           expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
                                           claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
@@ -553,6 +559,8 @@ def _complete_and_hand_off(ctx: Context, conn: Connection, principal: Principal,
     nxt = queue.next_phase(conn, phase["run_id"], phase["idx"] + 1)
     if nxt is None or nxt["capability"] not in want["capabilities"]:
         return None
+    if caps.handoff_capped(conn, phase["run_id"], nxt["capability"], want["executor_id"]):
+        return None  # a capped phase goes through the capped claim
     run_id = phase["run_id"]
     out = _succeed(conn, phase, now, output_manifest, events)
     run = queue.get_run(conn, run_id, lock=True)
@@ -621,10 +629,10 @@ def _claim_next(ctx: Context, conn: Connection, principal: Principal, want: dict
     """Lease the executor's next work in the caller's transaction, the same run's next phase first
     (a chain keeps its executor and its warm caches)."""
     n = want.get("max_phases", 1)
-    caps = want["capabilities"]
-    claims = _claim(ctx, conn, principal, want["executor_id"], caps, n, run_id, True) if run_id else []
+    can = want["capabilities"]
+    claims = _claim(ctx, conn, principal, want["executor_id"], can, n, run_id, True) if run_id else []
     if len(claims) < n:
-        claims += _claim(ctx, conn, principal, want["executor_id"], caps, n - len(claims), None, True)
+        claims += _claim(ctx, conn, principal, want["executor_id"], can, n - len(claims), None, True)
     return claims
 
 
@@ -673,12 +681,15 @@ def _record_manifest(conn: Connection, run: RowMapping, phase: str, manifest: di
 
 
 def fail(ctx: Context, principal: Principal, run_id: str, lease_token: str, error: str, retryable: bool = True,
-         events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+         events: list[dict[str, Any]] | None = None, kind: str = "error") -> dict[str, Any]:
+    """Fail the leased attempt; ``kind`` ``timeout`` (the executor stopped the phase past its
+    ``timeout_s``) records the attempt as ``timed_out``, as the reaper does."""
     error = error.replace("\x00", "\ufffd")  # an error text is kept, never refused
+    attempt_status = (AttemptStatus.TIMED_OUT if kind == "timeout" else AttemptStatus.FAILED).value
 
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
         out = _client_events(phase["name"], events)
-        out += _fail_phase(ctx, conn, phase, now, error, retryable, attempt_status="failed")
+        out += _fail_phase(ctx, conn, phase, now, error, retryable, attempt_status=attempt_status)
         queue.append_events(conn, run_id, out)
         if phase["executor_id"]:
             queue.touch_executor(conn, phase["executor_id"], None, now, None)
@@ -739,7 +750,7 @@ def _fail_phase(ctx: Context, conn: Connection, phase: RowMapping, now: datetime
 
 
 def _expire(ctx: Context, conn: Connection, phase: RowMapping, now: datetime, why: str) -> list[dict[str, Any]]:
-    events = _fail_phase(ctx, conn, phase, now, why, True, attempt_status="expired",
+    events = _fail_phase(ctx, conn, phase, now, why, True, attempt_status=AttemptStatus.EXPIRED.value,
                          event_type=EventType.LEASE_EXPIRED)
     events[0]["level"] = "warning"
     events[0]["message"] = f"{phase['name']} lease of {phase['executor_id']} expired: {why}"
@@ -767,7 +778,7 @@ def reap(ctx: Context) -> int:
             handled += 1
         for phase in queue.timed_out_phases(conn, now):
             events = _fail_phase(ctx, conn, phase, now, f"timed out after {phase['timeout_s']} s", True,
-                                 attempt_status="timed_out")
+                                 attempt_status=AttemptStatus.TIMED_OUT.value)
             queue.append_events(conn, phase["run_id"], events)
             delays.append(_retry_delay(events))
             handled += 1

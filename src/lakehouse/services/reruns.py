@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.services import runs
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound, ServiceError
 from lakehouse.store import run_reads

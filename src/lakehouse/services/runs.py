@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from lakehouse.domain.events import EventType
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import RunRequest
 from lakehouse.domain.states import RUN_FINISHED, PhaseStatus, RunStatus
-from lakehouse.services import audit, code_policy, workspaces
-from lakehouse.services.auth import Principal
+from lakehouse.services import audit, caps, code_policy, workspaces
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, NotFound
 from lakehouse.store import dialect, queue, run_reads
@@ -32,7 +32,11 @@ def create_run(ctx: Context, req: RunRequest, principal: Principal) -> tuple[dic
             return existing, False
     try:
         with ctx.db.write() as conn:
-            run_id = _insert_run(conn, ctx.clock(), ws_id, req, principal.name)
+            first = req.phases[0].effective_capability if req.phases else None
+            hold = caps.admit(conn, ws_id, req.spec_slug, first)  # over a queue cap: 429, or held
+            run_id = _insert_run(conn, ctx.clock(), ws_id, req, principal.name, held=hold is not None)
+            if hold is not None:
+                caps.hold_run(conn, run_id, ws_id, hold, ctx.clock())
             audit.record(conn, ctx.clock(), principal, "run.create", "run", run_id, ws_id,
                          {"spec_slug": req.spec_slug, "git_sha": req.git_sha})
     except IntegrityError:
@@ -44,7 +48,8 @@ def create_run(ctx: Context, req: RunRequest, principal: Principal) -> tuple[dic
     return get_run(ctx, run_id, principal), True
 
 
-def _insert_run(conn: Connection, now: datetime, ws_id: int, req: RunRequest, created_by: str) -> str:
+def _insert_run(conn: Connection, now: datetime, ws_id: int, req: RunRequest, created_by: str,
+                held: bool = False) -> str:
     run_id = str(uuid.uuid4())
     store.insert(
         conn, run_id=run_id, workspace_id=ws_id, environment=req.environment, spec_slug=req.spec_slug,
@@ -52,8 +57,8 @@ def _insert_run(conn: Connection, now: datetime, ws_id: int, req: RunRequest, cr
         idempotency_key=req.idempotency_key, created_by=created_by, labels=req.labels, now=now,
         phases_=[store.NewPhase(name=p.name, type=p.type, capability=p.effective_capability, params=p.params,
                                 timeout_s=p.timeout_s, max_attempts=p.max_attempts,
-                                status=(PhaseStatus.QUEUED if i == 0 else PhaseStatus.PENDING).value,
-                                available_at=now if i == 0 else None)  # the first phase is ready at once
+                                status=(PhaseStatus.QUEUED if i == 0 and not held else PhaseStatus.PENDING).value,
+                                available_at=now if i == 0 and not held else None)  # ready at once unless held
                  for i, p in enumerate(req.phases)])
     queue.append_events(conn, run_id, [{
         "type": EventType.RUN_CREATED.value, "ts": now, "level": "info",
@@ -88,6 +93,7 @@ def _render(conn: Connection, row: RowMapping) -> dict[str, Any]:
         "started_at": row["started_at"], "finished_at": row["finished_at"], "created_by": row["created_by"],
         "idempotency_key": row["idempotency_key"], "input_manifest": row["input_manifest"],
         "error": row["error"], "labels": row["labels"], "last_seq": row["last_seq"],
+        "held": caps.held_reason(conn, row["id"]) if row["status"] == RunStatus.QUEUED.value else None,
         "phases": [render_phase(p) for p in queue.run_phases(conn, row["id"])],
     }
 

@@ -19,7 +19,7 @@ from typing import Any
 from lakehouse.domain import schedules
 from lakehouse.domain.jobs import JobDefinition, ParamError, RunTrigger, resolve_params
 from lakehouse.domain.states import RunStatus
-from lakehouse.services import backfills, promotions
+from lakehouse.services import backfills, caps, promotions
 from lakehouse.services.context import Context
 from lakehouse.services.errors import ServiceError
 from lakehouse.services.job_runs import build_request
@@ -45,6 +45,7 @@ def tick(ctx: Context, now: datetime | None = None) -> TickResult:
     scheduled, skipped = _schedules(ctx, now)
     triggered = _triggers(ctx, now)
     released, finished = backfills.release_slots(ctx, now)
+    released += caps.release_held(ctx, now)  # runs a queue cap held, once it has room
     if scheduled or triggered or released:
         ctx.waker.ready()
     return TickResult(scheduled, skipped, triggered, released, finished)

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from lakehouse.domain.alerts import AlertKind, median
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.scores import DEFAULT_WEIGHTS, InvalidWeights, RunFacts, clean_weights, compute_run_score
 from lakehouse.domain.states import RUN_FINISHED, RunStatus
 from lakehouse.services import alert_fire, audit, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.store import alerts as alert_store

@@ -13,22 +13,17 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
-from sqlalchemy import Connection, delete, select, update
-
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action, Role
 from lakehouse.services import audit
-from lakehouse.services.auth import (
-    Principal,
-    authenticate_password,
-    hash_password,
-    principal_from_rows,
-    principal_query,
-    verify_password,
-)
+from lakehouse.services.auth import authenticate_password, hash_password, principal_of, verify_password
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
-from lakehouse.store import dialect
-from lakehouse.store.tables import login_attempts, login_throttles, users, web_sessions
+from lakehouse.store import auth as auth_store
+from lakehouse.store import sessions as store
+from lakehouse.store import users as user_store
+from lakehouse.store.sessions import Throttle
+from lakehouse.store.types_public import Connection
 
 SESSION_TTL = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=5)
@@ -106,7 +101,7 @@ def delay_after(failures: int) -> timedelta | None:
     """How long a (account, address) pair waits after its ``failures``-th consecutive failure."""
     if failures < FREE_FAILURES:
         return None
-    return min(FIRST_DELAY * 2 ** min(failures - FREE_FAILURES, 20), MAX_DELAY)
+    return min(FIRST_DELAY * (1 << min(failures - FREE_FAILURES, 20)), MAX_DELAY)
 
 
 def _minutes(delta: timedelta) -> int:
@@ -120,49 +115,35 @@ def _reserve(conn: Connection, name: str, address: str, now: datetime) -> int:
     serialises every writer), so concurrent attempts from one address are decided one after the other:
     each is counted as a failure up front, and at most ``FREE_FAILURES`` reach the password check.
     Returns the id of the attempt's ``login_attempts`` row."""
-    dialect.insert_ignore(conn, login_throttles, [
-        {"user_name": ANY_ACCOUNT, "address": address, "failures": 0},
-        {"user_name": name, "address": address, "failures": 0},
-    ], "user_name", "address")
-    rows = {r["user_name"]: r for r in conn.execute(dialect.for_update(conn, select(login_throttles).where(
-        login_throttles.c.address == address, login_throttles.c.user_name.in_([ANY_ACCOUNT, name]))
-        .order_by(login_throttles.c.user_name))).mappings()}
+    rows = store.lock_throttles(conn, address, [ANY_ACCOUNT, name])
     pair, whole = rows[name], rows[ANY_ACCOUNT]
-    if pair["locked_until"] is not None and pair["locked_until"] > now:
-        wait = _minutes(pair["locked_until"] - now)
+    if pair.locked_until is not None and pair.locked_until > now:
+        wait = _minutes(pair.locked_until - now)
         raise RateLimited(f"too many failed logins for {name!r} from this address; it is locked for {wait} min",
                           code="locked_out", details={"retry_after_s": wait * 60})
-    fresh = whole["first_failure_at"] is None or now - whole["first_failure_at"] > ADDRESS_WINDOW
-    if not fresh and whole["failures"] >= MAX_ADDRESS_FAILURES:
-        wait = _minutes(whole["first_failure_at"] + ADDRESS_WINDOW - now)
+    fresh = whole.first_failure_at is None or now - whole.first_failure_at > ADDRESS_WINDOW
+    if whole.first_failure_at is not None and not fresh and whole.failures >= MAX_ADDRESS_FAILURES:
+        wait = _minutes(whole.first_failure_at + ADDRESS_WINDOW - now)
         raise RateLimited("too many failed logins from this address; try again later", code="rate_limited",
                           details={"retry_after_s": wait * 60})
-    forgotten = pair["last_failure_at"] is None or now - pair["last_failure_at"] > FORGET_AFTER
-    failures = 1 if forgotten else pair["failures"] + 1
+    forgotten = pair.last_failure_at is None or now - pair.last_failure_at > FORGET_AFTER
+    failures = 1 if forgotten else pair.failures + 1
     delay = delay_after(failures)
-    conn.execute(update(login_throttles).where(login_throttles.c.user_name == name,
-                                               login_throttles.c.address == address).values(
-        failures=failures, last_failure_at=now, first_failure_at=now if forgotten else pair["first_failure_at"],
+    store.set_throttle(conn, name, address, Throttle(
+        failures=failures, last_failure_at=now, first_failure_at=now if forgotten else pair.first_failure_at,
         locked_until=now + delay if delay else None))
-    conn.execute(update(login_throttles).where(login_throttles.c.user_name == ANY_ACCOUNT,
-                                               login_throttles.c.address == address).values(
-        failures=1 if fresh else whole["failures"] + 1, last_failure_at=now,
-        first_failure_at=now if fresh else whole["first_failure_at"]))
-    attempt: int = conn.execute(login_attempts.insert().values(user_name=name, address=address, ts=now, ok=False)
-                                .returning(login_attempts.c.id)).scalar_one()
-    return attempt
+    store.set_throttle(conn, ANY_ACCOUNT, address, Throttle(
+        failures=1 if fresh else whole.failures + 1, last_failure_at=now,
+        first_failure_at=now if fresh else whole.first_failure_at, locked_until=whole.locked_until))
+    return store.insert_attempt(conn, name, address, now)
 
 
 def _release(conn: Connection, name: str, address: str, attempt: int) -> None:
     """A successful login: the pair's failures are cleared and the address's count gives the attempt back."""
-    conn.execute(update(login_throttles).where(login_throttles.c.user_name == name,
-                                               login_throttles.c.address == address).values(
-        failures=0, first_failure_at=None, last_failure_at=None, locked_until=None))
-    conn.execute(update(login_throttles).where(login_throttles.c.user_name == ANY_ACCOUNT,
-                                               login_throttles.c.address == address,
-                                               login_throttles.c.failures > 0).values(
-        failures=login_throttles.c.failures - 1))
-    conn.execute(update(login_attempts).where(login_attempts.c.id == attempt).values(ok=True))
+    store.set_throttle(conn, name, address, Throttle(failures=0, first_failure_at=None, last_failure_at=None,
+                                                     locked_until=None))
+    store.give_back_failure(conn, ANY_ACCOUNT, address)
+    store.mark_attempt_ok(conn, attempt)
 
 
 def login(ctx: Context, name: str, password: str, address: str | None) -> tuple[str, Session]:
@@ -186,9 +167,8 @@ def login(ctx: Context, name: str, password: str, address: str | None) -> tuple[
                       expires_at=now + SESSION_TTL)
     with ctx.db.write() as conn:
         _release(conn, name, where, attempt)
-        conn.execute(web_sessions.insert().values(
-            id_hash=session.id_hash, user_id=principal.user_id, csrf_token=session.csrf_token, created_at=now,
-            last_seen_at=now, expires_at=session.expires_at, address=address))
+        store.insert_session(conn, id_hash=session.id_hash, user_id=principal.user_id,
+                             csrf_token=session.csrf_token, now=now, expires_at=session.expires_at, address=address)
         audit.record(conn, now, principal, "login", "user", principal.name, None, {}, address)
     return value, session
 
@@ -199,11 +179,11 @@ def unlock(ctx: Context, actor: Principal, name: str, address: str | None = None
     actor.require(Action.USER_ADMIN)
     now = ctx.clock()
     with ctx.db.write() as conn:
-        if conn.execute(select(users.c.id).where(users.c.name == name)).scalar() is None:
+        if user_store.by_name(conn, name) is None:
             raise NotFound(f"user {name!r} not found", code="user_not_found")
-        cleared = conn.execute(delete(login_throttles).where(login_throttles.c.user_name == name)).rowcount or 0
-        audit.record(conn, now, actor, "user.unlock", "user", name, None, {"cleared": int(cleared)}, address)
-    return int(cleared)
+        cleared = store.clear_throttles(conn, name)
+        audit.record(conn, now, actor, "user.unlock", "user", name, None, {"cleared": cleared}, address)
+    return cleared
 
 
 def lookup(ctx: Context, value: str) -> Session | None:
@@ -212,24 +192,21 @@ def lookup(ctx: Context, value: str) -> Session | None:
         return None
     now = ctx.clock()
     id_hash = _hash(value)
-    stmt = principal_query(web_sessions.c.csrf_token, web_sessions.c.expires_at, web_sessions.c.last_seen_at)
     with ctx.db.read() as conn:
-        rows = list(conn.execute(stmt.join(web_sessions, web_sessions.c.user_id == users.c.id)
-                                 .where(web_sessions.c.id_hash == id_hash)).mappings())
-    row = rows[0] if rows else None
-    if row is None or row["disabled"] or row["expires_at"] <= now or row["role"] == Role.EXECUTOR.value:
+        row = store.session_by_hash(conn, id_hash)
+    if row is None or row.identity.disabled or row.expires_at <= now or row.identity.role == Role.EXECUTOR.value:
         return None
-    principal = principal_from_rows(rows)
-    if now - row["last_seen_at"] > TOUCH_EVERY:
+    principal = principal_of(row.identity)
+    if now - row.last_seen_at > TOUCH_EVERY:
         with ctx.db.write() as conn:
-            conn.execute(update(web_sessions).where(web_sessions.c.id_hash == id_hash).values(last_seen_at=now))
-    return Session(principal=principal, csrf_token=row["csrf_token"], id_hash=id_hash, expires_at=row["expires_at"])
+            store.touch(conn, id_hash, now)
+    return Session(principal=principal, csrf_token=row.csrf_token, id_hash=id_hash, expires_at=row.expires_at)
 
 
 def logout(ctx: Context, session: Session, address: str | None) -> None:
     now = ctx.clock()
     with ctx.db.write() as conn:
-        conn.execute(delete(web_sessions).where(web_sessions.c.id_hash == session.id_hash))
+        store.delete_session(conn, session.id_hash)
         audit.record(conn, now, session.principal, "logout", "user", session.principal.name, None, {}, address)
 
 
@@ -244,20 +221,16 @@ def change_password(ctx: Context, session: Session, current: str, new: str, addr
         raise Forbidden("this principal has no password", code="forbidden")
     now = ctx.clock()
     with ctx.db.read() as conn:
-        stored = conn.execute(select(users.c.password_hash).where(users.c.id == user_id)).scalar()
+        stored = auth_store.password_hash(conn, user_id)
     if not verify_password(stored, current):
         raise InvalidInput("the current password is wrong", code="bad_credentials")
     with ctx.db.write() as conn:
-        conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hash_password(new)))
-        conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id,
-                                                web_sessions.c.id_hash != session.id_hash))
+        auth_store.set_password_hash(conn, user_id, hash_password(new))
+        store.end_user_sessions(conn, user_id, keep=session.id_hash)
         audit.record(conn, now, session.principal, "user.password_change", "user", session.principal.name, None,
                      {}, address)
 
 
-def end_user_sessions(conn: object, user_id: int) -> None:
-    """Used by user administration when a user is disabled or their role changes."""
-    from sqlalchemy import Connection
-
-    assert isinstance(conn, Connection)
-    conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id))
+def end_user_sessions(conn: Connection, user_id: int) -> None:
+    """Used by user administration (in its transaction) when a user is disabled or their role changes."""
+    store.end_user_sessions(conn, user_id)

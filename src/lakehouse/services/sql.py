@@ -42,12 +42,12 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.lake.blobstore import BlobStore
 from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import sql_pool, sql_results, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound, ServiceError
 from lakehouse.services.sql_results import ResultSink as _ResultSink

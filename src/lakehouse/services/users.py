@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action, Role
 from lakehouse.services import audit, auth, sessions
 from lakehouse.services import workspaces as workspace_service
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
 from lakehouse.store import users as store

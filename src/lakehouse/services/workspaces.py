@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
-from lakehouse.services import audit, sessions
+from lakehouse.services import audit
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
+from lakehouse.store import sessions as session_store
 from lakehouse.store import users as user_store
 from lakehouse.store import workspaces as store
 from lakehouse.store.types_public import Connection
-
-if TYPE_CHECKING:  # auth creates the default workspace: no import cycle at run time
-    from lakehouse.services.auth import Principal
 
 DEFAULT = "default"
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -46,11 +45,8 @@ def default_id(conn: Connection, now: datetime) -> int:
     return ensure(conn, DEFAULT, now, "Default workspace")
 
 
-def resolve_for(ctx: Context, principal: object, slug: str, *, write: bool = False) -> int:
+def resolve_for(ctx: Context, principal: Principal, slug: str, *, write: bool = False) -> int:
     """The id of a workspace the principal may use; unknown or foreign workspaces are 404."""
-    from lakehouse.services.auth import Principal
-
-    assert isinstance(principal, Principal)
     with ctx.db.read() as conn:
         ws_id = store.id_of(conn, slug)
     if ws_id is None and slug == DEFAULT:
@@ -207,7 +203,7 @@ def set_member(ctx: Context, actor: Principal, slug: str, user: str, role: str |
             store.set_member_role(conn, ws_id, row.id, role)
             audit.record(conn, now, actor, "membership.role", "user", user, ws_id,
                          {"workspace": slug, "from": current.role, "to": role}, address)
-        sessions.end_user_sessions(conn, row.id)
+        session_store.end_user_sessions(conn, row.id)  # the user's sessions end
     return _member_of(slug, row, role), current is None
 
 
@@ -223,4 +219,4 @@ def remove_member(ctx: Context, actor: Principal, slug: str, user: str, address:
             raise NotFound(f"{user!r} is not a member of {slug!r}", code="member_not_found")
         if gone:
             audit.record(conn, now, actor, "membership.remove", "user", user, ws_id, {"workspace": slug}, address)
-        sessions.end_user_sessions(conn, row.id)
+        session_store.end_user_sessions(conn, row.id)  # the user's sessions end

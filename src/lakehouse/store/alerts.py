@@ -240,7 +240,7 @@ def notification_counts(conn: Connection) -> list[dict[str, Any]]:
     stmt = (select(notifications.c.status, connections.c.type.label("channel"), func.count().label("n"))
             .outerjoin(connections, connections.c.id == notifications.c.connection_id)
             .group_by(notifications.c.status, connections.c.type))
-    return [{**r, "channel": r["channel"] or "deleted"} for r in conn.execute(stmt).mappings()]  # type: ignore[misc]
+    return [{**r, "channel": r["channel"] or "deleted"} for r in conn.execute(stmt).mappings()]
 
 
 def attempt_counts(conn: Connection) -> list[RowMapping]:

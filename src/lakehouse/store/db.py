@@ -79,7 +79,7 @@ class Database:
                 url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
                 poolclass=None if pool_size else NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
             )
-            self.engine._connection_cls = _Connection  # type: ignore[misc]
+            self.engine._connection_cls = _Connection
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -109,8 +109,18 @@ class Database:
             conn.reading = True
             yield conn
 
+    def ping(self) -> None:
+        """Answer ``SELECT 1`` or raise (``/health``)."""
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def psycopg_dsn(url: str) -> str:
+    """The libpq connection string of a SQLAlchemy PostgreSQL URL (for psycopg's own connections)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -124,7 +134,7 @@ def is_unavailable(exc: BaseException) -> bool:
         if sqlstate is None:  # psycopg: no answer from a server at all (refused, reset, timeout)
             return not _is_sqlite_error(orig)
         # 08: connection exception, 57P01-03: admin/crash shutdown, cannot connect now; 53300: too many
-        return sqlstate.startswith(("08", "57P", "53"))
+        return str(sqlstate).startswith(("08", "57P", "53"))
     return False
 
 
@@ -162,7 +172,7 @@ class AdvisoryLease:
     dying, or the server terminating the backend) releases the lock."""
 
     def __init__(self, url: str, key: int) -> None:
-        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.dsn = psycopg_dsn(url)
         self.key = key
         self._conn: Any = None
 

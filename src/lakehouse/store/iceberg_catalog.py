@@ -133,6 +133,17 @@ def table_names(conn: Connection, catalog: str, ns: str, *, after: str | None = 
     return [str(r[0]) for r in conn.execute(stmt)]
 
 
+def metadata_locations(conn: Connection, catalog: str, ns: str, names: Iterable[str]) -> dict[str, str]:
+    """The current metadata file of each named table of a namespace that exists (one query)."""
+    wanted = list(names)
+    if not wanted:
+        return {}
+    tables, _ = _tables()
+    rows = conn.execute(select(tables.c.table_name, tables.c.metadata_location).where(
+        tables.c.catalog_name == catalog, tables.c.table_namespace == ns, tables.c.table_name.in_(wanted)))
+    return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
+
+
 def metadata_location(conn: Connection, catalog: str, ns: str, name: str) -> str | None:
     """The current metadata file of a table; None when there is no such table."""
     tables, _ = _tables()

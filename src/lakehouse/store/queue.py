@@ -10,7 +10,15 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, select, text, update
 
-from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, RunStatus, phase_transition, run_transition
+from lakehouse.domain.states import (
+    PHASE_LEASED,
+    AttemptStatus,
+    PhaseStatus,
+    RunStatus,
+    phase_transition,
+    run_transition,
+)
+from lakehouse.store import caps as caps_store
 from lakehouse.store import dialect
 from lakehouse.store.tables import executors, phase_attempts, phases, run_events, runs, workspaces
 from lakehouse.store.types import UTCDateTime
@@ -172,8 +180,10 @@ def lease_phase(conn: Connection, phase: RowMapping, *, executor_id: str, lease_
         phases.c.id == bindparam("phase_id"), phases.c.status == PhaseStatus.QUEUED.value).values(
         status=bindparam("target"), attempt=bindparam("attempt"), lease_token=bindparam("lease_token"),
         lease_expires_at=bindparam("expires_at"), executor_id=bindparam("executor_id"),
-        claimed_at=bindparam("now"), started_at=bindparam("started_at"), error=None))
+        claimed_at=bindparam("now"), started_at=bindparam("started_at"), error=None,
+        timeout_s=bindparam("timeout_s")))
     result = conn.execute(lease, {"phase_id": phase["id"], "target": target.value, "attempt": attempt,
+                                  "timeout_s": phase["timeout_s"],
                                   "lease_token": lease_token, "expires_at": expires_at, "executor_id": executor_id,
                                   "now": now, "started_at": now if start else None})
     if result.rowcount != 1:
@@ -181,7 +191,7 @@ def lease_phase(conn: Connection, phase: RowMapping, *, executor_id: str, lease_
     record = _stmt(conn, "insert_attempt", lambda: phase_attempts.insert())
     conn.execute(record, {"phase_id": phase["id"], "attempt": attempt, "executor_id": executor_id,
                           "lease_token_hash": lease_token_hash, "status": target.value, "claimed_at": now})
-    return attempt
+    return int(attempt)
 
 
 def next_claim_deadline(conn: Connection, after: datetime) -> datetime | None:
@@ -292,7 +302,7 @@ def close_remaining(conn: Connection, run_id: str, target: PhaseStatus, now: dat
         tgt = target
         if target is PhaseStatus.SKIPPED and row["status"] != PhaseStatus.PENDING.value:
             tgt = PhaseStatus.CANCELLED
-        finish_phase(conn, row, tgt, now, attempt_status="cancelled")
+        finish_phase(conn, row, tgt, now, attempt_status=AttemptStatus.CANCELLED.value)
         changed.append(row)
     return changed
 
@@ -360,18 +370,20 @@ _WS = "run_id IN (SELECT id FROM runs WHERE workspace_id = ANY(CAST(:ws AS bigin
 
 # k_*: lease up to {limit} runnable phases (oldest first, SKIP LOCKED), start them, record the
 # attempts and move their runs to running; k_events is a SELECT of their trail rows.
-_CLAIM_CTES = """
+# The candidates come from store/caps.py (claim_ctes): caps applied, fair order between workspaces.
+_CLAIM_CTES = """{caps},
 k_c AS (
-    SELECT p.id FROM phases p
-    WHERE p.status = 'queued' AND p.capability = ANY(CAST(:caps AS text[])) AND p.available_at <= :now {filter}
-    ORDER BY p.available_at, p.id
+    SELECT p.id, k_t.cap_timeout FROM phases p JOIN k_t ON k_t.id = p.id
+    WHERE p.status = 'queued' AND p.id NOT IN (SELECT id FROM k_x)
+    ORDER BY k_t.fair, k_t.available_at, k_t.id
     LIMIT {limit}
     FOR UPDATE OF p SKIP LOCKED
 ),
 k_l AS (
     UPDATE phases p SET status = :k_target, attempt = p.attempt + 1, lease_token = {token},
         lease_expires_at = :expires, executor_id = :executor_id, claimed_at = :now,
-        started_at = CASE WHEN :k_start THEN CAST(:now AS timestamptz) END, error = NULL
+        started_at = CASE WHEN :k_start THEN CAST(:now AS timestamptz) END, error = NULL,
+        timeout_s = least(p.timeout_s, k_c.cap_timeout)
     FROM k_c WHERE p.id = k_c.id
     RETURNING p.id, p.run_id, p.idx, p.name, p.type, p.attempt, p.max_attempts, p.lease_token, p.timeout_s,
               p.params, p.available_at
@@ -438,7 +450,8 @@ ex AS (
 
 def _claim_sql(run_filter: bool, scoped: bool) -> str:
     where = (" AND p.run_id = :run_id" if run_filter else "") + (f" AND p.{_WS}" if scoped else "")
-    ctes = _CLAIM_CTES.format(filter=where, limit=":limit", token=_TOKEN, hash=_HASH.format("k_l.lease_token"))
+    ctes = _CLAIM_CTES.format(caps=caps_store.claim_ctes(True, where), limit=":limit", token=_TOKEN,
+                              hash=_HASH.format("k_l.lease_token"))
     current = "SELECT run_id, name FROM k_l ORDER BY available_at DESC, id DESC LIMIT 1"
     events = _EVENT_INSERT.format(rows=_CLAIM_EVENTS.format(uuid=_UUID_HEX))
     return (f"WITH {ctes},\nk_ev AS ({events}),\n{_EXECUTOR_UPSERT.format(current=current)},\n"
@@ -464,7 +477,7 @@ def claim_set(conn: Connection, *, executor_id: str, capabilities: list[str], no
         "caps": list(capabilities), "caps_json": _json(sorted(set(capabilities))), "now": now, "expires": expires,
         "expires_iso": expires.isoformat(), "executor_id": executor_id, "limit": limit, "run_id": run_id,
         "k_target": (PhaseStatus.RUNNING if start else PhaseStatus.CLAIMED).value, "k_start": start,
-        "k_per": 2 if start else 1, "cached": list(cached),
+        "k_per": 2 if start else 1, "cached": list(cached), **caps_store.claim_params(now, limit),
     }
     if scoped:
         params["ws"] = sorted(workspace_ids or ())
@@ -505,7 +518,7 @@ nx AS (
 ),
 hx AS (
     SELECT nx.id, row_number() OVER (ORDER BY nx.i) AS rk FROM nx
-    WHERE nx.status = 'pending' AND nx.capability = ANY(CAST(:caps AS text[]))
+    WHERE nx.status = 'pending' AND nx.capability = ANY(CAST(:caps AS text[])) AND NOT {handoff_capped}
 ),
 hand AS (
     UPDATE phases p SET status = 'running', attempt = p.attempt + 1, lease_token = {token},
@@ -585,14 +598,18 @@ _HANDED_PREVIOUS = (" || coalesce((SELECT jsonb_build_object(done.name, done.man
 
 def _complete_sql(claim_next: bool, scoped: bool) -> str:
     ws = f" AND p.{_WS}" if scoped else ""
-    ctes = _COMPLETE_CTES.format(filter=ws, token=_TOKEN, hash=_HASH.format("hand.lease_token"))
+    ctes = _COMPLETE_CTES.format(filter=ws, token=_TOKEN, hash=_HASH.format("hand.lease_token"),
+                                 handoff_capped=caps_store.HANDOFF_CAPPED_SQL)
     rows = _COMPLETE_EVENTS.format(uuid=_UUID_HEX)
     ru = "SELECT id FROM c_ru"
     if claim_next:  # the executor's further work, in the same statement (never a run completed here)
         limit = ("CASE WHEN EXISTS (SELECT 1 FROM done) "
                  "THEN greatest(:max_phases - (SELECT count(*) FROM hand), 0) ELSE 0 END")
-        ctes += "," + _CLAIM_CTES.format(filter=" AND p.run_id NOT IN (SELECT run_id FROM it)" + ws, limit=limit,
-                                          token=_TOKEN, hash=_HASH.format("k_l.lease_token"))
+        # the phases completed here are still leased in the statement's snapshot: not counted as used
+        claim_caps = caps_store.claim_ctes(True, " AND p.run_id NOT IN (SELECT run_id FROM it)" + ws,
+                                           use_filter=" AND u.id NOT IN (SELECT id FROM done)")
+        ctes += "," + _CLAIM_CTES.format(caps=claim_caps, limit=limit, token=_TOKEN,
+                                          hash=_HASH.format("k_l.lease_token"))
         rows += "\n    UNION ALL" + _CLAIM_EVENTS.format(uuid=_UUID_HEX)
         current = ("SELECT run_id, name FROM (SELECT run_id, name, 1 AS pri, available_at, id FROM k_l UNION ALL "
                    "SELECT run_id, name, 0, available_at, id FROM hand) x "
@@ -645,7 +662,7 @@ def complete_set(conn: Connection, items: list[dict[str, Any]], events: list[dic
     }
     if claim_next:
         params.update(caps_json=_json(sorted(set(caps or []))), k_target=PhaseStatus.RUNNING.value, k_start=True,
-                      k_per=2)
+                      k_per=2, **caps_store.claim_params(now, int(params["max_phases"])))
     if scoped:
         params["ws"] = sorted(workspace_ids or ())
     done: dict[int, dict[str, Any]] = {}

@@ -623,3 +623,38 @@ datasets = Table(
     UniqueConstraint("workspace_id", "environment", "name", name="uq_datasets_key"),
     Index("ix_datasets_owner", "workspace_id", "owner"),
 )
+
+# Runtime caps (services/caps.py, docs/operations.md): limits per workspace, pipeline, capability or
+# executor. Usage is never stored: it is derived from phases and phase_attempts at claim time.
+caps = Table(
+    "caps",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("scope_kind", String(16), nullable=False),  # domain.caps.ScopeKind
+    Column("scope_value", String(200), nullable=False),  # '' for the workspace itself
+    Column("max_concurrent", Integer, nullable=True),  # leased phases at once
+    Column("runtime_s_per_day", Float, nullable=True),  # phase-attempt seconds per UTC day
+    Column("max_phase_timeout_s", Float, nullable=True),  # a claimed phase's timeout_s is at most this
+    Column("max_queued_runs", Integer, nullable=True),  # runs waiting in the queue
+    Column("queue_mode", String(16), nullable=False),  # domain.caps.QueueMode: reject | hold
+    Column("updated_by", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workspace_id", "scope_kind", "scope_value", name="uq_caps_scope"),
+)
+
+# Runs a queue cap in ``hold`` mode accepted but keeps out of the queue (first phase pending).
+held_runs = Table(
+    "held_runs",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("workspace_id", ID, nullable=False),
+    Column("cap_id", ID, ForeignKey("caps.id", ondelete="SET NULL"), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("held_at", UTCDateTime(), nullable=False),
+    Index("ix_held_runs_ws_held", "workspace_id", "held_at"),
+)
+
+# the daily runtime budget sums today's attempts: those finished today, and the unfinished ones
+Index("ix_phase_attempts_finished", phase_attempts.c.finished_at)

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import connections, users, workspaces
-from lakehouse.services.auth import Principal
 from lakehouse.services.errors import ServiceError
 from lakehouse.web import queries
 from lakehouse.web.render import address, context, is_htmx, mark_web, page, user

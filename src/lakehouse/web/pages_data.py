@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import catalog_view
-from lakehouse.services.auth import Principal
 from lakehouse.services.errors import InvalidInput, RateLimited, ServiceError
 from lakehouse.web import queries
 from lakehouse.web.render import context, is_htmx, mark_web, page, user

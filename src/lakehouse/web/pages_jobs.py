@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from lakehouse.domain.jobs import JobDefinition, JobType, ParamType
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.domain.states import RunStatus
 from lakehouse.services import backfills, connections, job_runs, jobs, promotions
-from lakehouse.services.auth import Principal
 from lakehouse.services.errors import InvalidInput, ServiceError
 from lakehouse.web import queries
 from lakehouse.web.render import context, mark_web, page, user
@@ -24,7 +24,8 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_web)])
 TABS = ("runs", "versions", "schedule", "promotion", "backfills")
 PARAM_ROWS = 3  # empty parameter rows the form offers besides the job's own
 # form fields an error path is shown next to (longest first wins); anything else goes on top
-FORM_FIELDS = ("name", "type", "description", "owner", "environment", "sql.query", "sql.engine", "sql.target",
+FORM_FIELDS = ("name", "type", "description", "owner", "environment", "sql.query", "sql.engine", "sql.connection",
+               "sql.target",
                "sql.mode", "sql.keys", "sql", "python.callable", "python", "pipeline.name", "pipeline",
                "schedule.cron", "schedule.timezone", "schedule.catchup", "schedule.environment", "schedule",
                "triggers", "connections", "max_attempts", "timeout_s", "params", "yaml")
@@ -91,6 +92,8 @@ def definition_from_form(form: dict[str, str], multi: dict[str, list[str]]) -> d
         d["params"] = params
     if kind == "sql":
         sql: dict[str, Any] = {"query": form.get("sql_query") or "", "engine": text("sql_engine") or "duckdb"}
+        if text("sql_connection"):
+            sql["connection"] = text("sql_connection")
         if text("sql_target"):
             sql["target"] = text("sql_target")
             sql["mode"] = text("sql_mode") or "overwrite"
@@ -121,6 +124,7 @@ def form_from_definition(d: dict[str, Any]) -> dict[str, str]:
     out = {"name": d.get("name", ""), "type": d.get("type", "sql"), "description": d.get("description", ""),
            "owner": d.get("owner") or "", "environment": d.get("environment", "dev"),
            "sql_query": sql.get("query", ""), "sql_engine": sql.get("engine", "duckdb"),
+           "sql_connection": sql.get("connection") or "",
            "sql_target": sql.get("target") or "", "sql_mode": sql.get("mode", "overwrite"),
            "sql_keys": ", ".join(sql.get("keys") or []),
            "python_callable": (d.get("python") or {}).get("callable", ""),

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
-from lakehouse.domain.states import RUN_FINISHED, RunStatus
+from lakehouse.domain.states import RUN_FINISHED, RunStatus, shown_phase_status
 from lakehouse.services import artifacts, catalog_view, executors, reruns, runs
-from lakehouse.services.auth import Principal
 from lakehouse.services.errors import InvalidInput, NotFound
 from lakehouse.web import queries, run_outputs
 from lakehouse.web.render import context, is_htmx, mark_web, page, query_url, user
@@ -90,9 +90,7 @@ def _run_view(request: Request, run_id: str, p: Principal) -> dict[str, Any]:
     bars = []
     for ph in run["phases"]:
         start = ph["started_at"] or ph["claimed_at"]
-        status = ph["status"]
-        if status == "queued" and ph["attempt"] > 0:
-            status = "retrying"
+        status = shown_phase_status(ph["status"], ph["attempt"])
         bar = {"name": ph["name"], "status": status, "left": 0.0, "width": 0.0, "start": start,
                "end": ph["finished_at"]}
         if start is not None:
@@ -169,11 +167,18 @@ def artifact_preview(run_id: str, sha256: str, request: Request, p: Principal = 
     if not arts:
         raise NotFound(f"artifact {sha256} not found in run {run_id}", code="artifact_not_found")
     art = arts[0]
-    _meta, store = artifacts.open_blob(ctx, sha256, p)
+    _meta, content = artifacts.open_blob(ctx, sha256, p)
     text = None
-    if run_outputs.previewable(art):
-        with store.path(sha256).open("rb") as fh:
-            text = fh.read(PREVIEW_BYTES).decode("utf-8", errors="replace")
+    try:
+        if run_outputs.previewable(art):
+            head = bytearray()
+            for chunk in content:
+                head += chunk
+                if len(head) >= PREVIEW_BYTES:
+                    break
+            text = bytes(head[:PREVIEW_BYTES]).decode("utf-8", errors="replace")
+    finally:
+        content.close()
     return page(request, "artifact.html", nav="runs", art=art, text=text, truncated=art["size_bytes"] > PREVIEW_BYTES)
 
 

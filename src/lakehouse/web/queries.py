@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
-from lakehouse.domain.states import PHASE_FINISHED, PhaseStatus, RunStatus
-from lakehouse.services.auth import Principal
+from lakehouse.domain.states import PHASE_FINISHED, PhaseStatus, RunStatus, shown_phase_status
 from lakehouse.services.context import Context
 from lakehouse.store import run_reads, web_reads
 from lakehouse.store import workspaces as workspace_store
@@ -64,7 +64,7 @@ def list_runs(ctx: Context, principal: Principal, f: RunFilter, before: str | No
     # each run's phases as (name, status) for the small strip in the list (Airflow's grid, one row)
     strips: dict[str, list[tuple[str, str]]] = {r.id: [] for r in found}
     for c in cells:
-        shown = "retrying" if c.status == PhaseStatus.QUEUED.value and c.attempt > 0 else c.status
+        shown = shown_phase_status(c.status, c.attempt)
         strips[c.run_id].append((c.name, shown))
     rows = [{"id": r.id, "status": r.status, "spec_slug": r.spec_slug, "git_sha": r.git_sha,
              "environment": r.environment, "created_at": r.created_at, "started_at": r.started_at,

@@ -14,24 +14,16 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from lakehouse import __version__
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
-from lakehouse.services.auth import Principal
+from lakehouse.domain.states import PhaseStatus
+from lakehouse.domain.status_look import look
 from lakehouse.services.context import Context
 from lakehouse.services.sessions import Session, client_address
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
-# One colour, one icon and one word per status, everywhere.
-STATUS: dict[str, tuple[str, str]] = {
-    "queued": ("◷", "queued"), "pending": ("·", "pending"), "claimed": ("◔", "claimed"),
-    "running": ("▶", "running"), "succeeded": ("✓", "succeeded"), "failed": ("✕", "failed"),
-    "cancelled": ("⊘", "cancelled"), "skipped": ("↷", "skipped"), "retrying": ("↻", "retrying"),
-    "stale": ("⚠", "stale"), "online": ("●", "online"), "ok": ("✓", "ok"), "error": ("✕", "error"),
-    "untested": ("?", "untested"), "stopped": ("■", "stopped"), "late": ("✕", "late"), "fresh": ("✓", "fresh"),
-    "aging": ("◔", "aging"),
-    "warning": ("⚠", "warning"), "passed": ("✓", "passed"),
-}
 
 
 class LoginRequired(Exception):
@@ -41,10 +33,12 @@ class LoginRequired(Exception):
 
 
 def status_badge(status: str | None, label: str | None = None) -> Markup:
-    key = status or "pending"
-    icon, word = STATUS.get(key, ("•", key))
+    """One colour (the CSS class), one icon and one word per status: domain/status_look.py, which the
+    terminal uses too."""
+    key = status or PhaseStatus.PENDING.value
+    lk = look(key)
     return Markup('<span class="status s-{k}"><span aria-hidden="true">{i}</span> {w}</span>').format(
-        k=key, i=icon, w=label or word)
+        k=key, i=lk.icon, w=label or lk.word)
 
 
 def duration(seconds: float | None) -> str:

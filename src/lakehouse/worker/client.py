@@ -1,25 +1,27 @@
-"""A thin client of the executor contract over HTTP."""
+"""A thin client of the executor contract over HTTP (implements worker/contract.py's
+:class:`~lakehouse.worker.contract.ExecutorApi`). A call that gets no answer raises
+:class:`~lakehouse.worker.contract.ServerUnreachable`, so the worker above it knows nothing of httpx."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
+from lakehouse.worker.contract import ContractError, FailKind, LeaseLostError, ServerUnreachable
 
-class ContractError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = ["ContractError", "ExecutorClient", "LeaseLostError", "ServerUnreachable"]
 
 
-class LeaseLostError(ContractError):
-    pass
+def _reaching(send: Callable[[], httpx.Response]) -> httpx.Response:
+    try:
+        return send()
+    except httpx.HTTPError as exc:
+        raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
 
 
 class ExecutorClient:
@@ -34,8 +36,12 @@ class ExecutorClient:
         self.http.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        r = self.http.post(path, content=orjson.dumps(body), headers={"content-type": "application/json"})
+        r = _reaching(lambda: self.http.post(path, content=orjson.dumps(body),
+                                             headers={"content-type": "application/json"}))
         return self._answer(r)
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._answer(_reaching(lambda: self.http.get(path, params=params)))
 
     @staticmethod
     def _answer(r: httpx.Response) -> Any:
@@ -54,10 +60,10 @@ class ExecutorClient:
         return self._post("/ops/runs", body)  # type: ignore[no-any-return]
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        return self._answer(self.http.get(f"/ops/runs/{run_id}"))  # type: ignore[no-any-return]
+        return self._get(f"/ops/runs/{run_id}")  # type: ignore[no-any-return]
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
-        return self._answer(self.http.get(f"/ops/runs/{run_id}/events", params={"after": after}))["events"]  # type: ignore[no-any-return]
+        return self._get(f"/ops/runs/{run_id}/events", {"after": after})["events"]  # type: ignore[no-any-return]
 
     def claim(self, executor_id: str, capabilities: list[str], wait_s: float = 0, max_phases: int = 1,
               run_id: str | None = None, cached_runs: list[str] | None = None) -> list[dict[str, Any]]:
@@ -70,7 +76,8 @@ class ExecutorClient:
         out = self._post(path, body)
         if out is None:
             return []
-        return out.get("claims", [out])
+        claims: list[dict[str, Any]] = out.get("claims", [out])
+        return claims
 
     def heartbeat(self, run_id: str, lease_token: str, progress: dict[str, Any] | None = None,
                   events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -106,15 +113,24 @@ class ExecutorClient:
         return self._post("/ops/complete", body)  # type: ignore[no-any-return]
 
     def fail(self, run_id: str, lease_token: str, error: str, retryable: bool = True,
-             events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             events: list[dict[str, Any]] | None = None, kind: FailKind = "error") -> dict[str, Any]:
         body: dict[str, Any] = {"lease_token": lease_token, "error": error, "retryable": retryable}
         if events:
             body["events"] = events
+        if kind != "error":
+            body["kind"] = kind
         return self._post(f"/ops/runs/{run_id}/fail", body)  # type: ignore[no-any-return]
 
     def release(self, run_id: str, lease_token: str, reason: str) -> dict[str, Any]:
         return self._post(f"/ops/runs/{run_id}/release",  # type: ignore[no-any-return]
                           {"lease_token": lease_token, "reason": reason})
+
+    def mark_stopped(self, executor_id: str, reason: str) -> dict[str, Any]:
+        """Say goodbye: the registry shows this executor as stopped, not stale."""
+        from urllib.parse import quote
+
+        return self._post(f"/ops/executors/{quote(executor_id, safe='')}/stopped",  # type: ignore[no-any-return]
+                          {"reason": reason})
 
     def post_events(self, run_id: str, events: list[dict[str, Any]], lease_token: str | None = None) -> int:
         body: dict[str, Any] = {"events": events}
@@ -132,8 +148,8 @@ class ExecutorClient:
                 size += len(block)
         sha = h.hexdigest()
         with path.open("rb") as fh:
-            self._answer(self.http.put(f"/ops/artifacts/{sha}", content=fh,
-                                       headers={"content-type": "application/octet-stream"}))
+            self._answer(_reaching(lambda: self.http.put(f"/ops/artifacts/{sha}", content=fh,
+                                                         headers={"content-type": "application/octet-stream"})))
         return self._post("/ops/artifacts", {  # type: ignore[no-any-return]
             "run_id": run_id, "phase": phase, "name": name, "sha256": sha, "size_bytes": size,
             "media_type": media_type, "metadata": metadata or {},

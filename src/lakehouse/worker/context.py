@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehouse.worker.client import ExecutorClient
+from lakehouse.worker.contract import ExecutorApi
 
 
 class PhaseCancelled(Exception):
@@ -39,9 +39,10 @@ class PhaseContext:
     spec_slug: str
     git_sha: str
     workspace: str = "default"  # from the server's run record in the claim, never from params
-    settings: Any = None  # the worker's Settings, built once at its edge (handlers read the lake config here)
+    settings: Any = None  # the worker's Settings, built once at its edge (storage, egress, limits)
+    lake: Any = None  # how this process reaches the lake (lakehouse.lake.lease), built once at the worker's edge
     workdir_path: Path | None = None  # created on first use of ``workdir``
-    client: ExecutorClient | None = None
+    client: ExecutorApi | None = None
     lease_token: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
@@ -51,6 +52,22 @@ class PhaseContext:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
 
     _owns_workdir: bool = False
+    _catalog: Any = None
+
+    @property
+    def catalog(self) -> Any:
+        """The Iceberg catalog of this phase: from the worker's lake, under this phase's lease (a REST
+        catalog scoped to the run's workspace and environment). Without a lake — handlers driven in the
+        control plane's own process — the control plane's catalog from ``settings``."""
+        if self._catalog is None:
+            lake = self.lake
+            if lake is None:
+                from lakehouse.lake.lease import DirectLake
+                from lakehouse.settings import Settings
+
+                lake = DirectLake(self.settings if isinstance(self.settings, Settings) else Settings())
+            self._catalog = lake.catalog(self.run_id, self.lease_token, self.workspace)
+        return self._catalog
 
     @property
     def workdir(self) -> Path:
@@ -79,6 +96,12 @@ class PhaseContext:
             events, progress = self._events, self._progress
             self._events, self._progress = [], None
         return events, progress
+
+    def put_back(self, events: list[dict[str, Any]]) -> None:
+        """Events drained for a heartbeat the server did not take: they ride along with the next one."""
+        if events:
+            with self._lock:
+                self._events[:0] = events
 
     def check(self) -> None:
         """Call in long loops: raises :class:`PhaseCancelled` once the phase must stop."""

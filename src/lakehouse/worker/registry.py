@@ -3,13 +3,14 @@ same way third-party handlers do (pyproject.toml)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
 from lakehouse.worker.context import PhaseContext
+from lakehouse.worker.handler import Handler
 
-Handler = Callable[[PhaseContext], "dict[str, Any] | None"]
+__all__ = ["GROUP", "Handler", "load_handlers"]
+
 GROUP = "lakehouse.handlers"
 
 

@@ -54,6 +54,10 @@ Workers get no database URL or secret key: they speak only the HTTP contract. */
   value: /var/lib/lakehouse
 - name: LAKEHOUSE_WAREHOUSE
   value: {{ .Values.externalS3.warehouse | quote }}
+{{- if .Values.externalS3.artifacts }}
+- name: LAKEHOUSE_ARTIFACT_STORE
+  value: {{ .Values.externalS3.artifacts | quote }}
+{{- end }}
 - name: AWS_REGION
   value: {{ .Values.externalS3.region | quote }}
 {{- if .Values.externalS3.endpoint }}
