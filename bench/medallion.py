@@ -1,7 +1,12 @@
 """The three reference pipelines at scale, through real workers, beside the same silver/gold SQL in
 pyspark ``local[2]`` on the same bronze data, in one run.
 
-    .venv/bin/python bench/medallion.py [--scale 1000] [--skip-spark]
+    .venv/bin/python bench/medallion.py [--scale 1000] [--skip-spark] [--spark]
+
+``--spark`` also runs silver_to_gold a second time in the same invocation, on the same silver snapshot,
+with its transform phase on our ``spark`` phase type (Spark ``local[2]``, handlers/spark.py: a Spark
+application per phase, staged Parquet, the same validate → publish), and compares it with the DuckDB
+run: phase times and the gold tables' content hashes (they must be equal).
 
 ``--scale 1000`` seeds ~1M Odoo journal lines into a PostgreSQL source. The control plane runs
 embedded (SQLite metadata, local Iceberg warehouse) with two `lakehouse worker` processes. Spark
@@ -42,7 +47,10 @@ def seconds(a: Any, b: Any) -> float:
     return round((b - a).total_seconds(), 3) if a and b else 0.0
 
 
-def run_ours(home: Path, source: str, workers: int) -> dict[str, Any]:
+SPARK_PHASE = {"type": "spark", "params": {"master": "local[2]", "driver_memory": "768m"}}
+
+
+def run_ours(home: Path, source: str, workers: int, spark_phase: bool = False) -> dict[str, Any]:
     os.environ.update({"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_ODOO_URL": source,
                        "LAKEHOUSE_PIPELINES_DIR": str(ROOT / "pipelines"), "LAKEHOUSE_LOG_LEVEL": "WARNING"})
     os.environ.pop("LAKEHOUSE_DATABASE_URL", None)
@@ -50,7 +58,8 @@ def run_ours(home: Path, source: str, workers: int) -> dict[str, Any]:
     from lakehouse.cli.demo import watch
     from lakehouse.cli.server import Running
     from lakehouse.domain.principal import SYSTEM
-    from lakehouse.services import pipelines
+    from lakehouse.domain.runs import PhaseSpec
+    from lakehouse.services import pipelines, runs
     from lakehouse.services.context import open_context
     from lakehouse.settings import Settings
     from lakehouse.store.migrations import upgrade
@@ -70,7 +79,30 @@ def run_ours(home: Path, source: str, workers: int) -> dict[str, Any]:
             out[name] = {"wall_s": seconds(final["created_at"], final["finished_at"]),
                          "phases": {p["name"]: seconds(p["started_at"], p["finished_at"]) for p in final["phases"]}}
             log(f"{name}: {out[name]['wall_s']} s {out[name]['phases']}")
+            out[name]["gold_hashes"] = _hashes(final)
+        if spark_phase:  # the same gold on our spark phase type, same silver, same run of this script
+            req = pipelines.run_request(pipelines.find("silver_to_gold", settings.pipelines_dir), "dev",
+                                        {"as_of": AS_OF})
+            req.phases = [PhaseSpec(**{**p.model_dump(exclude_none=True), **SPARK_PHASE})
+                          if p.name == "transform" else p for p in req.phases]
+            run, _ = runs.create_run(ctx, req, SYSTEM)
+            final = watch(ctx, run["run_id"], timeout_s=3600, title="silver_to_gold on spark")
+            if final["status"] != "succeeded":
+                raise SystemExit(f"silver_to_gold on spark {final['status']}: {final['error']}")
+            out["silver_to_gold_spark_phase"] = {
+                "wall_s": seconds(final["created_at"], final["finished_at"]),
+                "phases": {p["name"]: seconds(p["started_at"], p["finished_at"]) for p in final["phases"]},
+                "gold_hashes": _hashes(final)}
+            log(f"silver_to_gold on spark: {out['silver_to_gold_spark_phase']['wall_s']} s "
+                f"{out['silver_to_gold_spark_phase']['phases']}")
     return out
+
+
+def _hashes(run: dict[str, Any]) -> dict[str, str]:
+    """Content hash of each table the run's transform phase staged."""
+    phase = next((p for p in run["phases"] if p["name"] == "transform"), None)
+    outputs = ((phase or {}).get("output_manifest") or {}).get("outputs") or {}
+    return {t: e.get("content_hash") for t, e in outputs.items() if isinstance(e, dict)}
 
 
 def _free_port() -> int:
@@ -130,7 +162,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--skip-spark", action="store_true")
+    ap.add_argument("--skip-spark", action="store_true", help="no pyspark run of the SQL files beside ours")
+    ap.add_argument("--spark", action="store_true",
+                    help="also run silver_to_gold with its transform on our spark phase type (local[2])")
     ap.add_argument("--spark-only", metavar="HOME", help="only the Spark side, on the bronze of an earlier --keep")
     ap.add_argument("--keep", metavar="HOME", help="use (and keep) this LAKEHOUSE_HOME instead of a temp folder")
     args = ap.parse_args()
@@ -150,7 +184,7 @@ def main() -> None:
             f"{time.perf_counter() - t0:.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(args.keep) if args.keep else Path(tmp)
-            ours = run_ours(home, source, args.workers)
+            ours = run_ours(home, source, args.workers, spark_phase=args.spark)
             spark = None if args.skip_spark else run_spark(home)
         result: dict[str, Any] = {"scale": args.scale, "journal_lines": counts["account_move_line"],
                                   "lakehouse": ours, "spark_local2": spark}
@@ -158,6 +192,13 @@ def main() -> None:
             for p in ("bronze_to_silver", "silver_to_gold"):
                 ours_transform = ours[p]["phases"]["transform"]
                 result[f"speedup_{p}_transform"] = round(spark[p] / ours_transform, 2) if ours_transform else None
+        if args.spark:
+            duck, on_spark = ours["silver_to_gold"], ours["silver_to_gold_spark_phase"]
+            result["spark_phase_vs_duckdb"] = {
+                "same_gold": duck["gold_hashes"] == on_spark["gold_hashes"] and bool(duck["gold_hashes"]),
+                "transform_ratio": round(on_spark["phases"]["transform"] / duck["phases"]["transform"], 2)
+                if duck["phases"].get("transform") else None,
+                "wall_ratio": round(on_spark["wall_s"] / duck["wall_s"], 2) if duck["wall_s"] else None}
         print(json.dumps(result, indent=2))
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as conn:

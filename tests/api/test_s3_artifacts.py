@@ -22,7 +22,11 @@ from lakehouse.services.context import open_context
 from lakehouse.settings import Settings
 from lakehouse.store import artifacts as artifact_rows
 from tests.s3_support import KEY_ID, SECRET, keys, moto_s3, open_uploads, s3_settings
-from tests.security.conftest import Attack, attack, fast_password_hashing  # noqa: F401  (fixtures)
+from tests.security import conftest as security
+from tests.security.conftest import Attack
+
+attack = security.attack  # the attacker fixture (two workspaces, a member of each in every role)
+fast_password_hashing = security.fast_password_hashing
 
 BUCKET = "arts"
 

@@ -9,8 +9,9 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -45,7 +46,7 @@ def executor_client(http: TestClient, token: str) -> ExecutorClient:
     client = ExecutorClient("http://testserver", token)
     client.http.close()
     http.headers["Authorization"] = f"Bearer {token}"
-    client.http = http
+    client.http = cast(httpx.Client, http)  # a TestClient (httpx2) speaks the same API
     return client
 
 

@@ -54,10 +54,12 @@ def test_compose_wiring() -> None:
     cp = services["control-plane"]
     assert any(p.endswith(":8000") for p in cp["ports"]) and "8000" in cp["command"]
     assert "/ready" in " ".join(cp["healthcheck"]["test"])
-    # workers never get the secret key; they get the metadata database only for the embedded Iceberg
-    # catalog the pipeline handlers still open (docs/security.md, "What is not isolated (yet)")
+    # workers get neither the secret key nor the metadata database: the catalog is reached over HTTP
+    # under each phase's lease (docs/security.md, "Executors")
     worker_env = services["worker"]["environment"]
-    assert "LAKEHOUSE_SECRET_KEY" not in worker_env and "LAKEHOUSE_DATABASE_URL" in worker_env
+    assert "LAKEHOUSE_SECRET_KEY" not in worker_env and "LAKEHOUSE_DATABASE_URL" not in worker_env
+    assert not any("postgres" in str(v) for v in worker_env.values()), "no way to the metadata database"
+    assert worker_env["LAKEHOUSE_WAREHOUSE"].startswith("s3://")  # data files: the worker's own S3 credentials
     assert "http://control-plane:8000" in " ".join(services["worker"]["command"])
     assert "LAKEHOUSE_DATABASE_URL" in cp["environment"]
     # named volumes exist

@@ -151,14 +151,17 @@ def test_secrets_come_from_kubernetes_secrets_that_exist() -> None:
                     or e["name"] in ("AWS_ENDPOINT_URL_S3",), e["name"]
 
 
-def test_workers_get_a_token_and_the_catalog_database_but_no_key() -> None:
+def test_workers_get_a_token_but_no_database_and_no_key() -> None:
     kinds = _kinds(_render(EVERYTHING))
     worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("worker"))
     container = worker["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"] for e in container["env"]}
     assert "LAKEHOUSE_TOKEN" in env
     assert "LAKEHOUSE_SECRET_KEY" not in env, "the control plane alone holds the key"
-    assert "LAKEHOUSE_DATABASE_URL" in env  # the embedded Iceberg catalog (docs/security.md, not isolated yet)
+    # the catalog is reached over HTTP under each phase's lease (docs/security.md, "Executors")
+    assert "LAKEHOUSE_DATABASE_URL" not in env, "workers never reach the metadata database"
+    refs = [e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert "database-url" not in refs and "secret-key" not in refs
     args = container["args"]
     assert args[0] == "worker" and args[args.index("--server") + 1] == "http://lh-lakehouse:80"
     assert args[args.index("--capabilities") + 1] == "sql,python,trino"

@@ -189,7 +189,7 @@ def test_a_phase_whose_upload_meets_an_outage_fails_clearly_retries_and_register
     http = ExecutorClient("http://testserver", executor_token)
     http.http.close()
     client.headers["Authorization"] = f"Bearer {executor_token}"
-    http.http = client
+    http.http = client  # type: ignore[assignment]  # TestClient is an httpx.Client speaking to the app
     for _ in range(5):  # a retry is due after the backoff: claim again until the run is done
         Worker(http, executor_id="s3-worker", handlers={"report": report}, once=True, wait_s=1).run()
         if runs.get_run(ctx, run_id, SYSTEM)["status"] in ("succeeded", "failed"):

@@ -14,11 +14,12 @@ import pytest
 import uvicorn
 
 from lakehouse.api.app import create_app
+from lakehouse.domain.principal import Principal
 from lakehouse.lake.catalog import close_catalogs
 from lakehouse.services import auth, users, workspaces
 from lakehouse.services.context import Context
 
-ADMIN = auth.Principal(name="root", role="admin")
+ADMIN = Principal(name="root", role="admin")
 
 
 def free_port() -> int:

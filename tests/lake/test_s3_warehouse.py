@@ -85,3 +85,44 @@ def test_s3_round_trip(s3_ctx: Context, s3: Any) -> None:
     assert out["rows"] == [[1, None], [2, None], [3, "x"]]
     assert out["snapshot_ids"] == [{"table": "bronze.orders", "snapshot_id": v2.snapshot_id}]
     assert sql.run_query(s3_ctx, SYSTEM, "SELECT id FROM bronze.orders", env="prod")["rows"] == [[100]]
+
+
+def test_a_worker_writes_an_s3_warehouse_through_the_rest_catalog_with_its_own_settings(
+        s3_ctx: Context, s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's lease catalog: metadata over ``/iceberg`` (``/v1/config`` tells where the warehouse
+    is, never a key), data files with the worker's own ``LAKEHOUSE_S3_*`` settings (no AWS_* needed)."""
+    from fastapi.testclient import TestClient
+
+    from lakehouse.api.app import create_app
+    from lakehouse.cli.server import Running
+    from lakehouse.lake.lease import RestLake
+    from lakehouse.services import auth
+    from lakehouse.worker.client import ExecutorClient
+    from tests.e2e.harness import free_port
+
+    purge_catalog(catalog_for(s3_ctx.settings))
+    endpoint = s3.meta.endpoint_url
+    auth.create_user(s3_ctx, "eng", "engineer", None)
+    auth.create_user(s3_ctx, "exec", "executor", None)
+    eng, exe = auth.create_token(s3_ctx, "eng"), auth.create_token(s3_ctx, "exec")
+    with TestClient(create_app(s3_ctx, reaper=False)) as c:
+        config = c.get("/iceberg/v1/config", headers={"Authorization": f"Bearer {eng}"}).json()
+        run = c.post("/ops/runs", headers={"Authorization": f"Bearer {eng}"}, json={
+            "spec_slug": "s3", "git_sha": "0" * 7, "phases": [{"name": "p", "type": "noop"}]}).json()
+    assert config["defaults"]["s3.endpoint"] == endpoint
+    assert not {"s3.access-key-id", "s3.secret-access-key", "s3.session-token"} & set(config["defaults"])
+    # no AWS_* in this process any more: the control plane and the worker each have their own settings
+    for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.delenv(var)
+    for key, value in {"s3_endpoint": endpoint, "s3_access_key_id": "test-key",
+                       "s3_secret_access_key": "test-secret"}.items():
+        setattr(s3_ctx.settings, key, value)
+    worker_settings = Settings(home=s3_ctx.settings.home, warehouse=s3_ctx.settings.warehouse, s3_endpoint=endpoint,
+                               s3_access_key_id="test-key", s3_secret_access_key="test-secret")
+    with Running(s3_ctx, "127.0.0.1", free_port(), workers=0, scheduler=False) as running:
+        (claim,) = ExecutorClient(running.base, exe).claim("w", ["noop"], run_id=run["run_id"])
+        cat = RestLake(running.base, exe, worker_settings).catalog(claim["run_id"], claim["lease_token"], "default")
+        written = write_table(cat, "silver", "dev", "orders", pa.table({"id": [7, 8]}))
+        assert sorted(read_table(cat, "silver", "dev", "orders").column("id").to_pylist()) == [7, 8]
+    assert written.metadata_location.startswith(s3_ctx.settings.warehouse + "/silver_dev/orders/metadata/")
+    assert read_table(catalog_for(s3_ctx.settings), "silver", "dev", "orders").num_rows == 2

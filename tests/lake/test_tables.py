@@ -177,15 +177,24 @@ def test_namespace_naming() -> None:
 
 def test_storage_properties_from_the_environment(tmp_path: Any) -> None:
     env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "se'cret"}
-    props = storage_properties("s3://lake/wh", env)
+    props = storage_properties("s3://lake/wh", None, env)
     assert props == {"s3.endpoint": "http://127.0.0.1:9000", "s3.access-key-id": "key",
                      "s3.secret-access-key": "se'cret", "s3.region": "us-east-1",
                      "s3.force-virtual-addressing": "false"}
     secret = duckdb_s3_secret(props)
     assert secret is not None and "ENDPOINT '127.0.0.1:9000'" in secret and "USE_SSL false" in secret
     assert "SECRET 'se''cret'" in secret and "URL_STYLE 'path'" in secret
-    assert storage_properties(str(tmp_path), env) == {}
-    assert storage_properties("s3://b/p", {})["s3.force-virtual-addressing"] == "true"
+    assert storage_properties(str(tmp_path), None, env) == {}
+    assert storage_properties("s3://b/p", None, {})["s3.force-virtual-addressing"] == "true"
     assert warehouse_uri(str(tmp_path / "wh")) == (tmp_path / "wh").as_uri()
+    # the settings win over AWS_*: the catalog reads no environment variable itself
+    from lakehouse.settings import Settings
+
+    s = Settings(home=tmp_path, s3_endpoint="https://minio.internal:9000", s3_access_key_id="mine",
+                 s3_secret_access_key="also-mine", s3_url_style="vhost")
+    props = storage_properties("s3://lake/wh", s, env)
+    assert props["s3.endpoint"] == "https://minio.internal:9000" and props["s3.access-key-id"] == "mine"
+    assert props["s3.secret-access-key"] == "also-mine" and props["s3.force-virtual-addressing"] == "true"
+    assert storage_properties(str(tmp_path), s, env) == {}
     assert catalog_uri("sqlite:////x/control.db") == "sqlite:////x/control.db?timeout=30"
     assert catalog_uri("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import pyarrow as pa
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from lakehouse.api.app import create_app
-from lakehouse.domain.principal import SYSTEM
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.services import auth, runs, users, workspaces
@@ -29,7 +30,7 @@ from lakehouse.worker.registry import load_handlers
 PASSWORD = "correct horse battery"
 WORKSPACES = ("alpha", "beta")
 MEMBER_ROLES = ("engineer", "analyst", "viewer")
-ADMIN = auth.Principal(name="root", role="admin")
+ADMIN = Principal(name="root", role="admin")
 
 
 @dataclass
@@ -111,7 +112,9 @@ def work(attack: Attack, who: str = "executor") -> int:
     """Run every runnable phase with a real worker (handlers from the entry points) until none is left."""
     client = ExecutorClient("http://testserver", attack.tokens[who])
     client.http.close()
-    client.http = TestClient(attack.client.app, headers={"Authorization": f"Bearer {attack.tokens[who]}"})
+    # a TestClient (httpx2) speaks the httpx.Client API the executor client uses
+    client.http = cast(httpx.Client, TestClient(attack.client.app,
+                                                headers={"Authorization": f"Bearer {attack.tokens[who]}"}))
     worker = Worker(client, executor_id=f"attack-{who}", handlers=load_handlers(), wait_s=0, once=True)
     return worker.run()
 

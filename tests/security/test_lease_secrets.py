@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from lakehouse.connectors.odoo_seed import seed
-from lakehouse.domain.principal import SYSTEM
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import auth, connections, protocol, runs
@@ -16,7 +16,7 @@ from tests.security.conftest import Attack, run_of, work
 SECRET = "pg-pass-never-leaks-4711"
 
 
-def _principal(attack: Attack, name: str) -> auth.Principal:
+def _principal(attack: Attack, name: str) -> Principal:
     return auth.authenticate_token(attack.ctx, attack.tokens[name])
 
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from lakehouse.api.app import create_app
+from lakehouse.domain.principal import Principal
 from lakehouse.services import auth, sessions
 from lakehouse.services.errors import Forbidden, RateLimited, Unauthorized
 from lakehouse.store.tables import audit_log
@@ -104,7 +105,9 @@ def test_each_further_failure_doubles_the_delay(attack: Attack) -> None:
 
 def _login_over_http(client: TestClient, name: str, password: str, forwarded_for: str | None = None) -> int:
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
-    token = CSRF_RE.search(client.get("/login").text).group(1)  # type: ignore[union-attr]
+    found = CSRF_RE.search(client.get("/login").text)
+    assert found
+    token = found.group(1)
     client.cookies.delete("lh_session")
     r = client.post("/login", data={"name": name, "password": password, "csrf_token": token},
                     headers=headers, follow_redirects=False)
@@ -165,6 +168,6 @@ def test_non_admin_cannot_unlock(attack: Attack) -> None:
         r = attack.client.post("/api/users/alpha_viewer/unlock", headers=attack.headers(who))
         assert r.status_code == 403, who
     with pytest.raises(Forbidden):
-        sessions.unlock(attack.ctx, auth.Principal(name="alpha_engineer", role="engineer"), "alpha_viewer")
+        sessions.unlock(attack.ctx, Principal(name="alpha_engineer", role="engineer"), "alpha_viewer")
     with pytest.raises(RateLimited):
         sessions.login(attack.ctx, "alpha_viewer", PASSWORD, "203.0.113.9")

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lakehouse.api.app import create_app
+from lakehouse.domain.principal import Principal
 from lakehouse.services import auth, users, workspaces
 from lakehouse.services.context import Context
 from tests.e2e.harness import running_server, stop
@@ -51,6 +52,13 @@ class Browser:
         body = {"csrf_token": self.csrf, **(data or {})}
         kw.setdefault("follow_redirects", False)
         return self.client.post(url, data=body, **kw)
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    m = CSRF_RE.search(html)
+    assert m, html
+    return m.group(1)
 
 
 BrowserFor = Callable[[str], Browser]  # the browser_for fixture: a logged-in browser for a user name
@@ -119,7 +127,7 @@ def anon(app: FastAPI) -> Iterator[TestClient]:
 def outsider(ctx: Context, people: dict[str, str], browser_for: BrowserFor) -> Browser:
     """An engineer who is a member of workspace ``other`` only."""
     workspaces.create(ctx, "other")
-    admin = auth.Principal(name="admin", role="admin")
+    admin = Principal(name="admin", role="admin")
     auth.create_user(ctx, "mallory", "engineer", PASSWORD)
     users.set_membership(ctx, admin, "mallory", "other", True)
     users.set_membership(ctx, admin, "mallory", "default", False)

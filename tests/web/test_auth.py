@@ -9,11 +9,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from lakehouse.services import auth, users
+from lakehouse.domain.principal import Principal
+from lakehouse.services import users
 from lakehouse.services.context import Context
 from lakehouse.store.tables import audit_log, memberships, web_sessions
 from lakehouse.store.tables import users as users_table
-from tests.web.conftest import CSRF_RE, PASSWORD, Browser, BrowserFor, login
+from tests.web.conftest import PASSWORD, Browser, BrowserFor, csrf_of, login
 
 RUN = {"spec_slug": "demo", "git_sha": "abc", "phases": [{"name": "a", "type": "noop"}]}
 
@@ -27,7 +28,7 @@ def test_pages_need_a_session(anon: TestClient, people: dict[str, str]) -> None:
 
 def test_login_sets_a_safe_cookie_and_lands_on_next(anon: TestClient, people: dict[str, str]) -> None:
     page = anon.get("/login?next=/executors")
-    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(page.text)
     r = anon.post("/login", data={"name": "viewer", "password": PASSWORD, "csrf_token": token, "next": "/executors"},
                   follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/executors"
@@ -37,7 +38,7 @@ def test_login_sets_a_safe_cookie_and_lands_on_next(anon: TestClient, people: di
     # an open redirect through ?next= is refused
     anon.cookies.clear()
     page = anon.get("/login")
-    token = CSRF_RE.search(page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(page.text)
     r = anon.post("/login", data={"name": "viewer", "password": PASSWORD, "csrf_token": token,
                                   "next": "//evil.example/"}, follow_redirects=False)
     assert r.headers["location"] == "/"
@@ -119,7 +120,7 @@ def test_password_change(browser_for: BrowserFor, ctx: Context) -> None:
 
 def test_disabled_user_loses_sessions(browser_for: BrowserFor, ctx: Context) -> None:
     viewer = browser_for("viewer")
-    users.set_disabled(ctx, auth.Principal(name="admin", role="admin"), "viewer", True)
+    users.set_disabled(ctx, Principal(name="admin", role="admin"), "viewer", True)
     assert viewer.get("/", follow_redirects=False).status_code == 303
     c = TestClient(viewer.client.app)
     assert login(c, "viewer").status_code == 401

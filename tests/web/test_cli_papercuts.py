@@ -83,3 +83,35 @@ def test_ids_and_names_are_whole_in_80_columns(ctx: Context, monkeypatch: pytest
     job_list = cli.invoke(app, ["jobs", "list"])
     assert job_list.exit_code == 0, job_list.output
     assert "orders_daily_per_company_and_country" in job_list.stdout
+
+
+def test_up_logs_readable_lines_on_a_terminal_and_json_otherwise(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import json
+    import logging
+    import sys
+
+    from lakehouse.cli.common import setup_logging
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    monkeypatch.delenv("LAKEHOUSE_LOG_FORMAT", raising=False)
+    lines = {}
+    try:
+        for name, stream, fmt in (("tty", Terminal(), None), ("pipe", io.StringIO(), None),
+                                  ("tty-json", Terminal(), "json"), ("pipe-text", io.StringIO(), "text")):
+            monkeypatch.setattr(sys, "stderr", stream)
+            setup_logging("INFO", fmt)
+            logging.getLogger("lakehouse.cli").info("\x1b[1mserver started\x1b[0m", extra={"port": 8000})
+            lines[name] = stream.getvalue().strip()
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    assert "INFO" in lines["tty"] and "lakehouse.cli: " in lines["tty"] and "port=8000" in lines["tty"]
+    assert not lines["tty"].startswith("{") and not lines["pipe-text"].startswith("{")
+    for name in ("pipe", "tty-json"):
+        doc = json.loads(lines[name])
+        assert doc["message"] == "server started" and doc["port"] == 8000 and "\x1b" not in lines[name]

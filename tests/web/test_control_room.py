@@ -264,5 +264,8 @@ def test_sql_workbench_data(admin_browser: Browser, ctx: Context) -> None:
 
 def test_formatting_helpers() -> None:
     assert number(1234567) == "1,234,567" and number(1234.5) == "1,234.50" and number(None) == "—"
+    # DECIMAL values arrive as exact text: grouped, never rounded; other text stays as it is
+    assert number("76509.11") == "76,509.11" and number("-1234567.005") == "-1,234,567.005"
+    assert number("12") == "12" and number("2024-12-01") == "2024-12-01" and number("NaN") == "NaN"
     assert plural(1, "snapshot") == "1 snapshot" and plural(3, "snapshot") == "3 snapshots"
     assert short_sha(SHA) == "0123456-dirty" and short_sha("sha256:abcdef0123456789") == "sha256:abcdef0"

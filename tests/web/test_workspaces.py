@@ -10,7 +10,8 @@ from typing import Any
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from lakehouse.services import auth, connections, workspaces
+from lakehouse.domain.principal import Principal
+from lakehouse.services import connections, workspaces
 from lakehouse.services.context import Context
 from tests.web.conftest import Browser, BrowserFor
 
@@ -32,7 +33,7 @@ def _seed(ctx: Context, client: TestClient, admin_token: str, executor_token: st
                     "name": "acme-artifact.json", "sha256": sha, "size_bytes": len(body),
                     "media_type": "application/json", "metadata": {}})
     assert r.status_code == 201, r.text
-    sysadmin = auth.Principal(name="admin", role="admin")
+    sysadmin = Principal(name="admin", role="admin")
     conn = connections.create(ctx, sysadmin, workspace="acme", environment="dev", name="acme-warehouse",
                               type_="postgres", config={"host": "127.0.0.1", "database": "x", "user": "u"},
                               secrets={"password": SECRET})
@@ -90,7 +91,7 @@ def test_every_route_refuses_a_foreign_workspace(ctx: Context, app: Any, outside
     # and nothing moved: the run is still queued, the connection still there
     admin = {"Authorization": f"Bearer {admin_token}"}
     assert outsider.client.get(f"/ops/runs/{ids['run_id']}", headers=admin).json()["status"] == "queued"
-    assert connections.get(ctx, auth.Principal(name="admin", role="admin"), int(ids["conn_id"]))["name"] == \
+    assert connections.get(ctx, Principal(name="admin", role="admin"), int(ids["conn_id"]))["name"] == \
         "acme-warehouse"
 
 
@@ -101,7 +102,7 @@ def test_members_see_their_workspace(ctx: Context, browser_for: BrowserFor, admi
     eng = browser_for("engineer")
     ids = _seed(ctx, eng.client, admin_token, executor_token)
     assert eng.get(f"/runs/{ids['run_id']}").status_code == 404
-    users.set_membership(ctx, auth.Principal(name="admin", role="admin"), "engineer", "acme", True)
+    users.set_membership(ctx, Principal(name="admin", role="admin"), "engineer", "acme", True)
     eng = browser_for("engineer")  # memberships changed: log in again
     page = eng.get(f"/runs/{ids['run_id']}")
     assert page.status_code == 200 and "acme_private_pipeline" in page.text

@@ -28,7 +28,7 @@ Sha256 = Annotated[str, Field(min_length=64, max_length=64, pattern=SHA256),
 Sha256Param = Annotated[str, Path(pattern=SHA256, description="64 lowercase hex characters"),
                         rule("invalid_sha256", "sha256 must be 64 lowercase hex characters")]
 ExecutorId = Annotated[str, Field(min_length=1, max_length=200, pattern=EXECUTOR_ID), rule(
-    "invalid_executor_id", "an executor id uses letters, digits, _ . : @ / + - (at most 200) and starts with a "
+    "validation_error", "an executor id uses letters, digits, _ . : @ / + - (at most 200) and starts with a "
                            "letter or digit")]
 RunRef = Annotated[str, Field(min_length=1, max_length=36, pattern=NO_NUL)]
 ExecutorEvent = Annotated[ExecutorEventType, rule(

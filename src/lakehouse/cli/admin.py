@@ -7,6 +7,7 @@ import sys
 import typer
 
 from lakehouse.cli.common import console, context, fail, one_line_errors, settings
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import auth, sessions
 
 db_app = typer.Typer(help="Metadata database.", no_args_is_help=True)
@@ -49,7 +50,7 @@ def users_create(name: str, role: str = typer.Option(..., "--role", help="admin,
 @one_line_errors
 def users_unlock(name: str) -> None:
     """Clear the login throttling of a user from every address."""
-    cleared = sessions.unlock(context(), auth.SYSTEM, name)
+    cleared = sessions.unlock(context(), SYSTEM, name)
     console.print(f"unlocked [bold]{name}[/] ({cleared} throttled address{'es' if cleared != 1 else ''} cleared)")
 
 

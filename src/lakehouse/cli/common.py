@@ -9,15 +9,14 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from lakehouse.services.context import Context, open_context
-from lakehouse.services.errors import ServiceError
-from lakehouse.settings import Settings
+if TYPE_CHECKING:  # imported where used: `lakehouse sql` through the server never loads the services
+    from lakehouse.services.context import Context
+    from lakehouse.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,7 +68,10 @@ class TextFormatter(logging.Formatter):
 def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
     """JSON lines when stderr is not a terminal (or ``LAKEHOUSE_LOG_FORMAT=json``); readable lines on a
     terminal (or ``text``)."""
-    fmt = fmt or Settings().log_format
+    if fmt is None:
+        from lakehouse.settings import Settings
+
+        fmt = Settings().log_format
     text = fmt == "text" or (fmt == "auto" and sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if text else JsonFormatter())
@@ -81,6 +83,10 @@ def setup_logging(level: str = "INFO", fmt: str | None = None) -> None:
 
 
 def settings(**overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
+    from lakehouse.settings import Settings
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -91,6 +97,8 @@ def settings(**overrides: Any) -> Settings:
 
 def context(migrate: bool = True, **overrides: Any) -> Context:
     """The service context of a command that writes: it migrates first (under the migration lock)."""
+    from lakehouse.services.context import open_context
+
     s = settings(**overrides)
     if migrate:
         from lakehouse.store.migrations import upgrade
@@ -103,6 +111,7 @@ def context(migrate: bool = True, **overrides: Any) -> Context:
 def read_context(**overrides: Any) -> Context:
     """The service context of a command that only reads: it never migrates (a `lakehouse sql` typed
     while a server starts must not race its migrations) and says so when the database is not ready."""
+    from lakehouse.services.context import open_context
     from lakehouse.store.migrations import is_at_head
 
     s = settings(**overrides)
@@ -136,6 +145,9 @@ def one_line_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        from lakehouse.services.errors import ServiceError
         from lakehouse.store.types_public import OperationalError
 
         try:

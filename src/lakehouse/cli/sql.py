@@ -1,21 +1,30 @@
-"""`lakehouse sql "SELECT …"`: query the lakehouse from a terminal."""
+"""`lakehouse sql "SELECT …"`: query the lakehouse from a terminal.
+
+Two ways to answer, the same result:
+
+- **through the running server** when ``LAKEHOUSE_TOKEN`` holds an API token (``lakehouse tokens create``)
+  and the server answers (``LAKEHOUSE_SERVER``, default ``http://127.0.0.1:$LAKEHOUSE_PORT``): one HTTP
+  call to ``POST /api/sql``, on the server's warm DuckDB pool, recorded in the token user's history —
+  as fast as the SQL page (``bench/cli_sql.py``). ``--format table`` only; csv and json print every row
+  from the full result, so they run here.
+- **here**, as the system: opens the catalog and DuckDB in this process (a cold start: imports and the
+  connection cost about a second of CPU), never migrates.
+
+Nothing heavy is imported before it is needed: the command's module loads in milliseconds.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from typing import Any
 
 import typer
-from rich.table import Table
-
-from lakehouse.cli.common import console, fail, read_context
-from lakehouse.domain.principal import SYSTEM
-from lakehouse.services import sql as sql_service
-from lakehouse.services.errors import ServiceError
 
 FORMATS = ("table", "csv", "json")
+MAX_PREVIEW = 10_000  # lakehouse.services.sql.MAX_PREVIEW (a test keeps them equal)
 
 
 def sql(query: str = typer.Argument(..., help="One read-only statement; tables are bronze.x, silver.x, gold.x."),
@@ -23,21 +32,35 @@ def sql(query: str = typer.Argument(..., help="One read-only statement; tables a
         format: str = typer.Option("table", "--format", "-f", help="table, csv or json"),
         env: str = typer.Option("dev", "--env", help="environment whose tables bronze/silver/gold are"),
         workspace: str = typer.Option("default", "--workspace"),
-        limit: int = typer.Option(100, "--limit", min=0, max=sql_service.MAX_PREVIEW,
+        limit: int = typer.Option(100, "--limit", min=0, max=MAX_PREVIEW,
                                   help="rows printed by --format table (csv and json print every row)"),
         timeout: float | None = typer.Option(None, "--timeout", min=0.001,
                                              help="seconds before the query is stopped (default and most: "
                                                   "LAKEHOUSE_SQL_MAX_TIMEOUT_S)"),
+        local: bool = typer.Option(False, "--local", help="run here even when a server and a token are there"),
         ) -> None:
-    """Run a query on the lake (DuckDB over Iceberg). Time travel: at_snapshot('bronze.x', <snapshot id>)."""
+    """Run a query on the lake (DuckDB over Iceberg). Time travel: at_snapshot('bronze.x', <snapshot id>).
+    With LAKEHOUSE_TOKEN set and the server up, the query runs on the server (as fast as the SQL page)."""
+    from lakehouse.cli.common import fail
+
     if format not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}")
+    if format == "table" and not local:
+        answer = _via_server(query, engine, env, workspace, limit, timeout)
+        if answer is not None:
+            _print_table(answer)
+            return
+    from lakehouse.cli.common import read_context
+    from lakehouse.domain.principal import SYSTEM
+    from lakehouse.services import sql as sql_service
+    from lakehouse.services.errors import ServiceError
+
     try:
         ctx = read_context()  # a query never migrates (and never races a starting server)
         result = sql_service.run_query(ctx, SYSTEM, query, engine=engine, env=env, workspace=workspace,
                                        limit_preview=limit if format == "table" else 0, timeout_s=timeout)
     except ServiceError as exc:
-        fail(_describe(exc, query))
+        fail(_describe(exc.message, exc.details, query))
         return
     if format == "table":
         _print_table(result)
@@ -58,19 +81,59 @@ def sql(query: str = typer.Argument(..., help="One read-only statement; tables a
         print(json.dumps([dict(zip(names, r, strict=True)) for r in records], indent=2, default=str))
 
 
-def _describe(exc: ServiceError, query: str) -> str:
-    details: Any = exc.details
+def server_url() -> str:
+    """Where `lakehouse up` listens: ``LAKEHOUSE_SERVER``, else this machine on ``LAKEHOUSE_PORT``."""
+    return os.environ.get("LAKEHOUSE_SERVER") or f"http://127.0.0.1:{os.environ.get('LAKEHOUSE_PORT', '8000')}"
+
+
+def _via_server(query: str, engine: str, env: str, workspace: str, limit: int, timeout: float | None
+                ) -> dict[str, Any] | None:
+    """The server's answer, or None when there is no token or no server (then the query runs here). An
+    answer that is an error (bad SQL, not allowed, too many queries) is printed as one line and exits."""
+    token = os.environ.get("LAKEHOUSE_TOKEN")
+    if not token:
+        return None
+    import httpx
+
+    from lakehouse.cli.common import fail
+
+    body = {"sql": query, "engine": engine, "env": env, "workspace": workspace, "limit": limit,
+            **({"timeout_s": timeout} if timeout is not None else {})}
+    try:
+        r = httpx.post(f"{server_url()}/api/sql", json=body, headers={"Authorization": f"Bearer {token}"},
+                       timeout=httpx.Timeout(5.0, read=(timeout or 600) + 30))
+    except httpx.ConnectError:
+        return None  # no server here: answer locally
+    except httpx.HTTPError as exc:
+        fail(f"the server at {server_url()} did not answer: {exc}")
+        return None
+    if r.status_code == 200:
+        return r.json()  # type: ignore[no-any-return]
+    try:
+        err = r.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        fail(f"the server at {server_url()} answered HTTP {r.status_code}")
+        return None
+    fail(_describe(err.get("message", f"HTTP {r.status_code}"), err.get("details"), query))
+    return None
+
+
+def _describe(message: str, details: Any, query: str) -> str:
     if isinstance(details, dict) and "line" in details:
         line, col = details["line"], details["column"]
         lines = query.split("\n")
         where = f" (line {line}, column {col})"
         if 0 < line <= len(lines):
-            return f"{exc.message}{where}\n  {lines[line - 1]}\n  {' ' * max(col - 1, 0)}^"
-        return exc.message + where
-    return exc.message
+            return f"{message}{where}\n  {lines[line - 1]}\n  {' ' * max(col - 1, 0)}^"
+        return message + where
+    return message
 
 
 def _print_table(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from lakehouse.cli.common import console
+
     table = Table(*[f"{c['name']}\n[dim]{c['type']}[/]" for c in result["columns"]])
     for row in result["rows"]:
         table.add_row(*["[dim]NULL[/]" if v is None else str(v) for v in row])

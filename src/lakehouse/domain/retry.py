@@ -13,7 +13,7 @@ def backoff_seconds(attempt: int, base_s: float, max_s: float, rng: random.Rando
     """
     if attempt < 1:
         raise ValueError("attempt counts from 1")
-    ceiling = min(max_s, base_s * (2 ** (attempt - 1)))
+    ceiling = min(max_s, base_s * (1 << (attempt - 1)))  # 2 ** (attempt - 1), typed as an int
     r = rng.random() if rng is not None else random.random()
     return ceiling / 2 + r * ceiling / 2
 

@@ -46,8 +46,10 @@ CODES: set[str] = set()  # every code a rule may answer with (api/errors.py uses
 
 
 def rule(code: str, message: str) -> WrapValidator:
-    """A field validator that answers a broken rule with ``code`` and ``message`` (a 422 over HTTP)."""
-    CODES.add(code)
+    """A field validator that answers a broken rule with ``code`` and ``message`` (a 422 over HTTP);
+    ``validation_error`` keeps the generic code and only words the message."""
+    if code != "validation_error":
+        CODES.add(code)
 
     def check(value: Any, handler: Any) -> Any:
         try:

@@ -20,14 +20,14 @@ from lakehouse.domain.rules import (
 __all__ = ["ENVIRONMENTS", "NAME_RE", "Environment", "PhaseName", "PhaseSpec", "RunRequest", "SpecSlug"]
 
 PhaseName = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME), rule(
-    "invalid_phase_name", "phase names use letters, digits, _ . : - and start with a letter or digit")]
+    "validation_error", "phase names use letters, digits, _ . : - and start with a letter or digit")]
 SpecSlug = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME), rule(
-    "invalid_spec_slug", "a pipeline slug uses letters, digits, _ . : - and starts with a letter or digit")]
+    "validation_error", "a pipeline slug uses letters, digits, _ . : - and starts with a letter or digit")]
 Capability = Annotated[str, Field(min_length=1, max_length=64, pattern=CAPABILITY), rule(
-    "invalid_capability", "a phase type or capability uses letters, digits, _ . : - (at most 64) and starts "
+    "validation_error", "a phase type or capability uses letters, digits, _ . : - (at most 64) and starts "
                           "with a letter or digit")]
 EnvironmentField = Annotated[Environment, rule(
-    "invalid_environment", f"environment must be one of {', '.join(ENVIRONMENTS)}")]
+    "validation_error", f"environment must be one of {', '.join(ENVIRONMENTS)}")]
 
 
 class PhaseSpec(BaseModel):

@@ -83,7 +83,7 @@ def _cap(ctx: PhaseContext) -> int | None:
     if asked is not None:
         if isinstance(asked, bool) or not isinstance(asked, int) or asked <= 0:
             raise PhaseError("params.max_scan_bytes must be a positive integer", retryable=False)
-        return min(asked, setting) if setting else asked
+        return min(int(asked), setting) if setting else int(asked)
     return setting or None
 
 

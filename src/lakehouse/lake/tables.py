@@ -305,7 +305,7 @@ def iceberg_compatible_schema(schema: pa.Schema) -> pa.Schema:
 
 def _has_ns(t: pa.DataType) -> bool:
     if pa.types.is_timestamp(t) or pa.types.is_time64(t):
-        return t.unit == "ns"
+        return bool(t.unit == "ns")
     if pa.types.is_dictionary(t):
         return _has_ns(t.value_type)
     return any(_has_ns(t.field(i).type) for i in range(t.num_fields)) if t.num_fields else False

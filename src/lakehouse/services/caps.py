@@ -77,6 +77,13 @@ def claim_candidates(conn: Connection, capabilities: list[str], executor_id: str
     return out
 
 
+def served(conn: Connection, executor_id: str, run_id: str) -> None:
+    """SQLite: the executor was last given work in this run's workspace (fair turns)."""
+    run = queue.get_run(conn, run_id)
+    if run is not None:
+        store.served(conn, executor_id, run["workspace_id"])
+
+
 def handoff_capped(conn: Connection, run_id: str, capability: str, executor_id: str) -> bool:
     run = queue.get_run(conn, run_id)
     assert run is not None

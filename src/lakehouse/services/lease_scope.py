@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lakehouse.domain.principal import Principal
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import auth
 from lakehouse.services.context import Context
@@ -30,8 +30,8 @@ def held_lease(ctx: Context, principal: Principal, run_id: str, lease_token: str
 def acting_as(ctx: Context, created_by: str, workspace_id: int, action: Action) -> Principal:
     """The run's creator as it is now, limited to the run's workspace; a creator who is gone, disabled or
     may no longer do ``action`` there has nothing done on their behalf."""
-    if created_by == auth.SYSTEM.name:
-        return Principal(name=auth.SYSTEM.name, role=auth.SYSTEM.role, workspace_ids=frozenset({workspace_id}))
+    if created_by == SYSTEM.name:
+        return Principal(name=SYSTEM.name, role=SYSTEM.role, workspace_ids=frozenset({workspace_id}))
     creator = auth.principal_for_user(ctx, created_by)
     if creator is None or not creator.can_in(action, workspace_id):
         raise Forbidden(f"the run's creator {created_by!r} may not {action.value} in this workspace now",

@@ -88,6 +88,8 @@ def _claim(ctx: Context, conn: Connection, principal: Principal, executor_id: st
         claims.append(claim)
     current = (claims[-1]["run_id"], claims[-1]["phase"]) if claims else None
     queue.touch_executor(conn, executor_id, capabilities, now, current)
+    if claims:
+        caps.served(conn, executor_id, claims[-1]["run_id"])
     return claims
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Float, RowMapping, bindparam, column, delete,
 from lakehouse.domain.caps import ScopeKind
 from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, RunStatus
 from lakehouse.store.scope import visible
-from lakehouse.store.tables import caps, held_runs, phases, runs
+from lakehouse.store.tables import caps, executors, held_runs, phases, runs
 from lakehouse.store.types import UTCDateTime
 
 CAPS_LOCK_KEY = 0x6C68_6361_7073  # pg_advisory_xact_lock key serialising capped claims ("lhcaps")
@@ -68,7 +68,7 @@ def claim_ctes(pg: bool, run_filter: str, use_filter: str = "") -> str:
     """The candidate CTEs of a claim: k_cap (the caps that bear on this executor, with their usage),
     k_q (runnable phases not behind a full cap), k_t (those in fair order: a workspace's n-th
     waiting phase ranks n + its leased phases, so a flood in one workspace cannot starve another;
-    the first ``:window``), k_x (candidates that would take a concurrency cap past its limit within
+    ties go to the workspaces after the one this executor served last, in turn; the first ``:window``), k_x (candidates that would take a concurrency cap past its limit within
     this claim). ``run_filter`` is SQL on ``p`` (phase) and ``r`` (run)."""
     caps_in = "= ANY(CAST(:caps AS text[]))" if pg else "IN :caps"
     ex = "CAST(:executor_id AS text)" if pg else ":executor_id"
@@ -95,18 +95,21 @@ k_q AS (
           AND ((c.max_concurrent IS NOT NULL AND c.used >= c.max_concurrent)
                OR (c.runtime_s_per_day IS NOT NULL AND c.spent >= c.runtime_s_per_day)))
 ),
+k_last AS (SELECT max(e.last_workspace_id) AS ws FROM executors e WHERE e.id = {ex}),
 k_t AS (
-    SELECT f.* FROM (
+    SELECT f.*, CASE WHEN k_last.ws IS NULL THEN 0 WHEN f.ws > k_last.ws THEN f.ws - k_last.ws
+                     ELSE f.ws - k_last.ws + 1000000000000 END AS turn
+    FROM (
         SELECT k_q.*, row_number() OVER (PARTITION BY k_q.ws ORDER BY k_q.available_at, k_q.id)
                + coalesce((SELECT sum(g.n) FROM k_use g WHERE g.ws = k_q.ws), 0) AS fair
-        FROM k_q) f
-    ORDER BY f.fair, f.available_at, f.id
+        FROM k_q) f CROSS JOIN k_last
+    ORDER BY f.fair, turn, f.available_at, f.id
     LIMIT :window
 ),
 k_x AS (
     SELECT y.id FROM (
         SELECT t.id, c.max_concurrent,
-               c.used + row_number() OVER (PARTITION BY c.id ORDER BY t.fair, t.available_at, t.id) AS would
+               c.used + row_number() OVER (PARTITION BY c.id ORDER BY t.fair, t.turn, t.available_at, t.id) AS would
         FROM k_t t JOIN k_cap c ON c.max_concurrent IS NOT NULL AND {m_t}) y
     WHERE y.would > y.max_concurrent
 )"""
@@ -138,7 +141,7 @@ def sqlite_candidates(conn: Connection, *, capabilities: list[str], executor_id:
         sql = (f"WITH {claim_ctes(False, where)}\n"
                f"SELECT {cols}, k_t.cap_timeout FROM phases p JOIN k_t ON k_t.id = p.id\n"
                "WHERE p.id NOT IN (SELECT id FROM k_x)\n"
-               "ORDER BY k_t.fair, k_t.available_at, k_t.id LIMIT :limit")
+               "ORDER BY k_t.fair, k_t.turn, k_t.available_at, k_t.id LIMIT :limit")
         binds = [bindparam("caps", expanding=True), bindparam("now", type_=UTCDateTime()),
                  bindparam("day_start", type_=UTCDateTime())]
         if key[1]:
@@ -152,6 +155,11 @@ def sqlite_candidates(conn: Connection, *, capabilities: list[str], executor_id:
     if key[1]:
         params["ws"] = sorted(workspace_ids or ())
     return list(conn.execute(stmt, params).mappings())
+
+
+def served(conn: Connection, executor_id: str, workspace_id: int) -> None:
+    """SQLite: remember the workspace an executor was last given work in (PostgreSQL: the claim's upsert)."""
+    conn.execute(update(executors).where(executors.c.id == executor_id).values(last_workspace_id=workspace_id))
 
 
 def has_concurrency_caps(conn: Connection) -> bool:

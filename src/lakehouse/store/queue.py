@@ -375,7 +375,7 @@ _CLAIM_CTES = """{caps},
 k_c AS (
     SELECT p.id, k_t.cap_timeout FROM phases p JOIN k_t ON k_t.id = p.id
     WHERE p.status = 'queued' AND p.id NOT IN (SELECT id FROM k_x)
-    ORDER BY k_t.fair, k_t.available_at, k_t.id
+    ORDER BY k_t.fair, k_t.turn, k_t.available_at, k_t.id
     LIMIT {limit}
     FOR UPDATE OF p SKIP LOCKED
 ),
@@ -440,11 +440,14 @@ ON CONFLICT (run_id, event_id) DO NOTHING"""
 
 _EXECUTOR_UPSERT = """
 ex AS (
-    INSERT INTO executors (id, capabilities, first_seen_at, last_seen_at, current_run_id, current_phase)
-    SELECT CAST(:executor_id AS text), CAST(:caps_json AS jsonb), :now, :now, cur.run_id, cur.name
+    INSERT INTO executors (id, capabilities, first_seen_at, last_seen_at, current_run_id, current_phase,
+                           last_workspace_id)
+    SELECT CAST(:executor_id AS text), CAST(:caps_json AS jsonb), :now, :now, cur.run_id, cur.name,
+           (SELECT lr.workspace_id FROM runs lr WHERE lr.id = cur.run_id)
     FROM (SELECT NULL) one LEFT JOIN ({current}) cur ON true
     ON CONFLICT (id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at, capabilities = EXCLUDED.capabilities,
-        current_run_id = EXCLUDED.current_run_id, current_phase = EXCLUDED.current_phase
+        current_run_id = EXCLUDED.current_run_id, current_phase = EXCLUDED.current_phase,
+        last_workspace_id = coalesce(EXCLUDED.last_workspace_id, executors.last_workspace_id)
 )"""
 
 

@@ -92,6 +92,8 @@ executors = Table(
     Column("current_run_id", String(36), nullable=True),
     Column("current_phase", String(200), nullable=True),
     Column("info", JSONDoc(), nullable=True),
+    # the workspace of the last phase it claimed: fair claims serve the next workspace in turn (store/caps.py)
+    Column("last_workspace_id", ID, nullable=True),
 )
 
 runs = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,9 @@ def number(value: Any) -> str:
     """Thousands separated, as a result grid and a catalog show counts (``1,234,567``)."""
     if value is None or value == "":
         return "—"
+    if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value):  # exact decimals arrive as text
+        whole, _, frac = value.lstrip("-").partition(".")
+        return ("-" if value.startswith("-") else "") + f"{int(whole):,}" + (f".{frac}" if frac else "")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, float) and not value.is_integer():

@@ -33,7 +33,8 @@ class Worker(PhaseRunner):
         super().__init__(client, executor_id=executor_id or default_executor_id(), capabilities=capabilities,
                          handlers=handlers, wait_s=wait_s, max_phases=max_phases, once=once,
                          max_idle_s=max_idle_s, settings=settings, lake=lake)
-        self.stop_reason = "no work left" if once else "idle"
+        self.stop_reason = ("no work left" if once else
+                            f"idle for {max_idle_s:g} s" if max_idle_s is not None else "stopped")
 
     def install_signals(self) -> None:
         def on_term(signum: int, _frame: Any) -> None:

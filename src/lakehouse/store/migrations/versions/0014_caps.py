@@ -1,5 +1,6 @@
 """caps: runtime caps per workspace, pipeline, capability or executor (concurrency, daily runtime
-budget, phase timeout, queued runs) and the runs a queue cap holds back
+budget, phase timeout, queued runs), the runs a queue cap holds back, and the workspace each executor
+served last (fair claims take workspaces in turn)
 
 Revision ID: 0014
 Revises: 0013
@@ -50,9 +51,13 @@ def upgrade() -> None:
     )
     op.create_index('ix_held_runs_ws_held', 'held_runs', ['workspace_id', 'held_at'], unique=False)
     op.create_index('ix_phase_attempts_finished', 'phase_attempts', ['finished_at'], unique=False)
+    op.add_column('executors', sa.Column('last_workspace_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+                                         nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('executors') as batch:
+        batch.drop_column('last_workspace_id')
     op.drop_index('ix_phase_attempts_finished', table_name='phase_attempts')
     op.drop_index('ix_held_runs_ws_held', table_name='held_runs')
     op.drop_table('held_runs')

@@ -5,6 +5,20 @@ import { EditorView, basicSetup } from "codemirror";
 import { keymap, placeholder } from "@codemirror/view";
 import { Prec } from "@codemirror/state";
 import { sql, PostgreSQL } from "@codemirror/lang-sql";
+import { HighlightStyle, syntaxHighlighting } from "@codemirror/language";
+import { tags as t } from "@lezer/highlight";
+
+// Token colours come from CSS variables (app.css sets them for the light and the dark theme): the
+// default style's dark blues and purples do not read on a dark background.
+const themed = HighlightStyle.define([
+  { tag: [t.keyword, t.operatorKeyword, t.modifier], color: "var(--cm-keyword)", fontWeight: "600" },
+  { tag: [t.string, t.special(t.string)], color: "var(--cm-string)" },
+  { tag: [t.number, t.bool, t.null, t.atom], color: "var(--cm-number)" },
+  { tag: [t.comment, t.lineComment, t.blockComment], color: "var(--cm-comment)", fontStyle: "italic" },
+  { tag: [t.typeName, t.standard(t.name)], color: "var(--cm-type)" },
+  { tag: [t.special(t.name), t.propertyName], color: "var(--cm-name)" },
+  { tag: [t.operator, t.punctuation, t.bracket], color: "var(--cm-punct)" },
+]);
 
 function create(textarea, options) {
   const opts = options || {};
@@ -12,6 +26,7 @@ function create(textarea, options) {
     doc: textarea.value,
     extensions: [
       basicSetup,
+      syntaxHighlighting(themed),
       sql({ dialect: PostgreSQL, schema: opts.schema || {}, upperCaseKeywords: true }),
       opts.placeholder ? placeholder(opts.placeholder) : [],
       Prec.highest(keymap.of([{ key: "Mod-Enter", run: function () { if (opts.onRun) opts.onRun(); return true; } }])),
