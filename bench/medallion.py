@@ -79,7 +79,7 @@ def run_ours(home: Path, source: str, workers: int, spark_phase: bool = False) -
             out[name] = {"wall_s": seconds(final["created_at"], final["finished_at"]),
                          "phases": {p["name"]: seconds(p["started_at"], p["finished_at"]) for p in final["phases"]}}
             log(f"{name}: {out[name]['wall_s']} s {out[name]['phases']}")
-            out[name]["gold_hashes"] = _hashes(final)
+            out[name]["hashes"] = _hashes(final)
         if spark_phase:  # the same gold on our spark phase type, same silver, same run of this script
             req = pipelines.run_request(pipelines.find("silver_to_gold", settings.pipelines_dir), "dev",
                                         {"as_of": AS_OF})
@@ -92,7 +92,7 @@ def run_ours(home: Path, source: str, workers: int, spark_phase: bool = False) -
             out["silver_to_gold_spark_phase"] = {
                 "wall_s": seconds(final["created_at"], final["finished_at"]),
                 "phases": {p["name"]: seconds(p["started_at"], p["finished_at"]) for p in final["phases"]},
-                "gold_hashes": _hashes(final)}
+                "hashes": _hashes(final)}
             log(f"silver_to_gold on spark: {out['silver_to_gold_spark_phase']['wall_s']} s "
                 f"{out['silver_to_gold_spark_phase']['phases']}")
     return out
@@ -195,7 +195,7 @@ def main() -> None:
         if args.spark:
             duck, on_spark = ours["silver_to_gold"], ours["silver_to_gold_spark_phase"]
             result["spark_phase_vs_duckdb"] = {
-                "same_gold": duck["gold_hashes"] == on_spark["gold_hashes"] and bool(duck["gold_hashes"]),
+                "same_gold": duck["hashes"] == on_spark["hashes"] and bool(duck["hashes"]),
                 "transform_ratio": round(on_spark["phases"]["transform"] / duck["phases"]["transform"], 2)
                 if duck["phases"].get("transform") else None,
                 "wall_ratio": round(on_spark["wall_s"] / duck["wall_s"], 2) if duck["wall_s"] else None}

@@ -91,6 +91,13 @@ def test_upload_register_download_on_s3(attack: Attack, moto: tuple[str, Any], p
     assert got.headers["content-type"].startswith("application/json")
     assert not (attack.ctx.settings.artifacts_dir / sha[:2]).exists()  # nothing went to the local store
 
+    # the Control Room's preview reads the head of the same object
+    login = attack.client.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
+    attack.client.post("/login", data={"name": "alpha_viewer", "password": security.PASSWORD, "csrf_token": login},
+                       follow_redirects=False)
+    preview = attack.client.get(f"/runs/{run_id}/artifacts/{sha}")
+    assert preview.status_code == 200 and "{&#34;rows&#34;: 3}" in preview.text, preview.text[:500]
+
 
 def test_same_content_is_stored_once_and_a_wrong_hash_stores_nothing(attack: Attack, moto: tuple[str, Any],
                                                                      prefix: str) -> None:

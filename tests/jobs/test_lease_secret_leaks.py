@@ -126,7 +126,7 @@ def test_a_lease_secret_is_nowhere_but_its_encrypted_column(ctx: Context, stack:
                     if table.name == "connections" and col == "secrets_enc":
                         continue
                     assert SECRET not in str(value), f"{table.name}.{col} holds the secret"
-        stored = conn.execute(select(connections_table.c.secrets_enc)
+        stored: str | None = conn.execute(select(connections_table.c.secrets_enc)
                               .where(connections_table.c.id == conn_id)).scalar_one()
     assert stored and stored.startswith("gAAAAA") and SECRET not in stored  # a Fernet token
     scanned = 0

@@ -2,7 +2,8 @@
 
 S3 here is ``moto``'s server (a real S3 HTTP endpoint on 127.0.0.1, random port) — moto is the only
 stand-in in this suite; the catalog database (SQLite and PostgreSQL), pyiceberg and DuckDB are real.
-Credentials and the endpoint reach pyiceberg and DuckDB through the AWS_* environment variables.
+Credentials and the endpoint reach pyiceberg and DuckDB through the AWS_* environment variables, or
+through the LAKEHOUSE_S3_* settings (a worker's lease catalog, last test).
 """
 
 from __future__ import annotations

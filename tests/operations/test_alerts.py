@@ -310,3 +310,17 @@ def test_operations_pass_runs_every_step(ctx: Context, clock: Clock, receiver: R
     assert result is not None and result.errors == []
     assert result.delivery.sent == 1 and result.scored == 1
     assert alert_eval.run_pass(ctx) is None  # within LAKEHOUSE_ALERT_INTERVAL_S
+
+
+def test_an_executor_that_stopped_cleanly_is_not_silent(ctx: Context, clock: Clock) -> None:
+    """Issue 11 §5: a goodbye (``POST /ops/executors/{id}/stopped``) means stopped, not silent; the
+    one that vanished without a word still fires."""
+    from lakehouse.services import executors
+
+    rule(ctx, "executor_silent", params={"silent_s": 120})
+    for ex in ("w-polite", "w-vanished"):
+        protocol.claim(ctx, EXECUTOR, ex, ["noop"])
+    executors.mark_stopped(ctx, EXECUTOR, "w-polite", "stopped by SIGTERM")
+    clock.advance(121)
+    alert_eval.evaluate(ctx)
+    assert [a["group"] for a in alerts.list_alerts(ctx, SYSTEM)] == ["w-vanished"]

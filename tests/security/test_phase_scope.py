@@ -18,7 +18,8 @@ from tests.security.conftest import ADMIN, VICTIM_ROWS, Attack, run_of, work
 
 def victim_rows(attack: Attack, workspace: str) -> list[dict[str, Any]]:
     catalog = catalog_for(attack.ctx.settings)
-    rows: list[dict[str, Any]] = lake_tables.read_table(catalog, "gold", "dev", "secret", workspace=workspace).to_pylist()
+    table = lake_tables.read_table(catalog, "gold", "dev", "secret", workspace=workspace)
+    rows: list[dict[str, Any]] = table.to_pylist()
     return rows
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.cli.demo import GOLD_PREVIEW, installed_command
+from lakehouse.services import auth
 from lakehouse.services.context import Context
 
 
@@ -109,9 +110,80 @@ def test_up_logs_readable_lines_on_a_terminal_and_json_otherwise(monkeypatch) ->
             logging.getLogger("lakehouse.cli").info("\x1b[1mserver started\x1b[0m", extra={"port": 8000})
             lines[name] = stream.getvalue().strip()
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     assert "INFO" in lines["tty"] and "lakehouse.cli: " in lines["tty"] and "port=8000" in lines["tty"]
     assert not lines["tty"].startswith("{") and not lines["pipe-text"].startswith("{")
     for name in ("pipe", "tty-json"):
         doc = json.loads(lines[name])
         assert doc["message"] == "server started" and doc["port"] == 8000 and "\x1b" not in lines[name]
+
+
+def test_sql_goes_through_the_running_server_when_it_has_a_token(ctx: Context, admin_token: str, app,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch) -> None:
+    """`lakehouse sql` with LAKEHOUSE_TOKEN asks the server (its warm pool; the query lands in the token
+    user's history) and prints what the local path prints; without a server it answers locally."""
+    import httpx
+    import pyarrow as pa
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from lakehouse.cli.main import app as cli_app
+    from lakehouse.lake.catalog import catalog_for
+    from lakehouse.lake.tables import write_table
+    from lakehouse.services import sql as sql_service
+
+    write_table(catalog_for(ctx.settings), "gold", "dev", "revenue",
+                pa.table({"month": ["2026-01", "2026-02"], "amount": [10.5, None]}))
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(ctx.settings.home))
+    monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("LAKEHOUSE_WAREHOUSE", ctx.settings.warehouse)
+    monkeypatch.setenv("LAKEHOUSE_SERVER", "http://lakehouse.test")
+    server = TestClient(app)
+    calls: list[str] = []
+
+    def post(url: str, **kw):  # type: ignore[no-untyped-def]
+        calls.append(url)
+        kw.pop("timeout", None)
+        return server.post(url.removeprefix("http://lakehouse.test"), **kw)
+
+    monkeypatch.setattr(httpx, "post", post)
+    cli = CliRunner()
+    query = "SELECT * FROM gold.revenue ORDER BY month"
+    local = cli.invoke(cli_app, ["sql", query])
+    assert local.exit_code == 0 and calls == [], local.output  # no token: here
+    monkeypatch.setenv("LAKEHOUSE_TOKEN", admin_token)
+    remote = cli.invoke(cli_app, ["sql", query])
+    assert remote.exit_code == 0, remote.output
+    assert calls == ["http://lakehouse.test/api/sql"]
+    strip = [ln for ln in remote.stdout.splitlines() if " ms " not in ln]
+    assert strip == [ln for ln in local.stdout.splitlines() if " ms " not in ln]  # the same table
+    assert sql_service.search_history(ctx, auth.authenticate_token(ctx, admin_token), limit=1)[0]["sql"] == query
+    bad = cli.invoke(cli_app, ["sql", "SELECT month,\n  nosuch FROM gold.revenue"])
+    assert bad.exit_code == 1 and "line 2, column 3" in bad.stderr and "^" in bad.stderr
+    assert cli.invoke(cli_app, ["sql", query, "--local"]).exit_code == 0 and len(calls) == 2  # --local: here
+
+    def refused(url: str, **kw):  # type: ignore[no-untyped-def]
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(httpx, "post", refused)
+    fallback = cli.invoke(cli_app, ["sql", query])
+    assert fallback.exit_code == 0 and "2026-02" in fallback.stdout  # no server: answered here
+
+
+def test_lakehouse_sql_loads_only_its_own_command() -> None:
+    import subprocess
+    import sys
+
+    from lakehouse.cli import sql as cli_sql
+    from lakehouse.services import sql as sql_service
+
+    assert cli_sql.MAX_PREVIEW == sql_service.MAX_PREVIEW
+    probe = ("import sys; sys.argv = ['lakehouse', 'sql', '--help']\n"
+             "from lakehouse.cli.entry import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "heavy = [m for m in ('lakehouse.cli.main', 'lakehouse.cli.alerts', 'lakehouse.services.sql', "
+             "'pyiceberg', 'duckdb', 'sqlalchemy') if m in sys.modules]\n"
+             "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert "Run a query on the lake" in out.stdout and "HEAVY []" in out.stdout, out.stdout + out.stderr

@@ -4,6 +4,7 @@ that do not mislead, the catalog that answers where/how fresh/who, the SQL workb
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -269,3 +270,13 @@ def test_formatting_helpers() -> None:
     assert number("12") == "12" and number("2024-12-01") == "2024-12-01" and number("NaN") == "NaN"
     assert plural(1, "snapshot") == "1 snapshot" and plural(3, "snapshot") == "3 snapshots"
     assert short_sha(SHA) == "0123456-dirty" and short_sha("sha256:abcdef0123456789") == "sha256:abcdef0"
+
+
+def test_counts_in_templates_agree_with_their_noun() -> None:
+    """No "1 events" or "1 snapshot(s)": a count printed before a plural noun goes through ``plural``."""
+    templates = Path(__file__).parents[2] / "src" / "lakehouse" / "web" / "templates"
+    bare = re.compile(r"\{\{[^}|]*(\|number)?\s*\}\} (rows|events|runs|snapshots|tables|phases|artifacts|queries)\b"
+                      r"|\(s\)")
+    found = [f"{p.name}: {m.group(0)}" for p in sorted(templates.glob("*.html")) for m in bare.finditer(p.read_text())
+             if p.name != "caps.html"]  # caps.html: "N phases" of a cap is its limit, never 1 in practice
+    assert not found, found

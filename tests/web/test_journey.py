@@ -109,7 +109,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     # a Postgres connection to this test session's database, tested from the page
     page.goto(f"{base}/connections?new=postgres")
     form = page.locator("form[action='/connections']")
-    form.get_by_label("Name", exact=True).fill("journey_pg")
+    form.locator("input[name='name']").fill("journey_pg")
     for field, value in (("host", pg.hostname or "127.0.0.1"), ("port", str(pg.port or 5432)),
                          ("database", pg.path.lstrip("/")), ("user", pg.username or "postgres")):
         form.locator(f"input[name='f_{field}']").fill(value)
@@ -125,7 +125,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     expect(page.locator(".empty")).to_contain_text("No jobs yet")
     page.get_by_role("button", name="New job").click()
     page.wait_for_url(f"{base}/jobs/new")
-    page.get_by_label("Name", exact=True).fill("journey_greeting")
+    page.locator("input[name='name']").fill("journey_greeting")
     page.get_by_label("Description").fill("Greets whoever the run names")
     page.get_by_label("Parameter 1 name").fill("who")
     page.get_by_label("Parameter 1 type").select_option("string")
@@ -135,7 +135,7 @@ def test_definition_of_done(stack: dict[str, Any], browser: Any) -> None:
     page.get_by_label("Target table").fill("gold.journey_greeting")
     page.get_by_label("Write mode").select_option("merge")
     page.get_by_label("Merge keys").fill("who")
-    page.get_by_label("journey_pg").check()
+    page.get_by_role("checkbox", name="journey_pg").check()
     shot(page, "02-job-form")
     page.get_by_role("button", name="Create job").click()
     page.wait_for_url(f"{base}/jobs/default/journey_greeting?saved=created")

@@ -10,6 +10,7 @@ label, every marked label belongs to a required control, every form with one has
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -70,7 +71,7 @@ class Node:
     parent: Node | None = None
     children: list[Node] = field(default_factory=list)
 
-    def walk(self):  # type: ignore[no-untyped-def]
+    def walk(self) -> Iterator[Node]:
         for c in self.children:
             yield c
             yield from c.walk()
@@ -129,7 +130,8 @@ def form_problems(html: str, where: str) -> tuple[list[str], int]:
                 problems.append(f"{where}: required {name} has no marked label")
         for label in (n for n in inside if n.tag == "label" and _marked(n)):
             owned = [d for d in label.walk() if d.tag in ("input", "select", "textarea")]
-            owned += [by_id for by_id in inside if label.attrs.get("for") and by_id.attrs.get("id") == label.attrs["for"]]
+            target = label.attrs.get("for")
+            owned += [n for n in inside if target and n.attrs.get("id") == target]
             if not any(_required(o) for o in owned):
                 problems.append(f"{where}: a label is marked required but its field is not")
         if controls and not any("req-legend" in n.classes() for n in inside):

@@ -41,11 +41,16 @@ VARIANTS = [("run-outputs", "/runs/{run_id}?tab=outputs"), ("run-inputs", "/runs
             ("job-backfills", "/jobs/default/orders_daily?tab=backfills"), ("sql-query", "/sql?query={query_id}")]
 # the colour pairs that must read in both themes: destructive buttons, status badges, alerts
 CONTRAST_JS = """(selector) => {
-  const rgb = s => { const m = s.match(/[\\d.]+/g).map(Number); return {r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1}; };
+  const rgb = s => { const m = s.match(/[\\d.]+/g).map(Number);
+                     return {r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1}; };
   const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
                      return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
-  const background = el => { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
-                               if (c.a > 0.5) return c; } return rgb(getComputedStyle(document.body).backgroundColor); };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.a > 0.5) return c;
+    }
+    return rgb(getComputedStyle(document.body).backgroundColor); };
   const bad = [];
   for (const el of document.querySelectorAll(selector)) {
     if (!el.offsetParent || !el.textContent.trim()) continue;
@@ -71,7 +76,7 @@ def page_routes(ctx: Context) -> list[str]:
     """Every GET route of the Control Room's page routers (not the API, not static files)."""
     app = create_app(ctx, reaper=False)
     paths = {path for path, r in _routes(app.routes)
-             if isinstance(r, APIRoute) and "GET" in r.methods and not r.include_in_schema
+             if isinstance(r, APIRoute) and "GET" in (r.methods or set()) and not r.include_in_schema
              and not path.startswith(("/api/", "/ops/", "/iceberg", "/docs", "/redoc"))}
     return sorted(paths)
 
@@ -114,7 +119,7 @@ def seed(page: Any, base: str, stack: dict[str, Any], ctx: Context) -> dict[str,
                      headers={"Authorization": f"Bearer {stack['exec_token']}"}).json()["artifacts"]
     return {"run_id": run_id, "sha256": arts[0]["sha256"], "name": "hello_gold", "env": "dev", "layer": "gold",
             "table": "greeting", "workspace": "default", "conn_id": conn, "backfill_id": backfill,
-            "query_id": str(queries[0]["id"]), "fmt": "csv"}
+            "query_id": str(queries[0]["query_id"]), "fmt": "csv"}
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -161,8 +166,8 @@ def test_every_page_in_light_and_dark(stack: dict[str, Any], browser: Any, ctx: 
         context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme=theme)
         context.set_default_timeout(20_000)
         errors: list[str] = []
-        context.on("weberror", lambda e: errors.append(f"script error: {e.error}"))
-        context.on("response", lambda r: errors.append(f"{r.url}: HTTP {r.status}")
+        context.on("weberror", lambda e, errors=errors: errors.append(f"script error: {e.error}"))
+        context.on("response", lambda r, errors=errors: errors.append(f"{r.url}: HTTP {r.status}")
                    if r.status >= 400 and "/static/" in r.url else None)
         anon = context.new_page()
         visit(anon, f"{base}/login", problems)  # the login page as a visitor sees it

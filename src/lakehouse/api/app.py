@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from lakehouse import __version__, web
 from lakehouse.api import (
     alerts,
+    caps,
     data,
     datasets,
     errors,
@@ -81,6 +82,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app.include_router(workspaces.router)
     app.include_router(users.router)
     app.include_router(alerts.router)
+    app.include_router(caps.router)
     app.include_router(ops_metrics.router)
     app.mount("/iceberg", iceberg_catalog(ctx))  # the Iceberg REST catalog (docs/iceberg-rest.md)
 

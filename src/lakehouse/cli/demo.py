@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lakehouse.cli.common import console, context, fail, one_line_errors, setup_logging
+from lakehouse.cli.common import console, context, fail, keep_whole, one_line_errors, setup_logging
 from lakehouse.cli.render import status_text
 from lakehouse.cli.server import Running, print_admin
 from lakehouse.domain.principal import SYSTEM
@@ -95,10 +96,10 @@ def show_gold(ctx: Context) -> None:
     with duck.connect(catalog_for(ctx.settings), "dev") as lake:
         for table in GOLD_PREVIEW:
             rel = lake.sql(f"SELECT * FROM {table} ORDER BY ALL LIMIT {PREVIEW_ROWS}")
-            out = Table(*rel.columns, title=table, title_justify="left")
+            out = Table(*rel.columns, title=table, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
             for row in rel.fetchall():
                 out.add_row(*[_fmt(v) for v in row])
-            console.print(out)
+            console.print(keep_whole(out, *range(len(out.columns))))  # real column names, whole, in 80 columns
 
 
 def installed_command(argv0: str | None = None, cwd: Path | None = None) -> str:

@@ -6,6 +6,7 @@ import typer
 
 from lakehouse.cli import admin, demo, pipelines, runs, server, sql, tables
 from lakehouse.cli import alerts as alerts_cli
+from lakehouse.cli import caps as caps_cli
 from lakehouse.cli import audit as audit_cli
 from lakehouse.cli import jobs as jobs_cli
 from lakehouse.cli import odoo as odoo_cli
@@ -33,6 +34,7 @@ app.add_typer(audit_cli.app, name="audit")
 app.add_typer(tables.app, name="tables")
 app.add_typer(alerts_cli.app, name="alerts")
 app.add_typer(alerts_cli.scores_app, name="scores")
+app.add_typer(caps_cli.app, name="caps")
 
 
 @app.command("openapi")

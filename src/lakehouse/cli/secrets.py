@@ -34,7 +34,8 @@ def rotate_key(new_key: str = typer.Option(None, "--new-key", help="use this Fer
     n = connections.rotate_key(ctx, key, SYSTEM)
     value = f"{key},{old}" if keep_old else key
     if os.environ.get("LAKEHOUSE_SECRET_KEY"):
-        console.print(f"re-encrypted {n} connection(s). Set LAKEHOUSE_SECRET_KEY to the value below on every "
+        console.print(f"re-encrypted {n} connection{'' if n == 1 else 's'}. Set LAKEHOUSE_SECRET_KEY to the value "
+                      "below on every "
                       "process, then restart them:", highlight=False)
         print(value)
     else:
@@ -43,6 +44,7 @@ def rotate_key(new_key: str = typer.Option(None, "--new-key", help="use this Fer
         tmp.write_text(value + "\n")
         tmp.chmod(0o600)
         tmp.replace(key_file)
-        console.print(f"re-encrypted {n} connection(s); the new key is in {key_file}. Restart running servers "
+        console.print(f"re-encrypted {n} connection{'' if n == 1 else 's'}; the new key is in {key_file}. "
+                      "Restart running servers "
                       "and workers.", highlight=False)
     ctx.db.dispose()

@@ -210,6 +210,10 @@ def worker(server: str = typer.Option(None, help="control plane URL (default htt
     settings = Settings()  # built once at the worker's edge, passed down to every phase
     settings.secret_key = ""  # a worker never needs the key (nor the database: the catalog is over HTTP)
     setup_logging(settings.log_level)
+    extra = sorted(k for k in os.environ if k.upper() in CONTROL_PLANE_ONLY)
+    if extra:  # named, never shown: a worker does not need them, the operator should not hand them out
+        log.warning("this worker's environment holds control-plane secrets it does not use; remove them",
+                    extra={"variables": extra})
     if not token:
         fail("no token: pass --token or set LAKEHOUSE_TOKEN (create one with `lakehouse tokens create`)")
     url = server or f"http://127.0.0.1:{settings.port}"

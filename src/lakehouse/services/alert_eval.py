@@ -20,6 +20,7 @@ from typing import Any
 from lakehouse.domain.alerts import TIMED_KINDS, AlertKind, NotificationEvent, table_matches
 from lakehouse.services import alert_fire, notify, scores
 from lakehouse.services.context import Context
+from lakehouse.services.executors import stopped_cleanly
 from lakehouse.store import alerts as store
 from lakehouse.store import ops_reads
 from lakehouse.store.types_public import Connection, RowMapping
@@ -52,6 +53,8 @@ def _breaches(conn: Connection, rule: RowMapping, now: datetime, executors: list
                                                                      "capability": cap})
     elif kind is AlertKind.EXECUTOR_SILENT:
         for ex in executors:
+            if stopped_cleanly(ex["info"], ex["last_seen_at"]):
+                continue  # it said goodbye (POST /ops/executors/{id}/stopped): not silent, stopped
             silent = (now - ex["last_seen_at"]).total_seconds()
             if float(p["silent_s"]) < silent <= float(p["forget_s"]):
                 out[ex["id"]] = (f"executor {ex['id']} silent for {silent:.0f} s",

@@ -30,7 +30,7 @@ from lakehouse.domain.roles import Action
 from lakehouse.domain.states import PhaseStatus, RunStatus
 from lakehouse.services import audit, workspaces
 from lakehouse.services.context import Context
-from lakehouse.services.errors import InvalidInput, NotFound, RateLimited
+from lakehouse.services.errors import NotFound, RateLimited
 from lakehouse.store import caps as store
 from lakehouse.store import dialect, queue
 from lakehouse.store.types_public import Connection, RowMapping
@@ -292,12 +292,3 @@ def report(ctx: Context, principal: Principal, workspace: str | None = None) -> 
         item["throttled"] = throttled
         out.append(item)
     return out
-
-
-def check_limits_payload(body: dict[str, Any]) -> dict[str, Any]:
-    """The limits of a request body (the API and the CLI send the same fields)."""
-    limits = {k: body[k] for k in LIMITS if k in body}
-    extra = sorted(set(body) - set(LIMITS) - {"workspace", "scope", "value", "queue_mode"})
-    if extra:
-        raise InvalidInput(f"{extra[0]}: unknown field", code="invalid_cap", details={"field": extra[0]})
-    return limits

@@ -33,7 +33,7 @@ def list_executors(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
         ws = r["run_workspace_id"]
         visible = r["current_run_id"] is not None and ws is not None and principal.can_see(ws)
         info = r["info"] if isinstance(r["info"], dict) else {}
-        stopped = _stopped_since(info, r["last_seen_at"]) and r["current_run_id"] is None
+        stopped = stopped_cleanly(info, r["last_seen_at"]) and r["current_run_id"] is None
         stale = silent > ctx.settings.executor_stale_s and not stopped
         out.append({"executor_id": r["id"], "capabilities": r["capabilities"], "first_seen_at": r["first_seen_at"],
                     "last_seen_at": r["last_seen_at"], "current_run_id": r["current_run_id"] if visible else None,
@@ -44,8 +44,11 @@ def list_executors(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     return out
 
 
-def _stopped_since(info: dict[str, Any], last_seen: datetime) -> bool:
-    """A goodbye counts until the executor calls again (a call after it moves ``last_seen_at`` on)."""
+def stopped_cleanly(info: Any, last_seen: datetime) -> bool:
+    """Whether the executor said goodbye; it counts until the executor calls again (a call after it
+    moves ``last_seen_at`` on)."""
+    if not isinstance(info, dict):
+        return False
     try:
         at = datetime.fromisoformat(str(info["stopped_at"]))
     except (KeyError, ValueError):

@@ -97,6 +97,8 @@ def _check_runnable(ctx: Context, principal: Principal, ws_id: int, d: JobDefini
 
 def _check_triggers(conn: Any, ws_id: int, d: JobDefinition, batch: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     """Every upstream exists (or is being applied in the same batch) and no cycle appears."""
+    if not d.triggers:  # a cycle through this job needs an upstream of it
+        return
     edges = [(j, u) for j, u in store.trigger_edges(conn, ws_id) if j != d.name]
     edges += [(d.name, u) for u in d.upstreams]
     known = {r["name"] for r in store.list_jobs(conn, [ws_id])} | set(batch) | {d.name}

@@ -94,6 +94,9 @@ def _version(conn: Any, row: Any, d: JobDefinition, environment: str) -> tuple[A
     """The version (and its definition) a run in ``environment`` uses: the current one in dev, the
     promoted one in stage and prod, never a newer draft (Conflict when nothing is promoted there)."""
     number = promotions.version_for(conn, row, environment, None)
+    if number == row["current_version"] and "version_created_by" in row:  # read with the due job
+        return {"version": number, "content_hash": row["content_hash"], "git_sha": row["git_sha"],
+                "created_by": row["version_created_by"]}, d
     v = store.get_version(conn, row["id"], number)
     assert v is not None
     return v, d if number == row["current_version"] else JobDefinition.model_validate(v["definition"])
@@ -106,7 +109,9 @@ def _tick_run(ctx: Context, conn: Any, row: Any, d: JobDefinition, at: datetime,
     assert d.schedule is not None
     env = d.schedule.environment
     v, d = _version(conn, row, d, env)
-    ws_slug = queue.workspace_slug(conn, row["workspace_id"])
+    ws_slug = cache.get(f"ws:{row['workspace_id']}")
+    if ws_slug is None:
+        ws_slug = cache[f"ws:{row['workspace_id']}"] = queue.workspace_slug(conn, row["workspace_id"])
     params = resolve_params(d.params, {}, {"logical_date": at.isoformat()})
     req = build_request(ctx, workspace=ws_slug, workspace_id=row["workspace_id"], job_id=row["id"], version=v, d=d,
                         params=params, environment=env, trigger=RunTrigger.SCHEDULE,

@@ -66,16 +66,20 @@ k_spent AS (
 
 def claim_ctes(pg: bool, run_filter: str, use_filter: str = "") -> str:
     """The candidate CTEs of a claim: k_cap (the caps that bear on this executor, with their usage),
-    k_q (runnable phases not behind a full cap), k_t (those in fair order: a workspace's n-th
-    waiting phase ranks n + its leased phases, so a flood in one workspace cannot starve another;
-    ties go to the workspaces after the one this executor served last, in turn; the first ``:window``), k_x (candidates that would take a concurrency cap past its limit within
-    this claim). ``run_filter`` is SQL on ``p`` (phase) and ``r`` (run)."""
+    k_full (those reached), k_q (runnable phases not behind a full cap), k_t (those in fair order: a
+    workspace's n-th waiting phase ranks n + its leased phases, so a flood in one workspace cannot
+    starve another; ties go to the workspaces after the one this executor served last, in turn; the
+    first ``:window``, each with ``cap_timeout``, the lowest ``max_phase_timeout_s`` on it), k_x
+    (candidates that would take a concurrency cap past its limit within this claim). ``run_filter``
+    is SQL on ``p`` (phase) and ``r`` (run). Per-candidate work is joins on small CTEs; the caps'
+    subqueries run only for the ``:window`` rows."""
     caps_in = "= ANY(CAST(:caps AS text[]))" if pg else "IN :caps"
     ex = "CAST(:executor_id AS text)" if pg else ":executor_id"
     now = "CAST(:now AS timestamptz)" if pg else ":now"
     m_g = match_sql("c", "g.ws", "g.slug", "g.cap", "g.ex")
     m_q = match_sql("c", "r.workspace_id", "r.spec_slug", "p.capability", ex)
     m_t = match_sql("c", "t.ws", "t.slug", "t.cap", ex)
+    last = f"(SELECT e.last_workspace_id FROM executors e WHERE e.id = {ex})"
     return usage_ctes(pg, use_filter) + f""",
 k_cap AS (
     SELECT c.id, c.workspace_id, c.scope_kind, c.scope_value, c.max_concurrent, c.runtime_s_per_day,
@@ -86,25 +90,30 @@ k_cap AS (
     WHERE (c.max_concurrent IS NOT NULL OR c.runtime_s_per_day IS NOT NULL OR c.max_phase_timeout_s IS NOT NULL)
       AND (c.scope_kind <> '{ScopeKind.EXECUTOR.value}' OR c.scope_value = {ex})
 ),
+k_full AS (
+    SELECT * FROM k_cap c
+    WHERE (c.max_concurrent IS NOT NULL AND c.used >= c.max_concurrent)
+       OR (c.runtime_s_per_day IS NOT NULL AND c.spent >= c.runtime_s_per_day)
+),
+k_wl AS (SELECT g.ws, sum(g.n) AS n FROM k_use g GROUP BY g.ws),
 k_q AS (
-    SELECT p.id, p.available_at, r.workspace_id AS ws, r.spec_slug AS slug, p.capability AS cap,
-           (SELECT min(c.max_phase_timeout_s) FROM k_cap c WHERE {m_q}) AS cap_timeout
+    SELECT p.id, p.available_at, r.workspace_id AS ws, r.spec_slug AS slug, p.capability AS cap
     FROM phases p JOIN runs r ON r.id = p.run_id
     WHERE p.status = '{_QUEUED}' AND p.capability {caps_in} AND p.available_at <= {now}{run_filter}
-      AND NOT EXISTS (SELECT 1 FROM k_cap c WHERE {m_q}
-          AND ((c.max_concurrent IS NOT NULL AND c.used >= c.max_concurrent)
-               OR (c.runtime_s_per_day IS NOT NULL AND c.spent >= c.runtime_s_per_day)))
+      AND NOT EXISTS (SELECT 1 FROM k_full c WHERE {m_q})
 ),
-k_last AS (SELECT max(e.last_workspace_id) AS ws FROM executors e WHERE e.id = {ex}),
-k_t AS (
-    SELECT f.*, CASE WHEN k_last.ws IS NULL THEN 0 WHEN f.ws > k_last.ws THEN f.ws - k_last.ws
-                     ELSE f.ws - k_last.ws + 1000000000000 END AS turn
+k_o AS (
+    SELECT f.*, CASE WHEN {last} IS NULL THEN 0 WHEN f.ws > {last} THEN f.ws - {last}
+                     ELSE f.ws - {last} + 1000000000000 END AS turn
     FROM (
         SELECT k_q.*, row_number() OVER (PARTITION BY k_q.ws ORDER BY k_q.available_at, k_q.id)
-               + coalesce((SELECT sum(g.n) FROM k_use g WHERE g.ws = k_q.ws), 0) AS fair
-        FROM k_q) f CROSS JOIN k_last
-    ORDER BY f.fair, turn, f.available_at, f.id
+               + coalesce(k_wl.n, 0) AS fair
+        FROM k_q LEFT JOIN k_wl ON k_wl.ws = k_q.ws) f
+    ORDER BY fair, turn, f.available_at, f.id
     LIMIT :window
+),
+k_t AS (
+    SELECT t.*, (SELECT min(c.max_phase_timeout_s) FROM k_cap c WHERE {m_t}) AS cap_timeout FROM k_o t
 ),
 k_x AS (
     SELECT y.id FROM (

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Connection, RowMapping, and_, bindparam, func, select, update
 
 from lakehouse.domain.events import EventType
 from lakehouse.domain.jobs import BackfillStatus, JobStatus, PromotionStatus, backfill_transition, promotion_transition
-from lakehouse.domain.runs import RunRequest
+from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.domain.states import RUN_FINISHED, PhaseStatus, RunStatus, phase_transition, run_transition
 from lakehouse.store import dialect, queue
 from lakehouse.store.tables import (
@@ -262,6 +262,10 @@ def _insert_new_runs(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     return found
 
 
+def _steps(n: NewRun) -> list[PhaseSpec | PhasePlan]:
+    return cast("list[PhaseSpec | PhasePlan]", n.request.phases)
+
+
 _PG_INSERT_RUNS = """
 WITH src AS MATERIALIZED (
   SELECT * FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS r(
@@ -320,7 +324,7 @@ def _pg_insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> s
                     "params": p.params, "timeout_s": p.timeout_s, "max_attempts": p.max_attempts,
                     "status": queued if i == 0 and n.released else pending,
                     "available_at": now if i == 0 and n.released else None}
-                   for i, p in enumerate(n.request.phases)],
+                   for i, p in enumerate(_steps(n))],
     } for n in new]
     result = conn.exec_driver_sql(_PG_INSERT_RUNS, {
         "rows": orjson.dumps(docs).decode(), "queued": RunStatus.QUEUED.value, "now": now,
@@ -356,7 +360,7 @@ def insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> list[
          "params": p.params, "timeout_s": p.timeout_s, "max_attempts": p.max_attempts,
          "status": queued if i == 0 and n.released else pending, "attempt": 0,
          "available_at": now if i == 0 and n.released else None}
-        for n in fresh for i, p in enumerate(n.request.phases)
+        for n in fresh for i, p in enumerate(_steps(n))
     ])
     created = EventType.RUN_CREATED.value
     _insert(conn, run_events, [{
@@ -420,8 +424,11 @@ def last_runs(conn: Connection, job_ids: Sequence[int]) -> dict[int, RowMapping]
 
 def due_jobs(conn: Connection, now: datetime, limit: int) -> list[RowMapping]:
     """Active, unpaused jobs whose next tick is due, with their current definition; on PostgreSQL
-    locked (SKIP LOCKED) so that two schedulers share the work instead of doing it twice."""
-    stmt = (select(jobs, job_versions.c.definition)
+    locked (SKIP LOCKED) so that two schedulers share the work instead of doing it twice. The current
+    version's ``content_hash``, ``git_sha`` and ``version_created_by`` come along (a dev tick needs no
+    other read)."""
+    stmt = (select(jobs, job_versions.c.definition, job_versions.c.content_hash, job_versions.c.git_sha,
+                   job_versions.c.created_by.label("version_created_by"))
             .join(job_versions, and_(job_versions.c.job_id == jobs.c.id,
                                      job_versions.c.version == jobs.c.current_version))
             .where(jobs.c.next_fire_at <= now, jobs.c.status == JobStatus.ACTIVE.value, jobs.c.paused.is_(False))

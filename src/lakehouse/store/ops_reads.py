@@ -182,8 +182,8 @@ def queued_by(conn: Connection, now: datetime, workspace_id: int | None = None,
 
 
 def executor_rows(conn: Connection) -> list[RowMapping]:
-    return list(conn.execute(select(executors.c.id, executors.c.last_seen_at, executors.c.capabilities))
-                .mappings())
+    return list(conn.execute(select(executors.c.id, executors.c.last_seen_at, executors.c.capabilities,
+                                    executors.c.info)).mappings())
 
 
 # --- /metrics -------------------------------------------------------------------------------------

@@ -374,7 +374,7 @@ _WS = "run_id IN (SELECT id FROM runs WHERE workspace_id = ANY(CAST(:ws AS bigin
 _CLAIM_CTES = """{caps},
 k_c AS (
     SELECT p.id, k_t.cap_timeout FROM phases p JOIN k_t ON k_t.id = p.id
-    WHERE p.status = 'queued' AND p.id NOT IN (SELECT id FROM k_x)
+    WHERE p.id = ANY(ARRAY(SELECT id FROM k_t WHERE id NOT IN (SELECT id FROM k_x))) AND p.status = 'queued'
     ORDER BY k_t.fair, k_t.turn, k_t.available_at, k_t.id
     LIMIT {limit}
     FOR UPDATE OF p SKIP LOCKED
