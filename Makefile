@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRAS ?= dev,trino,dbt,spark
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev web-assets browser-deps demo up test lint unit openapi bench-queue bench-queue-peers bench-ingest bench-medallion bench-ui soak clean
+.PHONY: help install install-dev web-assets browser-deps demo up test lint unit openapi bench-queue bench-queue-peers bench-scheduler bench-ingest bench-medallion bench-ui soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench-queue: $(DEV_STAMP) ## queue benchmark on PostgreSQL and SQLite (prints JS
 bench-queue-peers: $(DEV_STAMP) ## queue benchmark on PostgreSQL + pgqueuer and procrastinate in the same run (ratios in the JSON)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python bench/queue_bench.py --backend postgres --peers
+
+bench-scheduler: $(DEV_STAMP) ## 1,000 one-minute schedules (tick lag, CPU per tick) + a 10,000-run backfill on PostgreSQL (prints JSON)
+	$(BIN)/python bench/scheduler.py
 
 bench-ingest: $(DEV_STAMP) ## Postgres → bronze Iceberg rows/s vs psql \copy and dlt (prints JSON)
 	$(BIN)/python bench/ingest.py

@@ -33,6 +33,7 @@ import argparse
 import json
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -64,6 +65,19 @@ class FakeClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (`serve` may run several)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
 
 
 def _pg_cpu(db: str | None) -> float:
@@ -116,11 +130,13 @@ def ticks(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
         jobs.save(ctx, SYSTEM, "default", _ledger_job(b, "bench_ledger_inproc"))
         first = date(2000, 1, 1)
         last = first + timedelta(days=cfg.backfill_runs - 1)
-        t = time.perf_counter()
+        pg0, own0, t = _pg_cpu(b.pg_db), _own_cpu(), time.perf_counter()
         bf = backfills.create(ctx, SYSTEM, "default", "bench_ledger_inproc", first, last,
                               max_concurrent=min(cfg.backfill_runs, 10_000))
         inproc_s = time.perf_counter() - t
-        log(f"[backfill] {bf['total']} runs created in process in {inproc_s:.2f} s")
+        inproc_cpu = {"control_plane_s": round(_own_cpu() - own0, 3),
+                      "postgres_bench_db_s": round(_pg_cpu(b.pg_db) - pg0, 3)}
+        log(f"[backfill] {bf['total']} runs created in process in {inproc_s:.2f} s (cpu {inproc_cpu})")
     finally:
         ctx.db.dispose()
     return {
@@ -134,7 +150,7 @@ def ticks(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
             "postgres_bench_db": {"p50": round(pct(cpu_pg, 50) * 1000, 1), "max": round(max(cpu_pg) * 1000, 1),
                                   "mean": round(sum(cpu_pg) / len(cpu_pg) * 1000, 1)},
         },
-        "backfill_in_process": {"runs": bf["total"], "create_s": round(inproc_s, 3)},
+        "backfill_in_process": {"runs": bf["total"], "create_s": round(inproc_s, 3), "create_cpu": inproc_cpu},
     }
 
 
@@ -158,13 +174,14 @@ def backfill(b: Any, cfg: argparse.Namespace, tokens: dict[str, str]) -> dict[st
         time.sleep(2)  # let both register and wait in their long-poll
         first = date(2000, 1, 1)
         last = first + timedelta(days=cfg.backfill_runs - 1)
-        groups = {"server": [server.pid], "workers": [w.pid for w in workers]}
+        groups = {"server": [server.pid, *_children(server.pid)], "workers": [w.pid for w in workers]}
         with CpuMeter(groups, b.pg_db) as meter:
-            t = time.perf_counter()
-            r = api.post("/api/jobs/bench_ledger/backfills?workspace=default",
-                         json={"from": first.isoformat(), "to": last.isoformat(),
-                               "max_concurrent": min(cfg.backfill_runs, 10_000)})
-            create_s = time.perf_counter() - t
+            with CpuMeter({"server": [server.pid, *_children(server.pid)]}, b.pg_db) as create_meter:
+                t = time.perf_counter()
+                r = api.post("/api/jobs/bench_ledger/backfills?workspace=default",
+                             json={"from": first.isoformat(), "to": last.isoformat(),
+                                   "max_concurrent": min(cfg.backfill_runs, 10_000)})
+                create_s = time.perf_counter() - t
             if r.status_code != 201:
                 raise RuntimeError(f"backfill: {r.status_code} {r.text[:300]}")
             bf = r.json()
@@ -189,7 +206,8 @@ def backfill(b: Any, cfg: argparse.Namespace, tokens: dict[str, str]) -> dict[st
         ledger = (b.home / "bench_ledger.ledger").read_text().splitlines()
         runs_seen = [line.split()[0] for line in ledger]
         log(f"[backfill] drained in {drain_s:.1f} s ({bf['total'] / drain_s:.0f} runs/s)")
-        return {"runs": bf["total"], "create_http_s": round(create_s, 3), "drain_s": round(drain_s, 2),
+        return {"runs": bf["total"], "create_http_s": round(create_s, 3), "create_cpu": create_meter.result(),
+                "drain_s": round(drain_s, 2),
                 "runs_per_s": round(bf["total"] / drain_s, 1), "succeeded": ok,
                 "ledger_lines": len(ledger), "ledger_distinct_runs": len(set(runs_seen)),
                 "exactly_once": len(ledger) == len(set(runs_seen)) == bf["total"],

@@ -310,9 +310,10 @@ def test_artifacts_are_content_addressed_and_immutable(ctx: Context, clock: Cloc
     data = b"hello lakehouse"
     sha = hashlib.sha256(data).hexdigest()
     with pytest.raises(InvalidInput) as bad:
-        asyncio.run(artifacts.upload(ctx, hashlib.sha256(b"other").hexdigest(), _chunks(data)))
+        asyncio.run(artifacts.upload(ctx, hashlib.sha256(b"other").hexdigest(), _chunks(data), SYSTEM))
     assert bad.value.code == "sha256_mismatch"
-    assert asyncio.run(artifacts.upload(ctx, sha, _chunks(data)))["size_bytes"] == len(data)
+    # uploaded for the run: its workspace's content from now on
+    assert asyncio.run(artifacts.upload(ctx, sha, _chunks(data), SYSTEM, run["run_id"]))["size_bytes"] == len(data)
     body = {"run_id": run["run_id"], "phase": "p0", "name": "greeting.txt", "sha256": sha,
             "size_bytes": len(data), "media_type": "text/plain", "metadata": {}}
     art, created = artifacts.register(ctx, body, SYSTEM)

@@ -187,3 +187,25 @@ def test_lakehouse_sql_loads_only_its_own_command() -> None:
              "print('HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert "Run a query on the lake" in out.stdout and "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_demo_prints_whole_column_names_and_values_in_80_columns(ctx: Context, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    from lakehouse.cli import demo
+    from lakehouse.cli.common import console
+    from lakehouse.lake.catalog import catalog_for
+    from lakehouse.lake.tables import write_table
+
+    columns: dict[str, list[object]] = {
+        "company_id": [1], "account_id": [1], "month": ["2025-06-01"], "debit": ["100,880.85"],
+        "credit": ["5,746.84"], "balance": ["95,134.01"], "lines": [9]}
+    write_table(catalog_for(ctx.settings), "gold", "dev", "gl_trial_balance", pa.table(columns))
+    monkeypatch.setattr(demo, "GOLD_PREVIEW", ["gold.gl_trial_balance"])
+    monkeypatch.setattr(console, "width", 80)
+    with console.capture() as printed:
+        demo.show_gold(ctx)
+    out = printed.get()
+    assert "…" not in out and all(len(line) <= 80 for line in out.splitlines())
+    for name, values in columns.items():
+        assert name in out and str(values[0]) in out

@@ -242,9 +242,13 @@ def register_artifact(body: s.ArtifactIn, response: Response, ctx: Context = Dep
 @router.put("/artifacts/{sha256}", response_model=s.UploadOut, responses=ERRORS,
             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}})
 async def upload_artifact(sha256: s.Sha256Param, request: Request, ctx: Context = Depends(context),
-                          p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
-    """Upload content; the server checks it against ``sha256`` (422 ``sha256_mismatch`` if not)."""
-    return await artifacts.upload(ctx, sha256, request.stream())
+                          p: Principal = Depends(require(Action.EXECUTE)),
+                          run_id: str | None = Query(None, max_length=36, description=(
+                              "the run the content is for: it becomes that run's workspace's (without it, the "
+                              "uploading account's until it registers it on a run)"))) -> dict[str, Any]:
+    """Upload content; the server checks it against ``sha256`` (422 ``sha256_mismatch`` if not). Every
+    upload carries the body: content another workspace stored is not this one's until it is uploaded."""
+    return await artifacts.upload(ctx, sha256, request.stream(), p, run_id)
 
 
 @router.get("/artifacts/{sha256}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS})

@@ -96,7 +96,8 @@ def show_gold(ctx: Context) -> None:
     with duck.connect(catalog_for(ctx.settings), "dev") as lake:
         for table in GOLD_PREVIEW:
             rel = lake.sql(f"SELECT * FROM {table} ORDER BY ALL LIMIT {PREVIEW_ROWS}")
-            out = Table(*rel.columns, title=table, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+            out = Table(*rel.columns, title=table, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                        collapse_padding=True, pad_edge=False)
             for row in rel.fetchall():
                 out.add_row(*[_fmt(v) for v in row])
             console.print(keep_whole(out, *range(len(out.columns))))  # real column names, whole, in 80 columns

@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from pyiceberg.catalog.rest import RestCatalog
 
+from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.lake.catalog import (
     CATALOG_NAME,
     LAYERS,
@@ -147,7 +148,7 @@ class LeaseCatalog(RestCatalog):
         from requests import HTTPError
 
         out = []
-        envs = [check_env(env)] if env is not None else _ENVS
+        envs = [check_env(env)] if env is not None else list(ENVIRONMENTS)
         layers = [check_layer(layer)] if layer is not None else list(LAYERS)
         for e in envs:
             for lay in layers:
@@ -168,11 +169,3 @@ class LeaseCatalog(RestCatalog):
                         out.append((lay, e, name, str(locations[name])))
         return out
 
-
-def _envs() -> list[str]:
-    from lakehouse.domain.runs import ENVIRONMENTS
-
-    return list(ENVIRONMENTS)
-
-
-_ENVS = _envs()

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from lakehouse.domain.events import EventType
 from lakehouse.domain.principal import Principal
+from lakehouse.domain.roles import Action
 from lakehouse.lake.blobstore import ArtifactStore, BlobStore, HashMismatch, TooBig
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound, TooLarge
@@ -47,9 +48,21 @@ def adopt_local(ctx: Context, sha256: str) -> int:
     return target.put_file(sha256, local.path(sha256))
 
 
-async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes]) -> dict[str, Any]:
-    """Store content under its sha256; the server checks the hash. The same sha is stored once."""
+async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes], principal: Principal,
+                 run_id: str | None = None) -> dict[str, Any]:
+    """Store content under its sha256; the server checks the hash. The same sha is stored once, but
+    reaching it is per workspace: every upload carries the body (no "already have it" answer), and
+    makes the content the named run's workspace's, or (no run named) the uploading account's until it
+    registers it on a run. A workspace never reaches content only another workspace uploaded."""
+    principal.require(Action.EXECUTE)
     _check_sha(sha256)
+    workspace_id: int | None = None
+    if run_id is not None:
+        with ctx.db.read() as conn:
+            run = queue.get_run(conn, run_id)
+        if run is None or not principal.can_see(run["workspace_id"]):
+            raise NotFound(f"run {run_id} not found", code="run_not_found")
+        workspace_id = int(run["workspace_id"])
     bs = store_for(ctx)
     try:
         size = await bs.put_stream(sha256, chunks, ctx.settings.max_artifact_bytes)
@@ -60,7 +73,12 @@ async def upload(ctx: Context, sha256: str, chunks: AsyncIterator[bytes]) -> dic
         raise TooLarge(str(exc), code="too_large") from None
     # registered only now: the content is complete, checked and in place under its key
     with ctx.db.write() as conn:
-        store.remember_blob(conn, sha256, size, bs.uri(sha256), ctx.clock())
+        now = ctx.clock()
+        store.remember_blob(conn, sha256, size, bs.uri(sha256), now)
+        if workspace_id is not None:
+            store.own(conn, workspace_id, sha256, run_id, now)
+        elif principal.user_id is not None:
+            store.remember_upload(conn, principal.user_id, sha256, now)
     return {"sha256": sha256, "size_bytes": size, "stored": True}
 
 
@@ -105,7 +123,10 @@ def content_disposition(name: str, disposition: str = "attachment") -> str:
 
 def register(ctx: Context, body: dict[str, Any], principal: Principal) -> tuple[dict[str, Any], bool]:
     """Register artifact metadata for a run's phase. Same (run, phase, name, sha) again returns the
-    existing record; a different sha for an existing name is a conflict (artifacts are immutable)."""
+    existing record; a different sha for an existing name is a conflict (artifacts are immutable). The
+    content must be the run's workspace's (uploaded for it, or produced there) or uploaded by this
+    account itself; else ``content_missing``, also when another workspace stored it."""
+    principal.require(Action.EXECUTE)
     _check_sha(body["sha256"])
     check_name(body["name"])
     check_media_type(body["media_type"])
@@ -116,12 +137,17 @@ def register(ctx: Context, body: dict[str, Any], principal: Principal) -> tuple[
         names = {p["name"] for p in queue.run_phases(conn, body["run_id"])}
         if body["phase"] not in names:
             raise NotFound(f"run has no phase {body['phase']!r}", code="phase_not_found")
-        blob = store.blob(conn, body["sha256"])
+        # only content this workspace uploaded or produced, or that this account uploaded itself: a
+        # blob stored for another workspace is as missing as one never uploaded (no existence oracle)
+        owned = store.owns(conn, run["workspace_id"], body["sha256"])
+        proven = not owned and principal.user_id is not None \
+            and store.uploaded_by(conn, principal.user_id, body["sha256"])
+        blob = store.blob(conn, body["sha256"]) if owned or proven else None
         if blob is not None and blob.size_bytes != body["size_bytes"]:
             raise InvalidInput(f"size_bytes {body['size_bytes']} does not match the stored content "
                                f"({blob.size_bytes} bytes)", code="size_mismatch")
         if blob is None and not body.get("uri"):
-            raise Conflict("upload the content with PUT /ops/artifacts/{sha256} first, or give a uri",
+            raise Conflict("upload the content with PUT /ops/artifacts/{sha256}?run_id=… first, or give a uri",
                            code="content_missing")
         existing = store.find(conn, body["run_id"], body["phase"], body["name"])
         if existing is not None:
@@ -134,6 +160,8 @@ def register(ctx: Context, body: dict[str, Any], principal: Principal) -> tuple[
             conn, run_id=body["run_id"], phase=body["phase"], name=body["name"], sha256=body["sha256"],
             size_bytes=body["size_bytes"], media_type=body["media_type"],
             uri=body.get("uri") or (blob.uri if blob else None), metadata=body.get("metadata") or {}, now=now)
+        if proven and blob is not None:
+            store.own(conn, run["workspace_id"], body["sha256"], body["run_id"], now)
         queue.append_events(conn, body["run_id"], [{
             "type": EventType.ARTIFACT_REGISTERED.value, "ts": now, "level": "info", "phase": body["phase"],
             "message": f"artifact {body['name']} ({body['size_bytes']} bytes)",

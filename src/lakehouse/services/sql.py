@@ -431,6 +431,7 @@ def _record(ctx: Context, ws_id: int, env: str, principal: Principal, engine: st
     with ctx.db.write() as conn:
         if result is not None:
             blob_store.remember_blob(conn, result[0], result[1], result[2], ctx.clock())  # one blobs registry
+            blob_store.own(conn, ws_id, result[0], None, ctx.clock())  # produced here: this workspace's only
         return history.insert_query(
             conn, workspace_id=ws_id, environment=env, user_name=principal.name, engine=engine, sql_text=sql,
             status=status, error=error, started_at=started_at, duration_ms=duration_ms, rows=rows,

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, exists, select
 
 from lakehouse.store import dialect
 from lakehouse.store.scope import visible
-from lakehouse.store.tables import artifacts, blobs, runs
+from lakehouse.store.tables import artifacts, blob_owners, blob_uploads, blobs, runs
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,29 @@ def remember_blob(conn: Connection, sha256: str, size_bytes: int, uri: str, now:
                                          "stored_at": now}], "sha256")
 
 
+def own(conn: Connection, workspace_id: int, sha256: str, run_id: str | None, now: datetime) -> None:
+    """The workspace may reference this content from now on (kept as it is when it already may)."""
+    dialect.insert_ignore(conn, blob_owners, [{"workspace_id": workspace_id, "sha256": sha256, "first_at": now,
+                                               "run_id": run_id}], "workspace_id", "sha256")
+
+
+def owns(conn: Connection, workspace_id: int, sha256: str) -> bool:
+    """Whether the workspace uploaded or produced this content."""
+    return conn.execute(select(blob_owners.c.sha256).where(
+        blob_owners.c.workspace_id == workspace_id, blob_owners.c.sha256 == sha256)).first() is not None
+
+
+def remember_upload(conn: Connection, user_id: int, sha256: str, now: datetime) -> None:
+    """The account uploaded this content (without naming a run): it holds the bytes."""
+    dialect.insert_ignore(conn, blob_uploads, [{"user_id": user_id, "sha256": sha256, "uploaded_at": now}],
+                          "user_id", "sha256")
+
+
+def uploaded_by(conn: Connection, user_id: int, sha256: str) -> bool:
+    return conn.execute(select(blob_uploads.c.sha256).where(
+        blob_uploads.c.user_id == user_id, blob_uploads.c.sha256 == sha256)).first() is not None
+
+
 def blob(conn: Connection, sha256: str) -> BlobRow | None:
     row = conn.execute(select(blobs.c.sha256, blobs.c.size_bytes, blobs.c.uri)
                        .where(blobs.c.sha256 == sha256)).first()
@@ -88,8 +111,11 @@ def of_run(conn: Connection, run_id: str) -> list[ArtifactRow]:
 
 
 def uses_of_blob(conn: Connection, workspace_ids: Collection[int] | None, sha256: str) -> list[BlobUse]:
-    """The artifacts naming this content in runs of the visible workspaces, in registration order."""
+    """The artifacts naming this content in runs of the visible workspaces that own it (uploaded or
+    produced it there), in registration order. An artifact naming content its workspace never held (a
+    ``uri`` registration of another workspace's sha256) is no way to that content."""
+    owned = exists().where(and_(blob_owners.c.workspace_id == runs.c.workspace_id, blob_owners.c.sha256 == sha256))
     stmt = (select(artifacts.c.media_type, artifacts.c.name).join(runs, runs.c.id == artifacts.c.run_id)
-            .where(artifacts.c.sha256 == sha256))
+            .where(artifacts.c.sha256 == sha256, owned))
     stmt = visible(stmt, runs.c.workspace_id, workspace_ids).order_by(artifacts.c.id)
     return [BlobUse(media_type=r[0], name=r[1]) for r in conn.execute(stmt).all()]

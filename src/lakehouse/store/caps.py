@@ -49,13 +49,13 @@ def usage_ctes(pg: bool, use_filter: str = "") -> str:
     greatest = "greatest" if pg else "max"
     spent = _secs(pg, f"coalesce(a.finished_at, {now})", f"{greatest}(a.claimed_at, {day})")
     return f"""
-k_use AS (
+k_use AS MATERIALIZED (
     SELECT r.workspace_id AS ws, r.spec_slug AS slug, u.capability AS cap, u.executor_id AS ex, count(*) AS n
     FROM phases u JOIN runs r ON r.id = u.run_id
     WHERE u.status IN ({_LEASED_SQL}){use_filter}
     GROUP BY r.workspace_id, r.spec_slug, u.capability, u.executor_id
 ),
-k_spent AS (
+k_spent AS MATERIALIZED (
     SELECT r.workspace_id AS ws, r.spec_slug AS slug, u.capability AS cap, a.executor_id AS ex, sum({spent}) AS s
     FROM phase_attempts a JOIN phases u ON u.id = a.phase_id JOIN runs r ON r.id = u.run_id
     WHERE (a.finished_at IS NULL OR a.finished_at > {day}) AND a.claimed_at < {now}
@@ -90,7 +90,7 @@ k_cap AS (
     WHERE (c.max_concurrent IS NOT NULL OR c.runtime_s_per_day IS NOT NULL OR c.max_phase_timeout_s IS NOT NULL)
       AND (c.scope_kind <> '{ScopeKind.EXECUTOR.value}' OR c.scope_value = {ex})
 ),
-k_full AS (
+k_full AS MATERIALIZED (
     SELECT * FROM k_cap c
     WHERE (c.max_concurrent IS NOT NULL AND c.used >= c.max_concurrent)
        OR (c.runtime_s_per_day IS NOT NULL AND c.spent >= c.runtime_s_per_day)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select, update
 
 from lakehouse.store.scope import visible
-from lakehouse.store.tables import artifacts, query_history
+from lakehouse.store.tables import artifacts, blob_owners, blob_uploads, query_history
 from lakehouse.store.tables import blobs as blobs_table
 from lakehouse.store.tables import workspaces as ws_table
 
@@ -145,14 +145,20 @@ def expire_results(conn: Connection, query_ids: Iterable[int], now: datetime) ->
 
 
 def is_named(conn: Connection, sha256: str) -> bool:
-    """Whether a live query result (any workspace) or an artifact still names this content."""
+    """Whether a live query result (any workspace) or an artifact still names this content, or an
+    executor uploaded it (for a run, or as an account) and may register it next."""
     live = exists().where(qh.c.result_sha256 == sha256, qh.c.result_expired_at.is_(None))
     artifact = exists().where(artifacts.c.sha256 == sha256)
-    return bool(conn.execute(select(live | artifact)).scalar())
+    uploaded = exists().where(blob_owners.c.sha256 == sha256, blob_owners.c.run_id.is_not(None)) \
+        | exists().where(blob_uploads.c.sha256 == sha256)
+    return bool(conn.execute(select(live | artifact | uploaded)).scalar())
 
 
 def forget_blobs(conn: Connection, shas: Iterable[str]) -> None:
+    """Deleted content is no one's any more: a later upload of the same bytes starts over."""
     for chunk in _chunks(shas):
+        conn.execute(blob_owners.delete().where(blob_owners.c.sha256.in_(chunk)))
+        conn.execute(blob_uploads.delete().where(blob_uploads.c.sha256.in_(chunk)))
         conn.execute(blobs_table.delete().where(blobs_table.c.sha256.in_(chunk)))
 
 

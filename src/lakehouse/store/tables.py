@@ -191,6 +191,30 @@ blobs = Table(
     Column("stored_at", UTCDateTime(), nullable=False),
 )
 
+# Which workspaces may reference a blob (services/artifacts.py): content uploaded for one of their runs,
+# or produced there (a stored query result). Content-addressed storage is shared, reach is not: a sha256
+# another workspace uploaded is ``content_missing`` until this workspace uploads the bytes itself.
+blob_owners = Table(
+    "blob_owners",
+    metadata,
+    Column("workspace_id", ID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("first_at", UTCDateTime(), nullable=False),
+    Column("run_id", String(36), nullable=True),  # the run it was first uploaded or registered for
+    Index("ix_blob_owners_sha256", "sha256"),
+)
+
+# Content an account uploaded without naming a run: it proved it holds the bytes, so that account's
+# first registration of the sha256 on a run makes the blob the run's workspace's (blob_owners).
+blob_uploads = Table(
+    "blob_uploads",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("uploaded_at", UTCDateTime(), nullable=False),
+    Index("ix_blob_uploads_sha256", "sha256"),
+)
+
 artifacts = Table(
     "artifacts",
     metadata,

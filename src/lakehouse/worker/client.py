@@ -149,6 +149,7 @@ class ExecutorClient:
         sha = h.hexdigest()
         with path.open("rb") as fh:
             self._answer(_reaching(lambda: self.http.put(f"/ops/artifacts/{sha}", content=fh,
+                                                         params={"run_id": run_id},  # the run's workspace's
                                                          headers={"content-type": "application/octet-stream"})))
         return self._post("/ops/artifacts", {  # type: ignore[no-any-return]
             "run_id": run_id, "phase": phase, "name": name, "sha256": sha, "size_bytes": size,

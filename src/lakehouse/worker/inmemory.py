@@ -125,7 +125,7 @@ class InMemoryClient:
         async def chunks() -> AsyncIterator[bytes]:
             yield data
 
-        self._call(lambda: asyncio.run(artifacts.upload(self.ctx, sha, chunks())))
+        self._call(lambda: asyncio.run(artifacts.upload(self.ctx, sha, chunks(), self.principal, run_id)))
         art, _ = self._call(lambda: artifacts.register(self.ctx, {
             "run_id": run_id, "phase": phase, "name": name, "sha256": sha, "size_bytes": len(data),
             "media_type": media_type, "metadata": _wire(metadata or {})}, self.principal))

@@ -119,9 +119,11 @@
       }
       if (/^(RUN_|PHASE_(CLAIMED|STARTED|SUCCEEDED|FAILED|REQUEUED|SKIPPED)|LEASE_EXPIRED|ARTIFACT_)/.test(e.type)) refresh();
     }
+    // every type of domain/events.py (an event of a type missing here would not show until a reload)
     ["RUN_CREATED", "RUN_STARTED", "PHASE_CLAIMED", "PHASE_STARTED", "PHASE_PROGRESS", "PHASE_LOG", "PHASE_SUCCEEDED",
-     "PHASE_FAILED", "PHASE_REQUEUED", "PHASE_SKIPPED", "LEASE_EXPIRED", "ARTIFACT_REGISTERED", "RUN_SUCCEEDED",
-     "RUN_FAILED", "RUN_CANCELLED", "DQ_RESULT", "SCHEMA_DRIFT", "METRIC", "LINEAGE"].forEach(function (t) {
+     "PHASE_FAILED", "PHASE_REQUEUED", "PHASE_SKIPPED", "LEASE_EXPIRED", "ARTIFACT_REGISTERED", "CONNECTION_USED",
+     "RUN_SUCCEEDED", "RUN_FAILED", "RUN_CANCELLED", "RUN_HELD", "RUN_RELEASED", "DQ_RESULT", "SCHEMA_DRIFT", "METRIC",
+     "LINEAGE"].forEach(function (t) {
       src.addEventListener(t, onEvent);
     });
     src.onmessage = onEvent;
