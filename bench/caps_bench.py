@@ -20,30 +20,31 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import backend, log, machine, summary_ms  # noqa: E402
+from _common import backend, log, machine, summary_ms
 
-from lakehouse.domain.principal import SYSTEM, Principal  # noqa: E402
-from lakehouse.domain.runs import PhaseSpec, RunRequest  # noqa: E402
-from lakehouse.services import caps, protocol, runs, workspaces  # noqa: E402
-from lakehouse.services.context import open_context  # noqa: E402
-from lakehouse.settings import Settings  # noqa: E402
-from lakehouse.store.migrations import upgrade  # noqa: E402
+from lakehouse.domain.principal import SYSTEM, Principal
+from lakehouse.domain.runs import PhaseSpec, RunRequest
+from lakehouse.services import caps, protocol, runs, workspaces
+from lakehouse.services.context import open_context
+from lakehouse.settings import Settings
+from lakehouse.store.migrations import upgrade
 
 EXECUTOR = Principal(name="bench", role="executor")
 WORKSPACES = [f"ws{i}" for i in range(10)]
 PIPELINES = [f"pipe{i}" for i in range(4)]
 
 
-def _caps(ctx: Any) -> list[int]:
+def _caps(ctx: Any, budgets: bool = True) -> list[int]:
     ids = []
+    day = {"runtime_s_per_day": 1e7} if budgets else {}
     for i, ws in enumerate(WORKSPACES):  # 10 workspace caps
         ids.append(caps.set_cap(ctx, SYSTEM, ws, "workspace", None,
-                                {"max_concurrent": 1000, "runtime_s_per_day": 1e7})["id"])
+                                {"max_concurrent": 1000, **day})["id"])
         for p in PIPELINES[:2]:  # 20 pipeline caps
             ids.append(caps.set_cap(ctx, SYSTEM, ws, "pipeline", p, {"max_concurrent": 500,
                                                                      "max_phase_timeout_s": 3600})["id"])
         ids.append(caps.set_cap(ctx, SYSTEM, ws, "capability", "noop",  # 10 capability caps
-                                {"max_concurrent": 800, "runtime_s_per_day": 1e7})["id"])
+                                {"max_concurrent": 800, **day})["id"])
         ids.append(caps.set_cap(ctx, SYSTEM, ws, "executor", f"bench-{i % 2}",  # 10 executor caps
                                 {"max_concurrent": 900, "max_phase_timeout_s": 7200})["id"])
     assert len(ids) == 50
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3000, help="runs queued before the rounds")
     ap.add_argument("--claims", type=int, default=250, help="claims per round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of each scenario (alternating)")
+    ap.add_argument("--no-budgets", action="store_true", help="the 50 caps without daily runtime budgets")
     cfg = ap.parse_args()
     with backend(cfg.backend) as b:
         upgrade(b.database_url)
@@ -84,13 +86,14 @@ def main() -> None:
             results: dict[str, list[float]] = {"none": [], "caps_50": []}
             for r in range(cfg.rounds):
                 for scenario in ("none", "caps_50"):
-                    ids = _caps(ctx) if scenario == "caps_50" else []
+                    ids = _caps(ctx, not cfg.no_budgets) if scenario == "caps_50" else []
                     took = _round(ctx, cfg.claims)
                     results[scenario] += took
                     log(f"round {r} {scenario}: {cfg.claims / sum(took):.0f} claims/s")
                     for cap_id in ids:
                         caps.delete_cap(ctx, SYSTEM, cap_id)
             out: dict[str, Any] = {"backend": cfg.backend, "machine": machine(), "queued_runs": cfg.runs,
+                                   "budgets": not cfg.no_budgets,
                                    "claims_per_scenario": len(results["none"]), "workspaces": len(WORKSPACES)}
             for k, v in results.items():
                 out[k] = {"claims_per_s": round(len(v) / sum(v), 1), **summary_ms(v)}

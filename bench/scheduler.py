@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backfill-runs", type=int, default=None, help="runs of the backfill (default 10000)")
     ap.add_argument("--max-phases", type=int, default=50, help="max_phases of each of the 2 workers")
     ap.add_argument("--drain-timeout-s", type=float, default=1800)
+    ap.add_argument("--skip-server", action="store_true",
+                    help="only the in-process figures (ticks, backfill creation): no server, no drain")
     ap.add_argument("--quick", action="store_true", help="smoke mode: 100 jobs, 3 ticks, 1,000 runs")
     cfg = ap.parse_args(argv)
     cfg.jobs = cfg.jobs or (100 if cfg.quick else 1000)
@@ -233,15 +235,16 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "bench/scheduler.py", *(argv if argv is not None else sys.argv[1:])]),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "code": code_info(None),
         "config": {"jobs": cfg.jobs, "ticks": cfg.ticks, "backfill_runs": cfg.backfill_runs,
-                   "worker_max_phases": cfg.max_phases},
+                   "worker_max_phases": cfg.max_phases, "skip_server": cfg.skip_server},
         "results": {}, "errors": {},
     }
     with backend("postgres") as b:
         try:
             cli(b, "db", "upgrade")
             doc["results"]["ticks"] = ticks(b, cfg)
-            tokens = prepare(b)
-            doc["results"]["backfill"] = backfill(b, cfg, tokens)
+            if not cfg.skip_server:
+                tokens = prepare(b)
+                doc["results"]["backfill"] = backfill(b, cfg, tokens)
         except Exception as exc:
             log(f"FAILED: {type(exc).__name__}: {exc}")
             doc["errors"]["postgres"] = f"{type(exc).__name__}: {exc}"

@@ -6,8 +6,8 @@ import typer
 
 from lakehouse.cli import admin, demo, pipelines, runs, server, sql, tables
 from lakehouse.cli import alerts as alerts_cli
-from lakehouse.cli import caps as caps_cli
 from lakehouse.cli import audit as audit_cli
+from lakehouse.cli import caps as caps_cli
 from lakehouse.cli import jobs as jobs_cli
 from lakehouse.cli import odoo as odoo_cli
 from lakehouse.cli import secrets as secrets_cli
