@@ -32,7 +32,8 @@ def prop(doc: dict[str, Any], model: str, field: str) -> dict[str, Any]:
         if "$ref" in alt:
             alt = schemas[alt["$ref"].rsplit("/", 1)[1]]
         if "pattern" in alt or "enum" in alt:
-            return alt
+            found: dict[str, Any] = alt
+            return found
     return p
 
 
@@ -130,8 +131,8 @@ def test_event_types_and_levels_are_enums_with_their_codes(client: TestClient, a
     for i, t in enumerate(ExecutorEventType):
         r = post(type=t.value, event_id=f"ok{i}", level="debug")
         assert r.status_code == 200, r.text
-    for t, code in (("RUN_SUCCEEDED", "invalid_event_type"), ("NOT_A_TYPE", "invalid_event_type")):
-        r = post(type=t)
+    for bad, code in (("RUN_SUCCEEDED", "invalid_event_type"), ("NOT_A_TYPE", "invalid_event_type")):
+        r = post(type=bad)
         assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text
     r = post(type="PHASE_LOG", level="loud")
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_level", r.text

@@ -36,9 +36,9 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = (self.log_dir / f"server-{time.monotonic_ns()}.log").open("wb")
-        self.proc = subprocess.Popen(lakehouse("serve", "--port", str(self.port)), env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with (self.log_dir / f"server-{time.monotonic_ns()}.log").open("wb") as log:  # the child keeps its copy
+            self.proc = subprocess.Popen(lakehouse("serve", "--port", str(self.port)), env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -67,10 +67,10 @@ class Server:
 
 def spawn_worker(server: Server, token: str, executor_id: str, log_dir: Path, *extra: str
                  ) -> subprocess.Popen[bytes]:
-    log = (log_dir / f"worker-{executor_id}.log").open("ab")
-    return subprocess.Popen(lakehouse("worker", "--server", server.base, "--executor-id", executor_id,
-                                      "--wait-s", "5", *extra),
-                            env={**server.env, "LAKEHOUSE_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT)
+    with (log_dir / f"worker-{executor_id}.log").open("ab") as log:  # the child keeps its copy
+        return subprocess.Popen(lakehouse("worker", "--server", server.base, "--executor-id", executor_id,
+                                          "--wait-s", "5", *extra),
+                                env={**server.env, "LAKEHOUSE_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT)
 
 
 @contextmanager

@@ -107,8 +107,8 @@ def test_each_tick_once_across_two_servers_and_a_leader_kill(ctx: Context, serve
     duplicated = {k: n for k, n in after.items() if n != 1}
     assert not duplicated, f"ticks created more than once: {duplicated}"
     with ctx.db.read() as conn:
-        keys = [str(k) for k in conn.execute(select(runs.c.idempotency_key)
-                                             .join(job_runs, job_runs.c.run_id == runs.c.id)
-                                             .where(job_runs.c.job_id == job_id)).scalars()]
+        found = conn.execute(select(runs.c.idempotency_key).join(job_runs, job_runs.c.run_id == runs.c.id)
+                             .where(job_runs.c.job_id == job_id)).all()
+    keys = [str(row[0]) for row in found]
     assert len(keys) == len(set(keys)) == len(after)
     assert {f"job:{job_id}:tick:{t.isoformat()}" for t in expected} <= set(keys)
