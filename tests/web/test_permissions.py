@@ -62,6 +62,8 @@ def _service_attempt(action: Action) -> Callable[[Context, Principal, dict[str, 
             ctx, p, "default", "no_such_job", "stage"),
         Action.ALERT_MANAGE: lambda ctx, p, s: __import__("lakehouse.services.alerts", fromlist=["x"]).create_rule(
             ctx, p, "default", {"name": f"r-{p.role}", "kind": "run_failed"}),
+        Action.CAP_MANAGE: lambda ctx, p, s: __import__("lakehouse.services.caps", fromlist=["x"]).set_cap(
+            ctx, p, "default", "workspace", None, {"max_concurrent": 5}),
         Action.ALERT_RESPOND: lambda ctx, p, s: __import__("lakehouse.services.alerts", fromlist=["x"]).acknowledge(
             ctx, p, 999_999),
         Action.CATALOG_WRITE: lambda ctx, p, s: __import__("lakehouse.services.iceberg_rest", fromlist=["x"]
