@@ -80,6 +80,17 @@ def claim_ctes(pg: bool, run_filter: str, use_filter: str = "") -> str:
     m_q = match_sql("c", "r.workspace_id", "r.spec_slug", "p.capability", ex)
     m_t = match_sql("c", "t.ws", "t.slug", "t.cap", ex)
     last = f"(SELECT e.last_workspace_id FROM executors e WHERE e.id = {ex})"
+    runnable = f"""
+        SELECT p.id, p.available_at, r.workspace_id AS ws, r.spec_slug AS slug, p.capability AS cap
+        FROM phases p JOIN runs r ON r.id = p.run_id
+        WHERE p.status = '{_QUEUED}' AND p.capability {caps_in} AND p.available_at <= {now}{run_filter}
+          AND NOT EXISTS (SELECT 1 FROM k_full c WHERE {m_q})"""
+    # PostgreSQL: each workspace's oldest ``:window`` runnable phases, one probe of
+    # ix_phases_ws_claimable per workspace, so a claim costs O(workspaces x window), not O(queue);
+    # the fair order below only needs each workspace's head. SQLite (one process, small queues)
+    # ranks every runnable phase.
+    k_q = (f"SELECT q.* FROM workspaces w CROSS JOIN LATERAL ({runnable} AND p.workspace_id = w.id\n"
+           f"        ORDER BY p.available_at, p.id LIMIT :window) q" if pg else runnable)
     return usage_ctes(pg, use_filter) + f""",
 k_cap AS (
     SELECT c.id, c.workspace_id, c.scope_kind, c.scope_value, c.max_concurrent, c.runtime_s_per_day,
@@ -96,12 +107,7 @@ k_full AS MATERIALIZED (
        OR (c.runtime_s_per_day IS NOT NULL AND c.spent >= c.runtime_s_per_day)
 ),
 k_wl AS (SELECT g.ws, sum(g.n) AS n FROM k_use g GROUP BY g.ws),
-k_q AS (
-    SELECT p.id, p.available_at, r.workspace_id AS ws, r.spec_slug AS slug, p.capability AS cap
-    FROM phases p JOIN runs r ON r.id = p.run_id
-    WHERE p.status = '{_QUEUED}' AND p.capability {caps_in} AND p.available_at <= {now}{run_filter}
-      AND NOT EXISTS (SELECT 1 FROM k_full c WHERE {m_q})
-),
+k_q AS ({k_q}),
 k_o AS (
     SELECT f.*, CASE WHEN {last} IS NULL THEN 0 WHEN f.ws > {last} THEN f.ws - {last}
                      ELSE f.ws - {last} + 1000000000000 END AS turn

@@ -283,9 +283,9 @@ WITH src AS MATERIALIZED (
   SELECT src.* FROM src JOIN new_runs ON new_runs.id = src.id
 ), new_phases AS (
   INSERT INTO phases (run_id, idx, name, type, capability, params, timeout_s, max_attempts, status, attempt,
-                      available_at)
+                      available_at, workspace_id)
   SELECT f.id, p.idx, p.name, p.type, p.capability, p.params, p.timeout_s, p.max_attempts, p.status, 0,
-         p.available_at
+         p.available_at, f.workspace_id
   FROM fresh f CROSS JOIN LATERAL jsonb_to_recordset(f.phases) AS p(
     idx integer, name varchar(200), type varchar(64), capability varchar(64), params jsonb,
     timeout_s double precision, max_attempts integer, status varchar(16), available_at timestamptz)
@@ -359,7 +359,7 @@ def insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> list[
         {"run_id": n.run_id, "idx": i, "name": p.name, "type": p.type, "capability": p.effective_capability,
          "params": p.params, "timeout_s": p.timeout_s, "max_attempts": p.max_attempts,
          "status": queued if i == 0 and n.released else pending, "attempt": 0,
-         "available_at": now if i == 0 and n.released else None}
+         "available_at": now if i == 0 and n.released else None, "workspace_id": n.workspace_id}
         for n in fresh for i, p in enumerate(_steps(n))
     ])
     created = EventType.RUN_CREATED.value

@@ -39,6 +39,6 @@ def insert(conn: Connection, *, run_id: str, workspace_id: int, environment: str
     conn.execute(phases.insert(), [
         {"run_id": run_id, "idx": i, "name": p.name, "type": p.type, "capability": p.capability,
          "params": p.params, "timeout_s": p.timeout_s, "max_attempts": p.max_attempts, "status": p.status,
-         "attempt": 0, "available_at": p.available_at}
+         "attempt": 0, "available_at": p.available_at, "workspace_id": workspace_id}
         for i, p in enumerate(phases_)
     ])

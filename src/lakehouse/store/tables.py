@@ -144,10 +144,12 @@ phases = Table(
     Column("progress", JSONDoc(), nullable=True),
     Column("output_manifest", JSONDoc(), nullable=True),
     Column("error", Text, nullable=True),
+    Column("workspace_id", ID, nullable=True),  # the run's, copied: a claim probes each workspace's queue
     UniqueConstraint("run_id", "idx", name="uq_phases_run_idx"),
     UniqueConstraint("run_id", "name", name="uq_phases_run_name"),
     Index("ix_phases_claimable", "status", "capability", "available_at"),
     Index("ix_phases_lease", "status", "lease_expires_at"),
+    Index("ix_phases_ws_claimable", "workspace_id", "status", "available_at", "id"),
 )
 
 phase_attempts = Table(
