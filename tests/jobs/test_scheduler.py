@@ -211,3 +211,29 @@ def test_scheduled_job_needs_defaults(ctx: Context, clock: FakeClock, admin: Pri
     with pytest.raises(InvalidInput) as exc:
         jobs.save(ctx, admin, "default", job)
     assert "missing: x" in exc.value.message
+
+
+def test_queue_caps_apply_to_job_runs(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+    """A manual job run over a full ``reject`` queue cap is refused (429, nothing created); scheduled
+    ticks are never lost to it: they are held with the reason and released when the queue has room."""
+    from lakehouse.services import caps, job_runs
+    from lakehouse.services.errors import RateLimited
+
+    cap = caps.set_cap(ctx, admin, "default", "workspace", None, {"max_queued_runs": 1}, "reject")
+    jobs.save(ctx, admin, "default", sql_job("daily"))
+    job_runs.run_job(ctx, admin, "default", "daily")
+    before = len(runs.list_runs(ctx, admin))
+    with pytest.raises(RateLimited) as e:
+        job_runs.run_job(ctx, admin, "default", "daily")
+    assert e.value.code == "queue_cap" and e.value.details["cap_id"] == cap["id"]
+    assert len(runs.list_runs(ctx, admin)) == before  # nothing half-created
+
+    jobs.save(ctx, admin, "default", scheduled("h", "0 * * * *", catchup="all"))
+    clock.set(utc(2024, 1, 1, 13, 0, 5))
+    scheduler.tick(ctx)
+    clock.set(utc(2024, 1, 1, 15, 0, 5))
+    scheduler.tick(ctx)
+    ticks = [r for r in runs.list_runs(ctx, admin) if r["spec_slug"] == "h"]
+    assert len(ticks) == 3  # 13:00, 14:00, 15:00: none lost
+    held = [runs.get_run(ctx, r["run_id"], admin)["held"] for r in ticks]
+    assert all(h is not None and h["cap_id"] == cap["id"] for h in held)

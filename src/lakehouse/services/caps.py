@@ -19,7 +19,8 @@ needs ``read`` (members). Every change is audited.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from lakehouse.services.context import Context
 from lakehouse.services.errors import NotFound, RateLimited
 from lakehouse.store import caps as store
 from lakehouse.store import dialect, queue
+from lakehouse.store import jobs as jobs_store
 from lakehouse.store.types_public import Connection, RowMapping
 
 RETRY_AFTER_S = 30  # what a refused enqueue is told to wait: about one queue turn
@@ -128,6 +130,39 @@ def hold_run(conn: Connection, run_id: str, ws_id: int, hold: tuple[int, str], n
     store.hold(conn, run_id, ws_id, hold[0], hold[1], now)
     queue.append_events(conn, run_id, [{"type": EventType.RUN_HELD.value, "ts": now, "level": "warning",
                                         "message": hold[1], "payload": {"cap_id": hold[0], "reason": hold[1]}}])
+
+
+def insert_job_runs(conn: Connection, new: Sequence[jobs_store.NewRun], now: datetime, *,
+                    reject: bool) -> list[str]:
+    """Insert runs of jobs (manual, scheduled, triggered) through the enqueue check; returns the ids
+    inserted. Runs of a workspace with queue caps are admitted and inserted one at a time, so each
+    sees the ones before it; the rest go in as one set. Over a full ``reject`` cap a manual run is
+    refused (``reject=True``: 429); a scheduled or triggered one is held instead, so a tick is never
+    lost. Backfill runs are not checked: their backfill's slots release them."""
+    capped: dict[int, bool] = {}
+
+    def has_queue_caps(ws_id: int) -> bool:
+        if ws_id not in capped:
+            capped[ws_id] = bool(store.queue_caps(conn, ws_id))
+        return capped[ws_id]
+
+    free = [n for n in new if n.backfill_id is not None or not n.released or not has_queue_caps(n.workspace_id)]
+    ids = jobs_store.insert_runs(conn, free, now) if free else []
+    for n in new:
+        if any(n is f for f in free):
+            continue
+        first = n.request.phases[0].effective_capability if n.request.phases else None
+        try:
+            hold = admit(conn, n.workspace_id, n.request.spec_slug, first)
+        except RateLimited as exc:
+            if reject:
+                raise
+            hold = (int(exc.details["cap_id"]), f"held by {exc.message}")
+        made = jobs_store.insert_runs(conn, [replace(n, released=False) if hold else n], now)
+        if made and hold is not None:
+            hold_run(conn, made[0], n.workspace_id, hold, now)
+        ids += made
+    return ids
 
 
 def held_reason(conn: Connection, run_id: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from lakehouse.domain.pipelines import PipelineSpec
 from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS, PhaseSpec, RunRequest
-from lakehouse.services import audit, code_policy, promotions, runs, workspaces
+from lakehouse.services import audit, caps, code_policy, promotions, runs, workspaces
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, NotFound
 from lakehouse.store import jobs as store
@@ -200,7 +200,7 @@ def create(ctx: Context, principal: Principal, new: Sequence[store.NewRun], acti
     idempotency key inserts nothing)."""
     now = ctx.clock()
     with ctx.db.write() as conn:
-        ids = store.insert_runs(conn, new, now)
+        ids = caps.insert_job_runs(conn, new, now, reject=True)  # over a queue cap: 429, or held
         if ids:
             audit.record(conn, now, principal, action, "job", str(details.get("job")), ws_id,
                          {**details, "runs": len(ids), **({"run_id": ids[0]} if len(ids) == 1 else {})})

@@ -83,7 +83,7 @@ def _schedules(ctx: Context, now: datetime) -> tuple[int, int]:
                     log.warning("scheduled job cannot run", extra={"job": d.name, "error": str(exc)})
                 nxt = schedules.next_after(s.cron, s.timezone, max(now, last), start, end)
                 ticks.append({"job_id": row["id"], "next_fire_at": nxt, "last_tick_at": max(now, last)})
-            made += len(store.insert_runs(conn, new, now))
+            made += len(caps.insert_job_runs(conn, new, now, reject=False))
             store.set_ticks(conn, ticks)
         if len(due) < BATCH:
             break
@@ -139,7 +139,7 @@ def _triggers(ctx: Context, now: datetime) -> int:
                         new.append(_trigger_run(ctx, conn, row, up["run_id"], up["job"]))
                     except (ServiceError, ParamError) as exc:
                         log.warning("triggered job cannot run", extra={"job": row["name"], "error": str(exc)})
-            made += len(store.insert_runs(conn, new, now))
+            made += len(caps.insert_job_runs(conn, new, now, reject=False))
             store.mark_followed(conn, [r["run_id"] for r in finished])
         if len(finished) < BATCH:
             break
