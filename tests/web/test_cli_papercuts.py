@@ -209,3 +209,17 @@ def test_demo_prints_whole_column_names_and_values_in_80_columns(ctx: Context, m
     assert "…" not in out and all(len(line) <= 80 for line in out.splitlines())
     for name, values in columns.items():
         assert name in out and str(values[0]) in out
+
+
+@pytest.mark.parametrize("command", ["up", "serve"])
+def test_a_bad_log_format_is_one_line_and_a_non_zero_exit(command: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from lakehouse.cli.main import app
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, [command, "--log-format", "xml"])
+    assert result.exit_code != 0
+    out = (result.stdout + (result.stderr if result.stderr_bytes is not None else "")).strip()
+    assert "--log-format must be auto, json or text, not 'xml'" in out and len(out.splitlines()) == 1

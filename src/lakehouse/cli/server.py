@@ -158,16 +158,28 @@ class Running:
         console.print("stopping …")
 
 
+def _log_format(value: str | None) -> str | None:
+    """``--log-format``, checked; also handed to the processes this one starts (its workers)."""
+    if value is None:
+        return None
+    if value not in ("auto", "json", "text"):
+        fail(f"--log-format must be auto, json or text, not {value!r}")
+    os.environ["LAKEHOUSE_LOG_FORMAT"] = value
+    return value
+
+
 @one_line_errors
 def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT or 8000)"),
           host: str = typer.Option(None), no_scheduler: bool = typer.Option(False, "--no-scheduler"),
           processes: int = typer.Option(None, min=1, max=64,
                                         help="server processes on PostgreSQL (default LAKEHOUSE_PROCESSES or "
-                                             "one per core); SQLite runs one")) -> None:
+                                             "one per core); SQLite runs one"),
+          log_format: str = typer.Option(None, "--log-format",
+                                        help="log lines: auto, json or text (default LAKEHOUSE_LOG_FORMAT)")) -> None:
     """API + UI (+ scheduler and lease reaper unless --no-scheduler)."""
     from lakehouse.cli.processes import process_count, serve_processes
 
-    setup_logging(settings().log_level)
+    setup_logging(settings().log_level, _log_format(log_format))
     wait_until_reachable(settings().database_url, settings().database_wait_s)
     ctx = context(port=port, host=host)
     s = ctx.settings
@@ -182,9 +194,11 @@ def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT
 
 @one_line_errors
 def up(port: int = typer.Option(None), host: str = typer.Option(None),
-       workers: int = typer.Option(2, min=0, max=64, help="local worker processes")) -> None:
+       workers: int = typer.Option(2, min=0, max=64, help="local worker processes"),
+       log_format: str = typer.Option(None, "--log-format",
+                                        help="log lines: auto, json or text (default LAKEHOUSE_LOG_FORMAT)")) -> None:
     """API + UI + scheduler + N local workers in one process tree."""
-    setup_logging(settings().log_level)
+    setup_logging(settings().log_level, _log_format(log_format))
     wait_until_reachable(settings().database_url, settings().database_wait_s)
     ctx = context(port=port, host=host)
     s = ctx.settings
