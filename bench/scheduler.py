@@ -91,8 +91,8 @@ def _own_cpu() -> float:
 
 def ticks(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
     """1,000 jobs on a one-minute schedule, ``cfg.ticks`` passes at their tick instants."""
+    from lakehouse.domain.principal import SYSTEM
     from lakehouse.services import backfills, jobs, scheduler
-    from lakehouse.services.auth import SYSTEM
     from lakehouse.services.context import open_context
     from lakehouse.settings import Settings
 

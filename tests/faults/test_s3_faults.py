@@ -22,10 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lakehouse.api.app import create_app
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.lake.s3store import S3BlobStore
 from lakehouse.services import artifacts, runs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context, open_context
 from lakehouse.settings import Settings
 from lakehouse.store import artifacts as artifact_rows

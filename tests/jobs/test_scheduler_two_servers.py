@@ -21,8 +21,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import jobs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.store.tables import job_runs, runs
 from lakehouse.store.tables import jobs as jobs_table

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import auth, connections, runs, users
-from lakehouse.services.auth import SYSTEM
 from tests.jobs.pg_source import pg_source, scalar  # noqa: F401  (a session fixture)
 from tests.security.conftest import ADMIN, Attack, run_of, work
 

@@ -20,11 +20,11 @@ from sqlalchemy.engine import make_url
 
 from lakehouse.cli.server import Running, worker_environment
 from lakehouse.connectors.odoo_seed import seed
+from lakehouse.domain.principal import SYSTEM
 from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.lake.lease import RestLake
 from lakehouse.services import auth, connections, pipelines, protocol, runs
-from lakehouse.services.auth import SYSTEM
 from lakehouse.services.context import Context
 from lakehouse.worker.client import ExecutorClient
 from tests.e2e.harness import free_port

@@ -58,9 +58,9 @@ def test_ids_and_names_are_whole_in_80_columns(ctx: Context, monkeypatch: pytest
 
     from lakehouse.cli.common import console
     from lakehouse.cli.main import app
+    from lakehouse.domain.principal import SYSTEM
     from lakehouse.domain.runs import RunRequest
     from lakehouse.services import jobs, runs
-    from lakehouse.services.auth import SYSTEM
 
     monkeypatch.setenv("LAKEHOUSE_HOME", str(ctx.settings.home))
     monkeypatch.setenv("LAKEHOUSE_DATABASE_URL", ctx.settings.database_url)

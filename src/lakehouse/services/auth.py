@@ -12,9 +12,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
-# Principal and SYSTEM live in lakehouse.domain.principal; re-exported here for older imports
-from lakehouse.domain.principal import SYSTEM as SYSTEM
-from lakehouse.domain.principal import Principal as Principal
+from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.domain.roles import Role
 from lakehouse.services import audit, workspaces
 from lakehouse.services.context import Context

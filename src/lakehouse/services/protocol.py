@@ -15,17 +15,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping
-
 from lakehouse.domain.events import EXECUTOR_EVENT_TYPES, LEVELS, EventType
+from lakehouse.domain.principal import Principal
 from lakehouse.domain.retry import backoff_seconds, may_retry
 from lakehouse.domain.roles import Action
 from lakehouse.domain.states import AttemptStatus, PhaseStatus, RunStatus
 from lakehouse.services import alert_fire, caps, datasets, freshness, openlineage
-from lakehouse.services.auth import Principal
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, LeaseLost, NotFound, ServiceError
 from lakehouse.store import dialect, executor_rows, queue
+from lakehouse.store.types_public import Connection, RowMapping
 
 
 def _ev(type_: EventType | str, now: datetime, message: str, phase: str | None = None,
