@@ -153,7 +153,8 @@ def write_table(catalog: Any, layer: str, env: str, name: str, data: pa.Table | 
       and small ints widened, dictionaries decoded, ``null`` columns → string, views → plain types.
     """
     from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
-    from sqlalchemy.exc import IntegrityError
+
+    from lakehouse.store.types_public import IntegrityError
 
     if mode not in ("overwrite", "append"):
         raise ValueError("mode must be 'overwrite' or 'append'")
@@ -364,15 +365,10 @@ def list_tables(catalog: Any, env: str | None = None, layer: str | None = None,
         refs = [TableRef(scoped, lay, e, tname, loc) for lay, e, tname, loc in catalog.medallion_tables(env, layer)]
         refs.sort(key=lambda r: (LAYERS.index(r.layer), r.env, r.name))
         return refs
-    from pyiceberg.catalog.sql import IcebergTables
-    from sqlalchemy import or_, select
+    from lakehouse.store import iceberg_catalog
 
-    stmt = select(IcebergTables.table_namespace, IcebergTables.table_name, IcebergTables.metadata_location).where(
-        IcebergTables.catalog_name == catalog.name)
-    if getattr(catalog, "_schema_version", "v1") == "v1":
-        stmt = stmt.where(or_(IcebergTables.iceberg_type.is_(None), IcebergTables.iceberg_type == "TABLE"))
     with catalog.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+        rows = iceberg_catalog.all_tables(conn, catalog.name, getattr(catalog, "_schema_version", "v1") == "v1")
     out = []
     for ns, tname, loc in rows:
         parts = parse_namespace(ns)

@@ -144,6 +144,17 @@ def metadata_locations(conn: Connection, catalog: str, ns: str, names: Iterable[
     return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
 
 
+def all_tables(conn: Connection, catalog: str, v1_schema: bool = True) -> list[tuple[str, str, str | None]]:
+    """(namespace, name, current metadata file) of every table of the catalog (views left out where
+    the catalog's schema has the ``iceberg_type`` column, i.e. pyiceberg's "v1")."""
+    tables, _ = _tables()
+    stmt = select(tables.c.table_namespace, tables.c.table_name, tables.c.metadata_location).where(
+        tables.c.catalog_name == catalog)
+    if v1_schema:
+        stmt = stmt.where(_is_table(tables))
+    return [(str(r[0]), str(r[1]), None if r[2] is None else str(r[2])) for r in conn.execute(stmt)]
+
+
 def metadata_location(conn: Connection, catalog: str, ns: str, name: str) -> str | None:
     """The current metadata file of a table; None when there is no such table."""
     tables, _ = _tables()
