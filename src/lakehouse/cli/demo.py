@@ -38,11 +38,11 @@ def demo(port: int = typer.Option(None), workers: int = typer.Option(2, min=1, m
         fail(f"no pipelines folder at {s.pipelines_dir} (set LAKEHOUSE_PIPELINES_DIR)")
     source = seed_demo_source(s.home, scale)
     register_demo_connection(ctx, s.home / "demo" / "odoo.db")
-    os.environ.setdefault("LAKEHOUSE_ODOO_URL", source)
-    os.environ["LAKEHOUSE_HOME"] = str(s.home)  # the workers expand ${LAKEHOUSE_HOME} in the spec
+    # handed to the workers, which expand ${LAKEHOUSE_ODOO_URL} and ${LAKEHOUSE_HOME} in the specs
+    worker_env = {"LAKEHOUSE_ODOO_URL": os.environ.get("LAKEHOUSE_ODOO_URL") or source}
     print_admin(ctx, f"http://{s.host}:{s.port}")
     cmd = installed_command()
-    with Running(ctx, s.host, s.port, workers, worker_log_level="WARNING") as running:
+    with Running(ctx, s.host, s.port, workers, worker_log_level="WARNING", worker_env=worker_env) as running:
         for name in PIPELINES:
             run, _ = pipelines.start_run(ctx, SYSTEM, name, "dev")
             final = watch(ctx, run["run_id"], title=name)

@@ -91,8 +91,11 @@ def worker_environment(token: str, environ: dict[str, str] | None = None) -> dic
 
 
 def spawn_workers(n: int, server: str, token: str, extra: list[str] | None = None,
-                  log_level: str | None = None) -> list[subprocess.Popen[bytes]]:
-    env = worker_environment(token)
+                  log_level: str | None = None, settings_env: dict[str, str] | None = None
+                  ) -> list[subprocess.Popen[bytes]]:
+    """Start ``n`` local workers; ``settings_env`` is what this process hands them explicitly (its
+    home, a demo's source URL) on top of the scrubbed environment."""
+    env = worker_environment(token) | (settings_env or {})
     if log_level:
         env["LAKEHOUSE_LOG_LEVEL"] = log_level
     procs = []
@@ -119,8 +122,10 @@ class Running:
     """The control plane in this process (uvicorn in a thread) plus worker subprocesses."""
 
     def __init__(self, ctx: Context, host: str, port: int, workers: int, scheduler: bool = True,
-                 worker_log_level: str | None = None) -> None:
+                 worker_log_level: str | None = None, worker_env: dict[str, str] | None = None) -> None:
         self.worker_log_level = worker_log_level
+        # the workers' settings, passed down explicitly: this process's home (never the database or key)
+        self.worker_env = {"LAKEHOUSE_HOME": str(ctx.settings.home)} | (worker_env or {})
         self.ctx = ctx
         self.base = f"http://{host}:{port}"
         self.server = build_server(ctx, host, port, scheduler)
@@ -137,7 +142,7 @@ class Running:
             time.sleep(0.02)
         if self.workers_n:
             self.procs = spawn_workers(self.workers_n, self.base, executor_token(self.ctx),
-                                       log_level=self.worker_log_level)
+                                       log_level=self.worker_log_level, settings_env=self.worker_env)
         return self
 
     def __exit__(self, *exc: Any) -> None:
