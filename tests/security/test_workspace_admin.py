@@ -127,3 +127,26 @@ def test_workspace_administration_leaves_an_audit_trail(attack: Attack) -> None:
         ("admin", "workspace.create", "gamma"), ("admin", "membership.add", "alpha_analyst"),
         ("admin", "membership.role", "alpha_analyst"), ("admin", "membership.remove", "alpha_analyst")]
     assert trail[2][3] == {"workspace": "gamma", "from": "viewer", "to": "analyst"}
+
+
+def test_a_read_only_member_cannot_resolve_a_workspace_for_writing(attack: Attack) -> None:
+    """At the service level, not only over HTTP: an engineer who is only a viewer in alpha gets alpha
+    for reading and a 403 for writing; a foreign workspace stays a 404 either way."""
+    import pytest
+
+    from lakehouse.domain.principal import Principal
+    from lakehouse.services import workspaces as ws_service
+    from lakehouse.services.errors import Forbidden, NotFound
+
+    ctx = attack.ctx
+    alpha = ws_service.resolve_for(ctx, Principal(name="admin", role="admin"), "alpha")
+    member = Principal(name="eve", role="engineer", workspace_ids=frozenset({alpha}),
+                       workspace_roles=((alpha, "viewer"),))
+    assert ws_service.resolve_for(ctx, member, "alpha") == alpha
+    with pytest.raises(Forbidden, match="may only read"):
+        ws_service.resolve_for(ctx, member, "alpha", write=True)
+    engineer = Principal(name="eve", role="engineer", workspace_ids=frozenset({alpha}))
+    assert ws_service.resolve_for(ctx, engineer, "alpha", write=True) == alpha
+    for who in (member, engineer):
+        with pytest.raises(NotFound):
+            ws_service.resolve_for(ctx, who, "beta", write=True)

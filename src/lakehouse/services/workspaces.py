@@ -13,7 +13,7 @@ from lakehouse.domain.roles import Action, Role
 from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.services import audit
 from lakehouse.services.context import Context
-from lakehouse.services.errors import Conflict, InvalidInput, NotFound
+from lakehouse.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from lakehouse.store import sessions as session_store
 from lakehouse.store import users as user_store
 from lakehouse.store import workspaces as store
@@ -45,8 +45,14 @@ def default_id(conn: Connection, now: datetime) -> int:
     return ensure(conn, DEFAULT, now, "Default workspace")
 
 
+# what ``resolve_for(write=True)`` asks of a role in the workspace: one action that changes something
+WRITE_ACTIONS = frozenset(Action) - {Action.READ, Action.RUN_READ, Action.QUERY, Action.CONNECTION_READ,
+                                     Action.AUDIT_VIEW}
+
 def resolve_for(ctx: Context, principal: Principal, slug: str, *, write: bool = False) -> int:
-    """The id of a workspace the principal may use; unknown or foreign workspaces are 404."""
+    """The id of a workspace the principal may use; unknown or foreign workspaces are 404. With
+    ``write``, a role that may only read there (viewer, analyst) is refused (403) before anything is
+    looked up further; the caller still checks its own action with ``require_in``."""
     with ctx.db.read() as conn:
         ws_id = store.id_of(conn, slug)
     if ws_id is None and slug == DEFAULT:
@@ -54,6 +60,8 @@ def resolve_for(ctx: Context, principal: Principal, slug: str, *, write: bool = 
             ws_id = default_id(conn, ctx.clock())
     if ws_id is None or not principal.can_see(ws_id):
         raise NotFound(f"workspace {slug!r} not found", code="workspace_not_found")
+    if write and not any(principal.can_in(a, ws_id) for a in WRITE_ACTIONS):
+        raise Forbidden(f"role {principal.role_in(ws_id)} may only read in workspace {slug!r}", code="forbidden")
     return ws_id
 
 
