@@ -21,7 +21,7 @@ from lakehouse.lake.catalog import catalog_for
 from lakehouse.services import catalog_view, executors, pipelines, reruns, runs
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, NotFound
-from lakehouse.services.sql import _our_hints
+from lakehouse.services.sql_check import _our_hints
 from lakehouse.web.render import clock, number, plural, short_sha
 from tests.web.conftest import Browser
 

@@ -144,7 +144,9 @@ def run_trino(ctx: PhaseContext) -> dict[str, Any]:
     import pyarrow.parquet as pq
     from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
 
-    from lakehouse.services.sql import _arrow_type, _batch, jsonable
+    from lakehouse.services.sql import jsonable
+    from lakehouse.services.sql_trino import arrow_type as _arrow_type
+    from lakehouse.services.sql_trino import batch as _batch
 
     sql, name, preview_rows, page_rows = _params(ctx)
     cap = _cap(ctx)
