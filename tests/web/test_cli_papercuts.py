@@ -223,3 +223,20 @@ def test_a_bad_log_format_is_one_line_and_a_non_zero_exit(command: str, tmp_path
     assert result.exit_code != 0
     out = (result.stdout + (result.stderr if result.stderr_bytes is not None else "")).strip()
     assert "--log-format must be auto, json or text, not 'xml'" in out and len(out.splitlines()) == 1
+
+
+def test_demo_schedules_the_incremental_ingest_every_five_minutes_once(ctx: Context) -> None:
+    """The demo leaves the Odoo ingest on a 5-minute schedule with silver and gold chained after it
+    (issue 8's freshness < 15 min); starting the demo again changes nothing."""
+    from lakehouse.cli.demo import schedule_demo_jobs
+    from lakehouse.domain.principal import SYSTEM
+    from lakehouse.services import jobs
+
+    schedule_demo_jobs(ctx)
+    schedule_demo_jobs(ctx)
+    found = {j["name"]: jobs.get_job(ctx, SYSTEM, "default", j["name"]) for j in jobs.list_jobs(ctx, SYSTEM, "default")}
+    assert set(found) == {"odoo_ingest", "odoo_silver", "odoo_gold"}
+    assert all(len(jobs.versions(ctx, SYSTEM, "default", name)) == 1 for name in found)
+    ingest = found["odoo_ingest"]
+    assert ingest["definition"]["schedule"]["cron"] == "*/5 * * * *" and ingest["next_fire_at"] is not None
+    assert found["odoo_gold"]["definition"]["triggers"] == [{"on_success_of": "odoo_silver"}]

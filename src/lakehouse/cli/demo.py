@@ -17,7 +17,7 @@ from lakehouse.cli.common import console, context, fail, keep_whole, one_line_er
 from lakehouse.cli.render import status_text
 from lakehouse.cli.server import Running, print_admin
 from lakehouse.domain.principal import SYSTEM
-from lakehouse.services import pipelines, runs
+from lakehouse.services import jobs, pipelines, runs
 from lakehouse.services.context import Context
 
 PIPELINES = ("odoo_ingest_bronze", "bronze_to_silver", "silver_to_gold")
@@ -51,11 +51,33 @@ def demo(port: int = typer.Option(None), workers: int = typer.Option(2, min=1, m
                               f"`{cmd} runs show {final['run_id'][:8]} --events` tells the whole story")
                 raise typer.Exit(1)
         show_gold(ctx)
+        schedule_demo_jobs(ctx)
         console.print(f"\nControl Room: [bold]{running.base}[/]  ·  runs: `{cmd} runs list`  ·  "
                       f"SQL: `{cmd} sql \"SELECT * FROM gold.revenue_monthly LIMIT 5\"`")
         if not exit_after:
             console.print("Ctrl-C stops it")
             running.wait_forever()
+
+
+# the incremental Odoo ingest every 5 minutes, silver and gold following it: freshness < 15 min
+DEMO_JOBS = (
+    {"name": "odoo_ingest", "type": "pipeline", "pipeline": {"name": "odoo_ingest_bronze"},
+     "description": "incremental Odoo ingest into bronze, every 5 minutes",
+     "schedule": {"cron": "*/5 * * * *", "timezone": "UTC", "catchup": "latest"}},
+    {"name": "odoo_silver", "type": "pipeline", "pipeline": {"name": "bronze_to_silver"},
+     "description": "bronze → silver after each ingest", "triggers": [{"on_success_of": "odoo_ingest"}]},
+    {"name": "odoo_gold", "type": "pipeline", "pipeline": {"name": "silver_to_gold"},
+     "description": "silver → gold after each silver run", "triggers": [{"on_success_of": "odoo_silver"}]},
+)
+
+
+def schedule_demo_jobs(ctx: Context) -> None:
+    """Save the demo's jobs (once: a job that exists is left as its owner edited it)."""
+    existing = {j["name"] for j in jobs.list_jobs(ctx, SYSTEM, "default")}
+    for definition in DEMO_JOBS:
+        if definition["name"] not in existing:
+            jobs.save(ctx, SYSTEM, "default", dict(definition))
+    console.print("scheduled: odoo_ingest every 5 minutes, then odoo_silver and odoo_gold (see Jobs)")
 
 
 def seed_demo_source(home: Path, scale: int) -> str:
