@@ -160,9 +160,9 @@ def _start_serve(home: Path, url: str, wait_s: float) -> tuple[Server, subproces
     env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_DATABASE_URL": url,
            "LAKEHOUSE_DATABASE_WAIT_S": str(wait_s), "LAKEHOUSE_PROCESSES": "1"}
     server = Server(env, free_port(), home)
-    log = (home / "serve.log").open("wb")
-    proc = subprocess.Popen(lakehouse("serve", "--port", str(server.port)), env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    with (home / "serve.log").open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(lakehouse("serve", "--port", str(server.port)), env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
     server.proc = proc
     return server, proc
 
