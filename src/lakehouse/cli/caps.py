@@ -3,27 +3,18 @@ admin, audited as ``cli:<os user>``."""
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from lakehouse.cli.common import cli_actor as _actor
 from lakehouse.cli.common import console, context, one_line_errors
-from lakehouse.domain.principal import Principal
 from lakehouse.services import caps
 
 app = typer.Typer(help="Runtime caps: concurrency, daily runtime budgets, phase timeouts, queue limits.",
                   no_args_is_help=True)
-
-
-def _actor() -> Principal:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no user name in a bare container
-        user = "unknown"
-    return Principal(name=f"cli:{user}"[:100], role="admin")
 
 
 def _limit(value: Any) -> str:

@@ -161,3 +161,16 @@ def one_line_errors(fn: F) -> F:
             fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def cli_actor() -> Any:
+    """The principal of an admin command typed on the server's own machine: ``cli:<os user>``, admin."""
+    import getpass
+
+    from lakehouse.domain.principal import Principal
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        user = "unknown"
+    return Principal(name=f"cli:{user}"[:100], role="admin")
