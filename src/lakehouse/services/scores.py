@@ -77,12 +77,22 @@ def _weights(conn: Connection, workspace_id: int) -> dict[str, float]:
         return dict(DEFAULT_WEIGHTS)
 
 
-def score_run(conn: Connection, run: RowMapping, now: datetime) -> tuple[float, list[dict[str, Any]]]:
-    """Compute and store one finished run's score; fire or clear the workspace's score rules."""
-    score, breakdown = compute_run_score(facts(conn, run), _weights(conn, run["workspace_id"]))
+def score_run(conn: Connection, run: RowMapping, now: datetime,
+              per_workspace: dict[int, tuple[dict[str, float], list[RowMapping]]] | None = None,
+              ) -> tuple[float, list[dict[str, Any]]]:
+    """Compute and store one finished run's score; fire or clear the workspace's score rules.
+    ``per_workspace`` keeps each workspace's weights and score rules for one pass over many runs."""
+    ws = int(run["workspace_id"])
+    cached = None if per_workspace is None else per_workspace.get(ws)
+    if cached is None:
+        cached = (_weights(conn, ws), alert_store.enabled_rules(conn, [AlertKind.SCORE_BELOW.value], ws))
+        if per_workspace is not None:
+            per_workspace[ws] = cached
+    weights, rules = cached
+    score, breakdown = compute_run_score(facts(conn, run), weights)
     ops_reads.put_score(conn, run["id"], run["workspace_id"], score, breakdown, now)
     job = None
-    for rule in alert_store.enabled_rules(conn, [AlertKind.SCORE_BELOW.value], run["workspace_id"]):
+    for rule in rules:
         if rule["job"] is not None and job is None:
             job = ops_reads.job_of_run(conn, run["id"])
         if not alert_fire.matches(rule, run, job):
@@ -105,8 +115,9 @@ def score_pending(ctx: Context, limit: int = 200) -> int:
     with ctx.db.write() as conn:
         now = ctx.clock()
         rows = ops_reads.finished_unscored(conn, limit)
+        per_workspace: dict[int, tuple[dict[str, float], list[RowMapping]]] = {}
         for run in rows:
-            score_run(conn, run, now)
+            score_run(conn, run, now, per_workspace)
     return len(rows)
 
 

@@ -24,6 +24,18 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger("lakehouse.store")
 
 CONNECT_TIMEOUT_S = 10  # a database host that does not answer must not hold a request forever
+# Every statement of ours is parameterised, and the hot queue statements are large CTEs whose
+# *planning* cost 6-9 ms against 1-3 ms of execution (pg_stat_statements with track_planning, the
+# queue benchmark): under the default ``plan_cache_mode=auto`` PostgreSQL kept choosing custom plans,
+# so it planned them again on every call. Generic plans are planned once per connection. No index
+# of ours has a predicate that depends on a bound value (the only partial indexes filter on a
+# literal event type), which is the case where a generic plan loses.
+PG_SESSION_OPTIONS = "-c plan_cache_mode=force_generic_plan"
+# psycopg prepares a statement after it ran ``prepare_threshold`` times on a connection and keeps
+# ``prepared_max`` of them (LRU): the control plane has more than the default 100 distinct statements,
+# and an evicted one is parsed and planned again.
+PG_PREPARE_THRESHOLD = 2
+PG_PREPARED_MAX = 1000
 
 
 class _Connection(Connection):
@@ -77,9 +89,11 @@ class Database:
         else:
             self.engine = create_engine(
                 url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
-                poolclass=None if pool_size else NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+                poolclass=None if pool_size else NullPool,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": PG_SESSION_OPTIONS},
             )
             self.engine._connection_cls = _Connection
+            _setup_postgres(self.engine)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -108,6 +122,14 @@ class Database:
             assert isinstance(conn, _Connection)
             conn.reading = True
             yield conn
+            # End the read with COMMIT, not the pool's ROLLBACK on return: psycopg forgets every
+            # prepared statement of a connection at a rollback (DEALLOCATE ALL), so reads that
+            # rolled back made every statement be parsed and planned again on the next request.
+            if conn.in_transaction():
+                try:
+                    conn.commit()
+                except DBAPIError:  # the reads are done; a connection lost now only loses the cache
+                    pass
 
     def ping(self) -> None:
         """Answer ``SELECT 1`` or raise (``/health``)."""
@@ -239,6 +261,15 @@ def wait_until_reachable(url: str, timeout_s: float, interval_s: float = 1.0) ->
                 time.sleep(interval_s)
     finally:
         engine.dispose()
+
+
+def _setup_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if not hasattr(dbapi_conn, "prepared_max"):  # psycopg 3 only
+            return
+        dbapi_conn.prepare_threshold = PG_PREPARE_THRESHOLD
+        dbapi_conn.prepared_max = PG_PREPARED_MAX
 
 
 def _setup_sqlite(engine: Engine) -> None:
