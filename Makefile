@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 EXTRAS ?= dev,trino,dbt,spark
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev web-assets browser-deps demo up test lint unit openapi bench-queue bench-queue-peers bench-scheduler bench-ingest bench-medallion bench-ui soak clean
+.PHONY: help install install-dev web-assets browser-deps demo up test lint unit openapi bench-queue bench-queue-peers bench-scheduler bench-ingest bench-medallion bench-ui bench-notify soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-ui: $(DEV_STAMP) ## runs list / run detail server time at 1M runs and 10M 
 
 bench-medallion: $(DEV_STAMP) ## the three pipelines at ~1M journal lines vs pyspark local[2] (prints JSON)
 	$(BIN)/python bench/medallion.py
+
+bench-notify: $(DEV_STAMP) ## notifications delivered/s through the outbox to a local signed-webhook receiver on PostgreSQL (prints JSON)
+	$(BIN)/python bench/notify_bench.py
 
 soak: $(DEV_STAMP) ## SOAK_PHASES (default 1,000,000) phases through serve + workers on PostgreSQL: exactly once, full trails, flat RSS (prints JSON)
 	$(BIN)/python bench/soak.py $(if $(SOAK_PHASES),--phases $(SOAK_PHASES),)

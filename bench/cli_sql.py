@@ -6,6 +6,8 @@ A fresh SQLite home with one gold table (1,000 rows) and a `lakehouse serve`; th
 
 - ``ui``: ``POST /api/sql`` from a warm HTTP client, what the SQL page's Run button waits for;
 - ``cli_server``: the `lakehouse` executable with ``LAKEHOUSE_TOKEN`` set (it goes through the server);
+- ``cli_stored``: the `lakehouse` executable after `lakehouse login` (no ``LAKEHOUSE_TOKEN``: the stored
+  login in ``$XDG_CONFIG_HOME/lakehouse/credentials.json`` sends it through the server);
 - ``cli_local``: the `lakehouse` executable with ``--local`` (it opens the catalog and DuckDB itself);
 - ``cli_help``: ``lakehouse --help`` — the price of loading every command, for comparison.
 
@@ -88,7 +90,12 @@ def main() -> None:
                 ui.append(time.perf_counter() - t)
             result["ui"] = _summary(ui)
             log(f"ui: {result['ui']}")
+            stored = {**b.env, "XDG_CONFIG_HOME": str(b.home / "xdg")}  # no LAKEHOUSE_TOKEN, no LAKEHOUSE_SERVER
+            subprocess.run([LAKEHOUSE, "login", "--server", server.base, "--user", "bench-admin", "--password-stdin"],
+                           env=stored, input="bench-admin-password\n", text=True, capture_output=True, check=True,
+                           timeout=300)
             for name, cmd, e in (("cli_server", [LAKEHOUSE, "sql", QUERY], env),
+                                 ("cli_stored", [LAKEHOUSE, "sql", QUERY], stored),
                                  ("cli_local", [LAKEHOUSE, "sql", "--local", QUERY], b.env),
                                  ("cli_help", [LAKEHOUSE, "--help"], b.env)):
                 walls, cpus = [], []
@@ -99,6 +106,7 @@ def main() -> None:
                 result[name] = _summary(walls, cpus)
                 log(f"{name}: {result[name]}")
             api.close()
+            subprocess.run([LAKEHOUSE, "logout"], env=stored, capture_output=True, check=True, timeout=300)
         finally:
             procs.stop_all()
     print(json.dumps(result, indent=2))

@@ -1,6 +1,7 @@
 """Scheduler benchmark on PostgreSQL (a fresh database per run, dropped at the end).
 
     .venv/bin/python bench/scheduler.py [--jobs 1000] [--ticks 10] [--backfill-runs 10000] [--quick]
+    .venv/bin/python bench/scheduler.py --backfill-only [--skip-server] [--explain] [--profile]
 
 Prints one JSON document on stdout and a summary on stderr. Figures:
 
@@ -19,6 +20,14 @@ Prints one JSON document on stdout and a summary on stderr. Figures:
    the last run's ``finished_at``. The job model has no ``noop`` type, so the job is a ``python`` job
    whose function only appends ``run phase attempt`` to a ledger file (the cheapest handler a job can
    name); the ledger proves each run executed exactly once.
+
+``--backfill-only`` skips the ticks (no 1,000 jobs). The in-process creation reports its CPU split
+(this process / the PostgreSQL backends of the benchmark's database) and the wall time of each SQL
+statement of the creation (``--repeat N``: N backfills one after the other, the figures of the one
+that used the least CPU — on a shared machine the others waited for a core); ``--explain`` then creates a second backfill of the same size with every
+write statement of its transaction also run under ``EXPLAIN (ANALYZE, BUFFERS)`` in a savepoint that
+is rolled back (so the real statement still does the work; that backfill's times are not figures),
+and prints the plans on stderr; ``--profile`` prints the top of a cProfile of a third creation.
 """
 
 from __future__ import annotations
@@ -92,7 +101,7 @@ def _own_cpu() -> float:
 def ticks(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
     """1,000 jobs on a one-minute schedule, ``cfg.ticks`` passes at their tick instants."""
     from lakehouse.domain.principal import SYSTEM
-    from lakehouse.services import backfills, jobs, scheduler
+    from lakehouse.services import jobs, scheduler
     from lakehouse.services.context import open_context
     from lakehouse.settings import Settings
 
@@ -126,17 +135,6 @@ def ticks(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
             lags += [wall] * result.scheduled  # one batch of up to 1,000 runs: one commit at the pass's end
             log(f"[ticks] tick {k}: {result.scheduled} runs in {wall * 1000:.0f} ms "
                 f"(cpu: control plane {cpu_cp[-1] * 1000:.0f} ms, postgres {cpu_pg[-1] * 1000:.0f} ms)")
-        # the backfill through the service, in this process (the same job as the HTTP one below)
-        jobs.save(ctx, SYSTEM, "default", _ledger_job(b, "bench_ledger_inproc"))
-        first = date(2000, 1, 1)
-        last = first + timedelta(days=cfg.backfill_runs - 1)
-        pg0, own0, t = _pg_cpu(b.pg_db), _own_cpu(), time.perf_counter()
-        bf = backfills.create(ctx, SYSTEM, "default", "bench_ledger_inproc", first, last,
-                              max_concurrent=min(cfg.backfill_runs, 10_000))
-        inproc_s = time.perf_counter() - t
-        inproc_cpu = {"control_plane_s": round(_own_cpu() - own0, 3),
-                      "postgres_bench_db_s": round(_pg_cpu(b.pg_db) - pg0, 3)}
-        log(f"[backfill] {bf['total']} runs created in process in {inproc_s:.2f} s (cpu {inproc_cpu})")
     finally:
         ctx.db.dispose()
     return {
@@ -150,8 +148,108 @@ def ticks(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
             "postgres_bench_db": {"p50": round(pct(cpu_pg, 50) * 1000, 1), "max": round(max(cpu_pg) * 1000, 1),
                                   "mean": round(sum(cpu_pg) / len(cpu_pg) * 1000, 1)},
         },
-        "backfill_in_process": {"runs": bf["total"], "create_s": round(inproc_s, 3), "create_cpu": inproc_cpu},
     }
+
+
+class StatementTimer:
+    """Wall time of each SQL statement run on an engine (``statements``), and, with ``explain``, the
+    ``EXPLAIN (ANALYZE, BUFFERS)`` of each write statement, run first in a savepoint that is rolled
+    back (``plans``)."""
+
+    def __init__(self, engine: Any, explain: bool = False) -> None:
+        from sqlalchemy import event
+
+        self.engine, self.explain = engine, explain
+        self.statements: list[dict[str, Any]] = []
+        self.plans: list[dict[str, Any]] = []
+        self._t = 0.0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def close(self) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._before)
+        event.remove(self.engine, "after_cursor_execute", self._after)
+
+    @staticmethod
+    def _head(statement: str) -> str:
+        return " ".join(statement.split())[:90]
+
+    def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        head = statement.lstrip().upper()
+        if self.explain and not many and head.startswith(("INSERT", "UPDATE", "WITH", "DELETE")):
+            cursor.execute("SAVEPOINT bench_explain")
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+            plan = "\n".join(str(r[0]) for r in cursor.fetchall())
+            cursor.execute("ROLLBACK TO SAVEPOINT bench_explain")
+            self.plans.append({"statement": self._head(statement), "plan": plan})
+        self._t = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        self.statements.append({"statement": self._head(statement),
+                                "ms": round((time.perf_counter() - self._t) * 1000, 2)})
+
+
+def backfill_in_process(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
+    """The backfill through the service, in this process (the same job as the HTTP one below): its
+    creation time, CPU split and statements; then the optional EXPLAIN and cProfile passes."""
+    from lakehouse.domain.principal import SYSTEM
+    from lakehouse.services import backfills, jobs
+    from lakehouse.services.context import open_context
+    from lakehouse.settings import Settings
+
+    ctx = open_context(Settings(home=b.home, database_url=b.database_url))
+    first = date(2000, 1, 1)
+    last = first + timedelta(days=cfg.backfill_runs - 1)
+    name = "bench_ledger_inproc"
+
+    def create() -> dict[str, Any]:
+        return backfills.create(ctx, SYSTEM, "default", name, first, last,
+                                max_concurrent=min(cfg.backfill_runs, 10_000))
+
+    try:
+        jobs.save(ctx, SYSTEM, "default", _ledger_job(b, name))
+        with ctx.db.read() as conn:  # connect once before measuring
+            conn.exec_driver_sql("SELECT 1")
+        tries = []
+        for _ in range(cfg.repeat):
+            timer = StatementTimer(ctx.db.engine)
+            pg0, own0, t = _pg_cpu(b.pg_db), _own_cpu(), time.perf_counter()
+            bf = create()
+            wall = time.perf_counter() - t
+            cpu = {"control_plane_s": round(_own_cpu() - own0, 3),
+                   "postgres_bench_db_s": round(_pg_cpu(b.pg_db) - pg0, 3)}
+            timer.close()
+            slow = sorted(timer.statements, key=lambda s: -s["ms"])[:5]
+            log(f"[backfill] {bf['total']} runs created in process in {wall:.3f} s (cpu {cpu}, load "
+                f"{os.getloadavg()[0]:.1f}); slowest statements: {slow}")
+            tries.append({"create_s": round(wall, 3), "create_cpu": cpu, "statements": len(timer.statements),
+                          "slowest_statements": slow})
+        best = min(tries, key=lambda x: sum(x["create_cpu"].values()))
+        out: dict[str, Any] = {"runs": bf["total"], **best, "tries": tries}
+        if cfg.explain:
+            timer = StatementTimer(ctx.db.engine, explain=True)
+            create()
+            timer.close()
+            for p in timer.plans:
+                log(f"[explain] {p['statement']}\n{p['plan']}")
+            out["explain"] = timer.plans
+        if cfg.profile:
+            import cProfile
+            import io
+            import pstats
+
+            prof = cProfile.Profile()
+            prof.enable()
+            create()
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
+            log(f"[profile]\n{buf.getvalue()}")
+    finally:
+        ctx.db.dispose()
+    return out
 
 
 def _ledger_job(b: Any, name: str) -> dict[str, Any]:
@@ -226,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-server", action="store_true",
                     help="only the in-process figures (ticks, backfill creation): no server, no drain")
     ap.add_argument("--quick", action="store_true", help="smoke mode: 100 jobs, 3 ticks, 1,000 runs")
+    ap.add_argument("--backfill-only", action="store_true",
+                    help="skip the ticks: the backfill creation (and, unless --skip-server, the drain)")
+    ap.add_argument("--explain", action="store_true",
+                    help="EXPLAIN (ANALYZE, BUFFERS) of each write statement of a second in-process backfill")
+    ap.add_argument("--profile", action="store_true", help="cProfile of a third in-process backfill creation")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="create the in-process backfill this many times (figures: the try with the least CPU)")
     cfg = ap.parse_args(argv)
     cfg.jobs = cfg.jobs or (100 if cfg.quick else 1000)
     cfg.ticks = cfg.ticks or (3 if cfg.quick else 10)
@@ -235,13 +340,17 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "bench/scheduler.py", *(argv if argv is not None else sys.argv[1:])]),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "code": code_info(None),
         "config": {"jobs": cfg.jobs, "ticks": cfg.ticks, "backfill_runs": cfg.backfill_runs,
-                   "worker_max_phases": cfg.max_phases, "skip_server": cfg.skip_server},
+                   "worker_max_phases": cfg.max_phases, "skip_server": cfg.skip_server,
+                   "backfill_only": cfg.backfill_only},
         "results": {}, "errors": {},
     }
+    doc["machine"]["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     with backend("postgres") as b:
         try:
             cli(b, "db", "upgrade")
-            doc["results"]["ticks"] = ticks(b, cfg)
+            if not cfg.backfill_only:
+                doc["results"]["ticks"] = ticks(b, cfg)
+            doc["results"]["backfill_in_process"] = backfill_in_process(b, cfg)
             if not cfg.skip_server:
                 tokens = prepare(b)
                 doc["results"]["backfill"] = backfill(b, cfg, tokens)

@@ -134,8 +134,22 @@ class Settings(BaseSettings):
     s3_session_token: str = Field(default="", description="S3 session token, for temporary credentials.")
     s3_url_style: Literal["auto", "path", "vhost"] = Field(
         default="auto", description="S3 addressing: `path`, `vhost`, or `auto` (path with an endpoint, else vhost).")
+    s3_vending_role_arn: str = Field(
+        default="", description="Vend short-lived S3 credentials per lease (docs/security.md): the IAM role the "
+                                "control plane assumes (STS AssumeRole, with its own S3 credentials) for a run's "
+                                "workspace and environment; `{workspace}` and `{environment}` are replaced, e.g. "
+                                "`arn:aws:iam::123456789012:role/lakehouse-{workspace}`. Empty: workers use their "
+                                "own S3 credentials.")
+    s3_vending_duration_s: int = Field(default=3600, ge=900, le=43200,
+                                       description="Lifetime of vended S3 credentials (STS DurationSeconds).")
+    s3_sts_endpoint: str = Field(default="", description="STS endpoint for vending (empty: LAKEHOUSE_S3_ENDPOINT "
+                                                         "when set, else AWS's).")
     artifact_store: str = Field(default="", description="Where artifacts are kept: empty ($LAKEHOUSE_HOME/artifacts) "
                                                         "or s3://bucket/prefix.")
+    upload_sweep_age_s: float = Field(
+        default=3600.0, ge=0, description="Temporary files of uploads (and of query results being written) idle "
+                                          "this long are removed by serve/up, and S3 multipart uploads aborted; "
+                                          "more than the body and query timeouts; 0: never.")
 
     @classmethod
     def settings_customise_sources(
@@ -153,6 +167,10 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'control.db'}"
         if not self.warehouse:
             self.warehouse = str(self.home / "warehouse")
+        longest = max(self.body_timeout_s, self.sql_max_timeout_s)
+        if self.upload_sweep_age_s and self.upload_sweep_age_s <= longest:  # would remove uploads in progress
+            raise ValueError(f"upload_sweep_age_s ({self.upload_sweep_age_s:g}) must be more than body_timeout_s and "
+                             f"sql_max_timeout_s ({longest:g}): a file idle for less may still be written")
         return self
 
     def s3_properties(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -27,7 +27,8 @@ from lakehouse.services.context import Context
 
 EXAMPLES = int(os.environ.get("LAKEHOUSE_TEST_FUZZ_EXAMPLES", "8"))
 # a stream is held open until its run ends: fuzzing it would wait for the test's timeout
-SKIPPED = {("GET", "/ops/runs/{run_id}/events/stream")}
+# and revoking the bearer token would leave every later operation a 401 (tested in tests/cli/test_login.py)
+SKIPPED = {("GET", "/ops/runs/{run_id}/events/stream"), ("DELETE", "/api/tokens/current")}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # ``LAKEHOUSE_TEST_FUZZ_ONLY=/api/jobs`` fuzzes only the paths containing it (a local investigation)
 ONLY = os.environ.get("LAKEHOUSE_TEST_FUZZ_ONLY", "")

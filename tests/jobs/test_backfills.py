@@ -87,3 +87,85 @@ def test_bad_backfills_change_nothing(ctx: Context, clock: FakeClock, admin: Pri
         backfills.create(ctx, admin, "default", "daily", date(2024, 1, 1), date(2024, 1, 31))
     assert backfills.list_for_job(ctx, admin, "default", "daily") == []
     assert job_runs.job_runs(ctx, admin, "default", "daily") == []
+
+
+def _counts(ctx: Context, backfill_id: str) -> dict[str, int]:
+    """Rows of a backfill's runs in every table a run is written to."""
+    from sqlalchemy import func, select
+
+    from lakehouse.domain.states import PhaseStatus
+    from lakehouse.store.tables import job_runs as links
+    from lakehouse.store.tables import phases, run_events
+
+    of = select(links.c.run_id).where(links.c.backfill_id == backfill_id).scalar_subquery()
+    with ctx.db.read() as conn:
+        return {
+            "job_runs": conn.execute(select(func.count()).select_from(links)
+                                     .where(links.c.backfill_id == backfill_id)).scalar_one(),
+            "runs": conn.execute(select(func.count()).select_from(runs_table).where(runs_table.c.id.in_(of)))
+            .scalar_one(),
+            "phases": conn.execute(select(func.count()).select_from(phases).where(phases.c.run_id.in_(of)))
+            .scalar_one(),
+            "events": conn.execute(select(func.count()).select_from(run_events).where(run_events.c.run_id.in_(of)))
+            .scalar_one(),
+            "dates": conn.execute(select(func.count(links.c.logical_date.distinct()))
+                                  .where(links.c.backfill_id == backfill_id)).scalar_one(),
+            "queued_first_phases": conn.execute(
+                select(func.count()).select_from(phases)
+                .where(phases.c.run_id.in_(of), phases.c.idx == 0,
+                       phases.c.status == PhaseStatus.QUEUED.value)).scalar_one(),
+        }
+
+
+def test_a_backfill_writes_exactly_its_rows_and_a_repeated_insert_writes_none(
+        ctx: Context, clock: FakeClock, admin: Principal) -> None:
+    import uuid
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from lakehouse.domain.jobs import JobDefinition, RunTrigger
+    from lakehouse.services import workspaces
+    from lakehouse.services.job_runs import build_request
+    from lakehouse.store import jobs as store
+
+    # two phases per run (transform, publish): 40 runs are 80 phases, 40 RUN_CREATED events, 40 job links
+    jobs.save(ctx, admin, "default", {**sql_job(), "sql": {"query": "SELECT {{ logical_date }} AS d",
+                                                          "target": "silver.backfilled"}})
+    b = backfills.create(ctx, admin, "default", "daily", date(2024, 1, 1), date(2024, 2, 9), max_concurrent=4)
+    assert b["total"] == 40
+    written = {"job_runs": 40, "runs": 40, "phases": 80, "events": 40, "dates": 40, "queued_first_phases": 4}
+    assert _counts(ctx, b["id"]) == written
+    # the runs again, with their idempotency keys (a retried transaction, a second process): nothing is
+    # written; in a batch that mixes old keys with new ones only the new runs get rows
+    ws_id = workspaces.resolve_for(ctx, admin, "default")
+    with ctx.db.read() as conn:
+        job = store.get_job(conn, ws_id, "daily")
+        assert job is not None
+        v = store.get_version(conn, job["id"], job["current_version"])
+        links = store.runs_of_job(conn, job["id"], 500)
+        ids = [r["run_id"] for r in links]
+        keys: dict[str, str] = dict(conn.execute(select(runs_table.c.id, runs_table.c.idempotency_key)
+                                                 .where(runs_table.c.id.in_(ids))).tuples().all())
+    assert v is not None
+    d = JobDefinition.model_validate(v["definition"])
+
+    def new_run(key: str, at: object) -> store.NewRun:
+        req = build_request(ctx, workspace="default", workspace_id=ws_id, job_id=job["id"], version=v, d=d,
+                            params={"day": "2024-01-01", "limit": 10, "logical_date": str(at)},
+                            environment="dev", trigger=RunTrigger.BACKFILL, idempotency_key=key, validate=False)
+        return store.NewRun(run_id=str(uuid.uuid4()), workspace_id=ws_id, request=req, job_id=job["id"],
+                            version=int(v["version"]), trigger=RunTrigger.BACKFILL.value, created_by=admin.name,
+                            logical_date=clock(), backfill_id=b["id"], released=True)
+
+    again = [new_run(keys[r["run_id"]], r["logical_date"]) for r in links]
+    with ctx.db.write() as conn:
+        assert store.insert_runs(conn, again, clock()) == []
+    assert _counts(ctx, b["id"]) == written
+    fresh = [new_run(f"backfill:{b['id']}:extra:{i}", clock()) for i in range(3)]
+    mixed = [replace(n, run_id=str(uuid.uuid4())) for n in again[:5]] + fresh
+    with ctx.db.write() as conn:
+        made = store.insert_runs(conn, mixed, clock())
+    assert made == [n.run_id for n in fresh]
+    after = _counts(ctx, b["id"])
+    assert (after["job_runs"], after["runs"], after["phases"], after["events"]) == (43, 43, 86, 43)

@@ -38,7 +38,8 @@ NOT_PAGES = {"/runs/{run_id}/live": "the live fragment of the run page",
 VARIANTS = [("run-outputs", "/runs/{run_id}?tab=outputs"), ("run-inputs", "/runs/{run_id}?tab=inputs"),
             ("run-artifacts", "/runs/{run_id}?tab=artifacts"), ("run-dq", "/runs/{run_id}?tab=dq"),
             ("run-lineage", "/runs/{run_id}?tab=lineage"), ("connections-new", "/connections?new=postgres"),
-            ("job-backfills", "/jobs/default/orders_daily?tab=backfills"), ("sql-query", "/sql?query={query_id}")]
+            ("job-backfills", "/jobs/default/orders_daily?tab=backfills"), ("sql-query", "/sql?query={query_id}"),
+            ("alerts-rules", "/alerts?tab=rules"), ("alerts-routing", "/alerts?tab=routing")]
 # the colour pairs that must read in both themes: destructive buttons, status badges, alerts
 CONTRAST_JS = """(selector) => {
   const rgb = s => { const m = s.match(/[\\d.]+/g).map(Number);
@@ -119,7 +120,22 @@ def seed(page: Any, base: str, stack: dict[str, Any], ctx: Context) -> dict[str,
                      headers={"Authorization": f"Bearer {stack['exec_token']}"}).json()["artifacts"]
     return {"run_id": run_id, "sha256": arts[0]["sha256"], "name": "hello_gold", "env": "dev", "layer": "gold",
             "table": "greeting", "workspace": "default", "conn_id": conn, "backfill_id": backfill,
-            "query_id": str(queries[0]["query_id"]), "fmt": "csv"}
+            "query_id": str(queries[0]["query_id"]), "fmt": "csv", "alert_id": str(_seed_alert(ctx))}
+
+
+def _seed_alert(ctx: Context) -> int:
+    """An open critical alert of a run_failed rule (fired as a failing run fires it)."""
+    from lakehouse.domain.principal import SYSTEM
+    from lakehouse.services import alert_fire, alerts
+    from lakehouse.store import alerts as alert_store
+
+    rule = alerts.create_rule(ctx, SYSTEM, "default", {"name": "nightly-failed", "kind": "run_failed",
+                                                       "severity": "critical", "pipeline": "nightly"})
+    with ctx.db.write() as conn:
+        row = alert_store.get_rule(conn, None, rule["id"])
+        assert row is not None
+        return alert_fire.fire(conn, row, "dev/nightly", "run of dev/nightly failed: boom", {"error": "boom"},
+                               ctx.clock())
 
 
 def fill(template: str, values: dict[str, str]) -> str:

@@ -26,13 +26,14 @@ from lakehouse.api import (
     ops_metrics,
     ops_query,
     pipelines,
+    tokens,
     users,
     workspaces,
 )
 from lakehouse.api.iceberg_rest import create as iceberg_catalog
 from lakehouse.api.limits import BodyLimit
 from lakehouse.api.schemas import Health
-from lakehouse.services import alert_eval, artifacts, audit, openlineage, protocol
+from lakehouse.services import alert_eval, artifacts, audit, openlineage, protocol, upload_sweeper
 from lakehouse.services.context import Context
 from lakehouse.services.waker import PgListener, SqliteWatcher
 from lakehouse.store.db import psycopg_dsn
@@ -65,7 +66,8 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
                 await asyncio.to_thread(listener.join, 3.0)
 
     app = FastAPI(title="Lakehouse Control Room", version=__version__, lifespan=lifespan,
-                  description="Control plane API and the executor contract (docs/executor-contract.md).")
+                  description="Control plane API and the executor contract (docs/executor-contract.md).",
+                  responses=errors.UNAVAILABLE)  # any route: 503 database_unavailable with Retry-After
     app.state.ctx = ctx
     artifacts.store_for(ctx)  # a malformed LAKEHOUSE_ARTIFACT_STORE stops the start, not the first upload
     openlineage.install(ctx.settings)  # a no-op unless LAKEHOUSE_OPENLINEAGE_* is set
@@ -81,6 +83,7 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(workspaces.router)
     app.include_router(users.router)
+    app.include_router(tokens.router)
     app.include_router(alerts.router)
     app.include_router(caps.router)
     app.include_router(ops_metrics.router)
@@ -97,14 +100,15 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
 
 
 async def _reaper_loop(ctx: Context) -> None:
-    """Requeue expired leases, seal new audit entries into the chain, wake claim waiters when a
-    delayed retry becomes due."""
+    """Requeue expired leases, seal new audit entries into the chain, sweep abandoned uploads, wake
+    claim waiters when a delayed retry becomes due."""
     interval = ctx.settings.reaper_interval_s
     while True:
         try:
             await run_in_threadpool(protocol.reap, ctx)
             await run_in_threadpool(audit.seal_pending, ctx)
             await run_in_threadpool(alert_eval.run_pass, ctx)  # time-based alert rules, notifications (own interval)
+            await run_in_threadpool(upload_sweeper.run_pass, ctx)  # abandoned uploads (own interval)
             due = await run_in_threadpool(protocol.next_due, ctx)
             now = ctx.clock()
             if due is not None and due <= now + timedelta(seconds=interval):

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lakehouse.api.schemas import ErrorResponse
 from lakehouse.domain.rules import CODES as rule_codes
 from lakehouse.lake.blobstore import StoreFull, StoreUnavailable
 from lakehouse.services.errors import ServiceError
@@ -31,6 +32,37 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 RETRY_AFTER_S = 2  # what a client should wait before repeating a request the database could not serve
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 ORJSON_BIG_INT = "Integer exceeds 64-bit range"  # orjson's TypeError for an int it cannot encode
+STORE_FULL_RETRY_S = 60  # what a client is told to wait after a 507 (someone must free space first)
+
+# The answers of the handlers below, as OpenAPI ``responses`` entries (the error shape, Retry-After).
+RETRY_AFTER: dict[str, Any] = {"Retry-After": {
+    "schema": {"type": "integer", "minimum": 0}, "description": "seconds to wait before repeating the request"}}
+_DB_AWAY = "`database_unavailable`: the metadata database is away (a restart, a dropped connection)"
+# every route (the app's ``responses``): the database may be away whatever the route
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {
+    "model": ErrorResponse, "headers": RETRY_AFTER,
+    "description": f"{_DB_AWAY}; repeat after `Retry-After` seconds"}}
+# routes that read or write the artifact store (uploads, downloads, phase query results)
+STORE_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "headers": RETRY_AFTER, "description": (
+        f"{_DB_AWAY}; or the artifact store failing (`artifact_store_unavailable`, with `Retry-After`: S3 "
+        "answering 5xx or unreachable) or refusing the server (`artifact_store_misconfigured`, no "
+        "`Retry-After`: no such bucket, credentials refused — an operator must act); `details.store` "
+        "names the store")},
+    507: {"model": ErrorResponse, "headers": RETRY_AFTER, "description": (
+        "`insufficient_storage`: the artifact store (its size cap) or the server's disk is full; "
+        "`details.store` (or `details.file`) names it; nothing was stored")},
+}
+# routes that create runs: a queue cap in ``reject`` mode (services/caps.py)
+QUEUE_CAP: dict[int | str, dict[str, Any]] = {429: {
+    "model": ErrorResponse, "headers": RETRY_AFTER,
+    "description": "`queue_cap`: the workspace's queue cap is reached (`details` names the cap); "
+                   "repeat after `Retry-After` seconds"}}
+# routes that run SQL on the server's pool (services/sql_pool.py)
+SQL_BUSY: dict[int | str, dict[str, Any]] = {429: {
+    "model": ErrorResponse, "headers": RETRY_AFTER,
+    "description": "too many queries running or queued for the user, the workspace or the server "
+                   "(`details.cap` names the limit); repeat after `Retry-After` seconds"}}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
@@ -100,7 +132,7 @@ def install(app: FastAPI) -> None:
     async def _store_full(request: Request, exc: StoreFull) -> JSONResponse:
         log.error("artifact store full", extra={"path": request.url.path, "error": str(exc)})
         return error_response(507, "insufficient_storage", str(exc), {"store": exc.store},
-                              {"Retry-After": "60"})
+                              {"Retry-After": str(STORE_FULL_RETRY_S)})
 
     @app.exception_handler(StoreUnavailable)
     async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -115,7 +147,8 @@ def install(app: FastAPI) -> None:
             where = exc.filename or "the server's disk"
             log.error("disk full", extra={"path": request.url.path, "error": str(exc)})
             return error_response(507, "insufficient_storage", f"no space left to write {where}",
-                                  {"file": str(exc.filename) if exc.filename else None}, {"Retry-After": "60"})
+                                  {"file": str(exc.filename) if exc.filename else None},
+                                  {"Retry-After": str(STORE_FULL_RETRY_S)})
         return _internal(request, exc)
 
     @app.exception_handler(Exception)

@@ -25,6 +25,7 @@ from lakehouse.services import iceberg_oauth, iceberg_tables
 from lakehouse.services import iceberg_rest as svc
 from lakehouse.services.context import Context
 from lakehouse.services.errors import ServiceError, Unauthorized
+from lakehouse.services.storage_vending import DELEGATION_HEADER
 from lakehouse.store.db import DatabaseError, is_unavailable
 
 log = logging.getLogger("lakehouse.iceberg")
@@ -85,6 +86,11 @@ def _ns(namespace: str) -> list[str]:
     return namespace.split("\x1f")  # the spec's default separator (%1F in the path)
 
 
+def _vend(request: Request, s: svc.Scope, result: dict[str, Any]) -> dict[str, Any]:
+    """A LoadTableResult with the lease's vended storage credentials, when asked for and granted."""
+    return svc.with_credentials(_ctx(request), s, result, request.headers.get(DELEGATION_HEADER))
+
+
 def _purge(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1", "yes")
 
@@ -97,7 +103,8 @@ def create(ctx: Context) -> FastAPI:
     @app.get("/v1/config")
     def config(request: Request, warehouse: str | None = None,
                principal: Principal = Depends(_principal)) -> Response:
-        return _json(svc.config(_ctx(request), principal, warehouse, request.headers.get(svc.LEASE_HEADER)))
+        return _json(svc.config(_ctx(request), principal, warehouse, request.headers.get(svc.LEASE_HEADER),
+                                request.headers.get(DELEGATION_HEADER)))
 
     @app.post("/v1/oauth/tokens")
     async def oauth_tokens(request: Request) -> Response:
@@ -162,17 +169,17 @@ def create(ctx: Context) -> FastAPI:
     @app.post("/v1/{prefix}/namespaces/{namespace}/tables")
     def create_table(request: Request, namespace: str, s: svc.Scope = Depends(_scope),
                      body: dict[str, Any] = Body(...)) -> Response:
-        return _json(iceberg_tables.create_table(_ctx(request), s, _ns(namespace), body))
+        return _json(_vend(request, s, iceberg_tables.create_table(_ctx(request), s, _ns(namespace), body)))
 
     @app.post("/v1/{prefix}/namespaces/{namespace}/register")
     def register_table(request: Request, namespace: str, s: svc.Scope = Depends(_scope),
                        body: dict[str, Any] = Body(...)) -> Response:
-        return _json(iceberg_tables.register_table(_ctx(request), s, _ns(namespace), body))
+        return _json(_vend(request, s, iceberg_tables.register_table(_ctx(request), s, _ns(namespace), body)))
 
     @app.get("/v1/{prefix}/namespaces/{namespace}/tables/{table}")
     def load_table(request: Request, namespace: str, table: str, s: svc.Scope = Depends(_scope),
                    snapshots: str = "all") -> Response:
-        return _json(iceberg_tables.load_table(_ctx(request), s, _ns(namespace), table, snapshots))
+        return _json(_vend(request, s, iceberg_tables.load_table(_ctx(request), s, _ns(namespace), table, snapshots)))
 
     @app.head("/v1/{prefix}/namespaces/{namespace}/tables/{table}")
     def table_exists(request: Request, namespace: str, table: str, s: svc.Scope = Depends(_scope)) -> Response:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.api import schemas as s
 from lakehouse.api.deps import context, require
-from lakehouse.api.ops import ERRORS
+from lakehouse.api.ops import CREATE_ERRORS, ERRORS
 from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import backfills, job_runs, jobs, promotions
@@ -224,7 +224,7 @@ def version_diff(name: str, from_: int = Query(..., alias="from", ge=1), to: int
     return jobs.version_diff(ctx, p, workspace, name, from_, to)
 
 
-@router.post("/{name}/runs", response_model=s.RunOut, status_code=201, responses=ERRORS)
+@router.post("/{name}/runs", response_model=s.RunOut, status_code=201, responses=CREATE_ERRORS)
 def run_job(name: str, response: Response, body: JobRunIn | None = None, workspace: str = WS,
             ctx: Context = Depends(context), p: Principal = Depends(require(Action.JOB_RUN))) -> dict[str, Any]:
     """Run a job now with parameter overrides (a repeated ``idempotency_key`` answers 200 with that run)."""
@@ -242,7 +242,7 @@ def runs_of_job(name: str, workspace: str = WS, limit: int = Query(50, ge=1, le=
     return {"runs": job_runs.job_runs(ctx, p, workspace, name, limit)}
 
 
-@router.post("/runs/{run_id}/rerun", response_model=s.RunOut, status_code=201, responses=ERRORS)
+@router.post("/runs/{run_id}/rerun", response_model=s.RunOut, status_code=201, responses=CREATE_ERRORS)
 def rerun(run_id: str, body: RerunIn | None = None, ctx: Context = Depends(context),
           p: Principal = Depends(require(Action.JOB_RUN))) -> dict[str, Any]:
     """Run a job run again with its version and parameters; ``params`` overrides some of them."""

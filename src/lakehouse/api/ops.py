@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lakehouse.api import schemas as s
 from lakehouse.api.deps import context, require
+from lakehouse.api.errors import QUEUE_CAP, STORE_ERRORS
 from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.rules import Environment
@@ -27,6 +28,8 @@ router = APIRouter(prefix="/ops", tags=["executor contract"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": s.ErrorResponse} for c in (400, 401, 403, 404, 409, 413, 422)
 }
+# routes that create runs: a queue cap in reject mode answers 429 (503 database_unavailable: every route)
+CREATE_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, **QUEUE_CAP}
 
 
 def _events(events: list[s.EventIn] | None) -> list[dict[str, Any]] | None:
@@ -45,7 +48,7 @@ def _claim_next(body: s.ClaimNextIn | None) -> tuple[dict[str, Any] | None, list
     return body.model_dump(exclude={"cached_runs"}), body.cached_runs
 
 
-@router.post("/runs", status_code=201, response_model=s.RunOut, responses=ERRORS)
+@router.post("/runs", status_code=201, response_model=s.RunOut, responses=CREATE_ERRORS)
 def create_run(body: RunRequest, response: Response, ctx: Context = Depends(context),
                p: Principal = Depends(require(Action.RUN_CREATE))) -> dict[str, Any]:
     """Create a run; a repeated ``idempotency_key`` returns the same run with 200."""
@@ -239,7 +242,7 @@ def register_artifact(body: s.ArtifactIn, response: Response, ctx: Context = Dep
     return art
 
 
-@router.put("/artifacts/{sha256}", response_model=s.UploadOut, responses=ERRORS,
+@router.put("/artifacts/{sha256}", response_model=s.UploadOut, responses={**ERRORS, **STORE_ERRORS},
             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}})
 async def upload_artifact(sha256: s.Sha256Param, request: Request, ctx: Context = Depends(context),
                           p: Principal = Depends(require(Action.EXECUTE)),
@@ -251,7 +254,8 @@ async def upload_artifact(sha256: s.Sha256Param, request: Request, ctx: Context 
     return await artifacts.upload(ctx, sha256, request.stream(), p, run_id)
 
 
-@router.get("/artifacts/{sha256}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS})
+@router.get("/artifacts/{sha256}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS,
+                                             503: STORE_ERRORS[503]})
 def download_artifact(sha256: s.Sha256Param, ctx: Context = Depends(context),
                       p: Principal = Depends(require(Action.RUN_READ))) -> StreamingResponse:
     """The content of an artifact, streamed by the control plane from whichever store holds it (a local

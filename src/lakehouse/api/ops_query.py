@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.api import schemas as s
 from lakehouse.api.deps import context, require
+from lakehouse.api.errors import SQL_BUSY, STORE_ERRORS
 from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import phase_query
@@ -38,7 +39,7 @@ class PhaseQueryOut(BaseModel):
     environment: str
 
 
-@router.post("/runs/{run_id}/query", response_model=PhaseQueryOut, responses=ERRORS)
+@router.post("/runs/{run_id}/query", response_model=PhaseQueryOut, responses={**ERRORS, **SQL_BUSY, **STORE_ERRORS})
 async def phase_query_call(run_id: str, body: PhaseQueryIn, ctx: Context = Depends(context),
                            p: Principal = Depends(require(Action.EXECUTE))) -> dict[str, Any]:
     """Run a ``query`` phase's SQL for its lease holder, as the run's creator, in the run's workspace;

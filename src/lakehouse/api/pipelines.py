@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.api import schemas as s
 from lakehouse.api.deps import context, require
-from lakehouse.api.ops import ERRORS
+from lakehouse.api.ops import CREATE_ERRORS, ERRORS
 from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.services import pipelines
@@ -46,7 +46,7 @@ def list_pipelines(ctx: Context = Depends(context), p: Principal = Depends(requi
     return {"pipelines": pipelines.list_specs(ctx.settings.pipelines_dir)}
 
 
-@router.post("/{name}/runs", response_model=s.RunOut, status_code=201, responses=ERRORS)
+@router.post("/{name}/runs", response_model=s.RunOut, status_code=201, responses=CREATE_ERRORS)
 def start(name: str, response: Response, body: PipelineRunIn | None = None, ctx: Context = Depends(context),
           p: Principal = Depends(require(Action.RUN_CREATE))) -> dict[str, Any]:
     """Start a run of a pipeline spec; its phases are ingest, transform, validate, publish as the spec says."""

@@ -1,25 +1,30 @@
-"""The `lakehouse` executable. `lakehouse sql "…"` is typed often and should answer at once: it loads only
-its own command (about a tenth of the imports of the whole CLI); every other command loads them all
-(``lakehouse.cli.main``)."""
+"""The `lakehouse` executable. `lakehouse sql "…"` is typed often and should answer at once: it and the
+login commands it relies on (`login`, `logout`, `whoami`) load only their own module (about a tenth of
+the imports of the whole CLI); every other command loads them all (``lakehouse.cli.main``)."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
+LEAN = {"sql": ("lakehouse.cli.sql", "sql"), "login": ("lakehouse.cli.login", "login"),
+        "logout": ("lakehouse.cli.login", "logout"), "whoami": ("lakehouse.cli.login", "whoami")}
+
 
 def main() -> Any:
-    if sys.argv[1:2] == ["sql"]:
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command in LEAN:
+        import importlib
+
         import typer
 
-        from lakehouse.cli.sql import sql
-
+        module, name = LEAN[command]
         solo = typer.Typer(help="Lakehouse Control Room.", no_args_is_help=True, pretty_exceptions_enable=False,
                            add_completion=False)
-        solo.command("sql")(sql)
+        solo.command(command)(getattr(importlib.import_module(module), name))
 
         @solo.callback()
-        def _group() -> None:  # keeps `sql` a sub-command, as in the whole CLI
+        def _group() -> None:  # keeps the command a sub-command, as in the whole CLI
             """Lakehouse Control Room."""
 
         return solo()

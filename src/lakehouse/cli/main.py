@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lakehouse.cli import admin, demo, pipelines, runs, server, sql, tables
+from lakehouse.cli import admin, demo, login, pipelines, runs, server, sql, tables
 from lakehouse.cli import alerts as alerts_cli
 from lakehouse.cli import audit as audit_cli
 from lakehouse.cli import caps as caps_cli
@@ -25,6 +25,9 @@ app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(workspaces_cli.app, name="workspaces")
 app.add_typer(runs.app, name="runs")
 app.command("sql")(sql.sql)
+app.command("login")(login.login)
+app.command("logout")(login.logout)
+app.command("whoami")(login.whoami)
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(jobs_cli.app, name="jobs")
 app.command("backfill")(jobs_cli.backfill)

@@ -2,11 +2,14 @@
 
 Two ways to answer, the same result:
 
-- **through the running server** when ``LAKEHOUSE_TOKEN`` holds an API token (``lakehouse tokens create``)
-  and the server answers (``LAKEHOUSE_SERVER``, default ``http://127.0.0.1:$LAKEHOUSE_PORT``): one HTTP
-  call to ``POST /api/sql``, on the server's warm DuckDB pool, recorded in the token user's history —
-  as fast as the SQL page (``bench/cli_sql.py``). ``--format table`` only; csv and json print every row
-  from the full result, so they run here.
+- **through the running server** with a token, in this order: ``LAKEHOUSE_TOKEN`` (an API token, on
+  ``--server``, else ``LAKEHOUSE_SERVER``, default ``http://127.0.0.1:$LAKEHOUSE_PORT``), then the login
+  stored by `lakehouse login` (on the server it was made on, unless ``--server``): one HTTP call to
+  ``POST /api/sql``, on the server's warm DuckDB pool, recorded in the token user's history — as fast as
+  the SQL page (``bench/cli_sql.py``). ``--format table`` only; csv and json print every row from the
+  full result, so they run here. Without a server, a ``LAKEHOUSE_TOKEN`` query runs here; a stored
+  login's is an error (it names a server, maybe another machine's lake). A revoked or expired token is a
+  one-line error.
 - **here**, as the system: opens the catalog and DuckDB in this process (a cold start: imports and the
   connection cost about a second of CPU), never migrates.
 
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from typing import Any
 
@@ -38,15 +40,19 @@ def sql(query: str = typer.Argument(..., help="One read-only statement; tables a
                                              help="seconds before the query is stopped (default and most: "
                                                   "LAKEHOUSE_SQL_MAX_TIMEOUT_S)"),
         local: bool = typer.Option(False, "--local", help="run here even when a server and a token are there"),
+        server: str | None = typer.Option(None, "--server",
+                                          help="the server's URL (default: the stored login's, else "
+                                               "LAKEHOUSE_SERVER)"),
         ) -> None:
     """Run a query on the lake (DuckDB over Iceberg). Time travel: at_snapshot('bronze.x', <snapshot id>).
-    With LAKEHOUSE_TOKEN set and the server up, the query runs on the server (as fast as the SQL page)."""
+    With LAKEHOUSE_TOKEN set or after `lakehouse login`, the query runs on the server (as fast as the SQL
+    page)."""
     from lakehouse.cli.common import fail
 
     if format not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}")
     if format == "table" and not local:
-        answer = _via_server(query, engine, env, workspace, limit, timeout)
+        answer = _via_server(query, engine, env, workspace, limit, timeout, server)
         if answer is not None:
             _print_table(answer)
             return
@@ -81,17 +87,15 @@ def sql(query: str = typer.Argument(..., help="One read-only statement; tables a
         print(json.dumps([dict(zip(names, r, strict=True)) for r in records], indent=2, default=str))
 
 
-def server_url() -> str:
-    """Where `lakehouse up` listens: ``LAKEHOUSE_SERVER``, else this machine on ``LAKEHOUSE_PORT``."""
-    return os.environ.get("LAKEHOUSE_SERVER") or f"http://127.0.0.1:{os.environ.get('LAKEHOUSE_PORT', '8000')}"
+def _via_server(query: str, engine: str, env: str, workspace: str, limit: int, timeout: float | None,
+                server: str | None = None) -> dict[str, Any] | None:
+    """The server's answer, or None when there is no token, or a ``LAKEHOUSE_TOKEN`` and no server (then
+    the query runs here). An answer that is an error (bad SQL, not allowed, too many queries, a revoked
+    token) is printed as one line and exits."""
+    from lakehouse.cli.login import resolve, stale_message
 
-
-def _via_server(query: str, engine: str, env: str, workspace: str, limit: int, timeout: float | None
-                ) -> dict[str, Any] | None:
-    """The server's answer, or None when there is no token or no server (then the query runs here). An
-    answer that is an error (bad SQL, not allowed, too many queries) is printed as one line and exits."""
-    token = os.environ.get("LAKEHOUSE_TOKEN")
-    if not token:
+    url, token, source = resolve(server)
+    if token is None:
         return None
     import httpx
 
@@ -100,19 +104,24 @@ def _via_server(query: str, engine: str, env: str, workspace: str, limit: int, t
     body = {"sql": query, "engine": engine, "env": env, "workspace": workspace, "limit": limit,
             **({"timeout_s": timeout} if timeout is not None else {})}
     try:
-        r = httpx.post(f"{server_url()}/api/sql", json=body, headers={"Authorization": f"Bearer {token}"},
+        r = httpx.post(f"{url}/api/sql", json=body, headers={"Authorization": f"Bearer {token}"},
                        timeout=httpx.Timeout(5.0, read=(timeout or 600) + 30))
     except httpx.ConnectError:
-        return None  # no server here: answer locally
+        if source == "env":
+            return None  # no server here: answer locally
+        fail(f"cannot reach the server at {url} (your `lakehouse login`): start it, or add --local to run here")
+        return None
     except httpx.HTTPError as exc:
-        fail(f"the server at {server_url()} did not answer: {exc}")
+        fail(f"the server at {url} did not answer ({type(exc).__name__})")
         return None
     if r.status_code == 200:
         return r.json()  # type: ignore[no-any-return]
+    if r.status_code == 401:
+        fail(stale_message(url, source))
     try:
         err = r.json()["error"]
     except (ValueError, KeyError, TypeError):
-        fail(f"the server at {server_url()} answered HTTP {r.status_code}")
+        fail(f"the server at {url} answered HTTP {r.status_code}")
         return None
     fail(_describe(err.get("message", f"HTTP {r.status_code}"), err.get("details"), query))
     return None

@@ -35,20 +35,16 @@ def stage_all(ctx: PhaseContext, settings: Settings, results: dict[str, tuple[pa
     try:
         for table, (data, inputs, extra) in sorted(results.items()):
             ctx.check()
-            path = staging.write(settings, ctx.run_id, check_output(table), data)
+            path = staging.write(settings, ctx, check_output(table), data)
             written.append(path)
             outputs[table] = staging.manifest_entry(path, data, content_hash(data), inputs=sorted(inputs), **extra)
             edges.append({"inputs": sorted(inputs), "outputs": [table]})
     except BaseException:
-        discard(settings, written)
+        discard(settings, written, ctx)
         raise
     return outputs, edges
 
 
-def discard(settings: Settings, paths: list[str]) -> None:
-    fs, _ = staging._fs(settings)
-    for path in paths:
-        try:
-            fs.delete_file(path)
-        except (FileNotFoundError, OSError):
-            pass
+def discard(settings: Settings, paths: list[str], ctx: PhaseContext | str = "") -> None:
+    """Remove staged files, with the phase's storage credentials (``ctx``) when it has vended ones."""
+    staging.delete(settings, ctx, paths)

@@ -12,6 +12,10 @@ child process (a cancel stops it):
 3. ``dbt <command>`` (``params.command``: ``build`` (default), ``run`` or ``test``) with
    ``params.select`` / ``exclude`` / ``selector``, the run's parameters as ``--vars``.
 
+``params.engine`` chooses where the models run: ``duckdb`` (default, the above) or ``trino`` —
+dbt-trino on the Trino connection ``params.connection`` names (the run declares it), models built in
+the run's scratch schema and read back to be staged the same way (``engines/dbt_trino.py``).
+
 ``manifest.json`` and ``run_results.json`` are artifacts; each dbt test is a ``DQ_RESULT`` event
 (and ``dq_results.json``); a failing error-severity test or a failed model fails the phase and stages
 nothing. The models' outputs (``engines/dbt_project.model_outputs``) are staged like pipeline transform
@@ -31,20 +35,25 @@ from lakehouse.worker.context import PhaseContext, PhaseError
 
 INSTALL_HINT = "the dbt phase type needs dbt-core and dbt-duckdb: pip install 'lakehouse[dbt]'"
 COMMANDS = ("build", "run", "test")
+ENGINES = ("duckdb", "trino")
 _ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
 
 
 def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
     import importlib.util
 
-    if importlib.util.find_spec("dbt") is None or importlib.util.find_spec("dbt.adapters.duckdb") is None:
-        raise PhaseError(INSTALL_HINT, retryable=False)
-    from lakehouse.engines import dbt_project as proj
-    from lakehouse.engines import lake_inputs, outputs
-    from lakehouse.engines.process import run_child, tail
-    from lakehouse.handlers.pipeline_common import _catalog, _scope, _settings
+    engine = str(ctx.params.get("engine") or "duckdb")
+    if engine not in ENGINES:
+        raise PhaseError(f"params.engine is one of {', '.join(ENGINES)}, not {engine!r}", retryable=False)
+    if importlib.util.find_spec("dbt") is None or importlib.util.find_spec(f"dbt.adapters.{engine}") is None:
+        from lakehouse.engines.dbt_trino import INSTALL_HINT as TRINO_HINT
 
-    settings = _settings(ctx)
+        raise PhaseError(TRINO_HINT if engine == "trino" else INSTALL_HINT, retryable=False)
+    from lakehouse.engines import dbt_project as proj
+    from lakehouse.engines import lake_inputs
+    from lakehouse.engines.process import run_child
+    from lakehouse.handlers.pipeline_common import _catalog, _scope
+
     ws = _scope(ctx)
     catalog = _catalog(ctx)
     p = ctx.params
@@ -60,9 +69,7 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
     target, logs = work / "target", work / "dbt-logs"
     db_path = work / "lake.duckdb"
     in_scope = lake_inputs.scope_tables(catalog, ctx.environment, ws)
-    pinned = _prepare_database(db_path, in_scope)
-    allowed = sorted({r.location.rstrip("/") + "/" for r in in_scope.values()} | {str(work) + "/"})
-    (work / "profiles.yml").write_text(proj.profile_yaml(db_path, allowed, int(p.get("threads") or 1)))
+    threads = int(p.get("threads") or 1)
     log = work / "dbt.log"
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith("DBT_")}  # no secrets for env_var()
     env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_USE_COLORS": "false", "DBT_PARTIAL_PARSE": "false"})
@@ -76,6 +83,31 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
             f.write(f"$ dbt {' '.join(args)}\n")
         return run_child(ctx, argv, log, cwd=work, env=env)
 
+    trino: Any = None
+    try:
+        if engine == "trino":
+            trino, pinned = _prepare_trino(ctx, project, in_scope, threads)
+        else:
+            pinned = _prepare_database(db_path, in_scope)
+            allowed = sorted({r.location.rstrip("/") + "/" for r in in_scope.values()} | {str(work) + "/"})
+            (work / "profiles.yml").write_text(proj.profile_yaml(db_path, allowed, threads))
+        return _run(ctx, engine, trino, invoke, common, variables, command, target, log, db_path, in_scope, pinned)
+    finally:
+        (work / "profiles.yml").unlink(missing_ok=True)  # it may hold the connection's password
+        if trino is not None:
+            _drop_scratch(ctx, trino)
+
+
+def _run(ctx: PhaseContext, engine: str, trino: Any, invoke: Any, common: list[str], variables: dict[str, Any],
+         command: str, target: Path, log: Path, db_path: Path, in_scope: dict[str, Any], pinned: dict[str, Any]
+         ) -> dict[str, Any]:
+    from lakehouse.engines import dbt_project as proj
+    from lakehouse.engines import outputs
+    from lakehouse.engines.process import tail
+    from lakehouse.handlers.pipeline_common import _settings
+
+    p = ctx.params
+    work = ctx.workdir
     try:
         ctx.progress("dbt parse", fraction=0.0)
         if invoke("parse", *common, "--vars", json.dumps(variables, default=str)) != 0:
@@ -84,7 +116,10 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
         mapping = proj.model_outputs(manifest, p.get("outputs") or {})
         for uid, table in mapping.items():
             mapping[uid] = outputs.check_output(table)
-        _load_incremental(db_path, manifest, mapping, in_scope)
+        if trino is not None:
+            _seed_incremental_trino(ctx, trino, manifest, mapping, in_scope)
+        else:
+            _load_incremental(db_path, manifest, mapping, in_scope)
         selection = _selection(p)
         ctx.progress(f"dbt {command}", fraction=0.1)
         code = invoke(command, *common, "--vars", json.dumps(variables, default=str), *selection)
@@ -118,20 +153,91 @@ def run_dbt(ctx: PhaseContext) -> dict[str, Any]:
         if uid not in ran:
             continue
         ctx.check()
-        data = _read_model(db_path, manifest["nodes"][uid])
+        node = manifest["nodes"][uid]
+        data = _read_trino_model(trino, node) if trino is not None else _read_model(db_path, node)
         staged_in[table] = (data, edges_all.get(table, []), {"transform": manifest["nodes"][uid]["name"],
                                                               "engine": "dbt"})
-    staged, edges = outputs.stage_all(ctx, settings, staged_in)
+    staged, edges = outputs.stage_all(ctx, _settings(ctx), staged_in)
     for table, entry in staged.items():
         ctx.log(f"{entry['transform']}: {entry['rows']} rows → {table}", rows=entry["rows"], table=table)
     return {"outputs": staged, "edges": edges, "lineage": {"edges": edges},
             "reads": pinned, "dq": {"checks": len(dq), "passed": sum(r["passed"] for r in dq),
                                     "warnings": sum(not r["passed"] for r in dq)},
-            "dbt": {"command": command, "selection": selection,
+            "dbt": {"command": command, "selection": selection, "engine": engine,
                     "models": sorted(manifest["nodes"][u]["name"] for u in ran if u in manifest["nodes"]
                                      and manifest["nodes"][u].get("resource_type") == "model"),
                     "parent_map": {k: v for k, v in (manifest.get("parent_map") or {}).items()
                                    if k.startswith("model.")}}}
+
+
+def _prepare_trino(ctx: PhaseContext, project: Path, in_scope: dict[str, Any], threads: int
+                   ) -> tuple[Any, dict[str, int | None]]:
+    """The trino target: the connection for this lease, dbt-trino's profile (0600, removed after the
+    run), the ``source()`` macro for our layers' schemas, and the handler's own Trino session."""
+    from lakehouse.engines import dbt_trino
+
+    config, secrets = dbt_trino.lease_connection(ctx, ctx.params.get("connection"))
+    schema = dbt_trino.scratch_schema(ctx.environment, ctx.run_id)
+    dbt_trino.write_profile(ctx.workdir, dbt_trino.profile(config, secrets, schema, threads))
+    dbt_trino.add_source_macro(project, ctx.environment)
+    session = dbt_trino.TrinoSession(config, secrets, schema, source=f"lakehouse/{ctx.run_id}/{ctx.phase}")
+    where = f"{config.get('host')}:{config.get('port') or 8080}"
+    ctx.log(f"dbt runs on Trino {where} as {config.get('user') or 'lakehouse'}, models built in "
+            f"{session.catalog}.{schema}", engine="trino", schema=schema)
+    pinned = {name: _current_snapshot(ctx, ref) for name, ref in sorted(in_scope.items())}
+    return session, pinned
+
+
+def _current_snapshot(ctx: PhaseContext, ref: Any) -> int | None:
+    from lakehouse.lake import tables as lake_tables
+
+    snap = lake_tables.load(ctx.catalog, ref.layer, ref.env, ref.name, ref.workspace).metadata.current_snapshot_id
+    return int(snap) if snap is not None else None
+
+
+def _seed_incremental_trino(ctx: PhaseContext, trino: Any, manifest: dict[str, Any], mapping: dict[str, str],
+                            in_scope: dict[str, Any]) -> None:
+    """An incremental model whose table is published starts from the published rows (in the scratch
+    schema, where dbt-trino finds ``{{ this }}``)."""
+    from lakehouse.engines.dbt_project import models
+
+    for uid, node in models(manifest).items():
+        table = mapping.get(uid)
+        if (node.get("config") or {}).get("materialized") != "incremental" or table not in in_scope:
+            continue
+        ref = in_scope[table]
+        try:
+            trino.seed_incremental(str(node.get("alias") or node["name"]), ref.layer, ctx.environment, ref.name)
+        except PhaseError:
+            raise
+        except Exception as exc:
+            raise PhaseError(f"cannot start incremental model {node['name']} on Trino: {_trino_error(exc)}",
+                             retryable=True) from None
+
+
+def _read_trino_model(trino: Any, node: dict[str, Any]) -> Any:
+    try:
+        return trino.read(node)
+    except PhaseError:
+        raise
+    except Exception as exc:
+        raise PhaseError(f"cannot read the output of model {node['name']} from Trino: {_trino_error(exc)}",
+                         retryable=True) from None
+
+
+def _drop_scratch(ctx: PhaseContext, trino: Any) -> None:
+    try:
+        trino.drop_scratch()
+    except Exception as exc:
+        ctx.log(f"could not drop the scratch schema {trino.schema} on Trino: {_trino_error(exc)}", level="warning")
+    finally:
+        trino.close()
+
+
+def _trino_error(exc: Exception) -> str:
+    """One line for a Trino client error (its message, never the connection's secrets)."""
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {str(message)[:300]}"
 
 
 def _selection(p: dict[str, Any]) -> list[str]:

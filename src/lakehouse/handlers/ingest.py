@@ -103,7 +103,7 @@ def ingest(ctx: PhaseContext) -> dict[str, Any]:
             except SourceUnavailable as exc:
                 raise PhaseError(f"source unreachable: {exc}", retryable=True) from None
             batch = _with_meta(data, loaded_at, ctx.run_id, deleted)
-            path = staging.write(settings, ctx.run_id, f"bronze.{table}", batch)
+            path = staging.write(settings, ctx, f"bronze.{table}", batch)
             outputs[f"bronze.{table}"] = staging.manifest_entry(
                 path, batch, content_hash(batch, exclude=("_loaded_at", "_run_id")), deleted=deleted.num_rows
                 if deleted is not None else 0, drift=drift, source=f"{ing['source']}.{table}")

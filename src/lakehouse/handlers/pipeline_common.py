@@ -59,13 +59,16 @@ def _spec(ctx: PhaseContext) -> dict[str, Any]:
 
 def _staged(ctx: PhaseContext, settings: Settings) -> dict[str, dict[str, Any]]:
     """Every table staged by the run's earlier phases, by SQL name. A staged path must be the one this
-    run's staging folder gives the table: a manifest cannot point a phase at any other file."""
+    run's staging folder gives the table (``_staging/<workspace>/<env>/<run_id>/``, the scope from the
+    claim; or ``_staging/<run_id>/`` of runs staged before per-workspace staging): a manifest cannot
+    point a phase at any other file."""
     out: dict[str, dict[str, Any]] = {}
     for manifest in ctx.previous_outputs.values():
         for table, entry in ((manifest or {}).get("outputs") or {}).items():
             if isinstance(entry, dict) and entry.get("staged"):
                 _table(table)
-                if entry["staged"] != staging.staged_path(settings, ctx.run_id, table):
+                if entry["staged"] not in (staging.staged_path(settings, ctx, table),
+                                           staging.legacy_path(settings, ctx.run_id, table)):
                     raise PhaseError(f"staged file of {table} is outside this run's staging folder",
                                      retryable=False)
                 out[table] = entry

@@ -87,7 +87,7 @@ def publish(ctx: PhaseContext) -> dict[str, Any]:
         mode, keys = _write_mode(ctx, table, layer)
         committed = _already_committed(catalog, layer, ctx.environment, name, ctx.run_id, ws)
         if committed is None:
-            data = staging.read(settings, entry["staged"])
+            data = staging.read(settings, entry["staged"], ctx)
             if mode == "merge":
                 exists = lake_tables.table_exists(catalog, layer, ctx.environment, name, ws)
                 old = lake_tables.read_table(catalog, layer, ctx.environment, name, workspace=ws) if exists else None
@@ -110,7 +110,7 @@ def publish(ctx: PhaseContext) -> dict[str, Any]:
             if entry.get("source"):
                 edges.append({"inputs": [entry["source"]], "outputs": [table]})
         edges += (manifest or {}).get("edges") or []
-    staging.clear(settings, ctx.run_id)
+    staging.clear(settings, ctx)
     return {"outputs": outputs, "watermarks": marks, "lineage": {"edges": edges,
                                                                  "outputs": sorted(outputs)}}
 

@@ -66,7 +66,7 @@ def run_on_connection(ctx: PhaseContext) -> dict[str, Any]:
         handed.clear()  # the secret leaves memory with the phase
     ctx.log(f"{table.num_rows} rows from {name} (read-only)", rows=table.num_rows, connection=name)
     if target is not None:
-        path = staging.write(settings, ctx.run_id, str(target), table)
+        path = staging.write(settings, ctx, str(target), table)
         entry = staging.manifest_entry(path, table, content_hash(table), source=f"{name}.query")
         return {"outputs": {str(target): entry}}
     out = ctx.workdir / "result.parquet"

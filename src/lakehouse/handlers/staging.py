@@ -1,11 +1,21 @@
-"""Staged outputs of a run: Parquet files under ``<warehouse>/_staging/<run_id>/`` that the publish
-phase commits to Iceberg. Local folders and ``s3://`` warehouses go through pyarrow's filesystems."""
+"""Staged outputs of a run: Parquet files that the publish phase commits to Iceberg, under
+``<warehouse>/_staging/<workspace>/<environment>/<run_id>/`` — the run's workspace and environment
+from the server's claim (lake/lease.py's :func:`~lakehouse.lake.lease.staging_prefix`), so that the
+S3 credentials vended for a lease (services/storage_vending.py) cover its staging folder too. Local
+folders and ``s3://`` warehouses go through pyarrow's filesystems.
+
+Which credentials: a phase whose lease catalog holds vended credentials uses those (the worker then
+needs no S3 key of its own); otherwise the worker's own storage settings, as for its tables.
+
+A bare run id instead of the phase context names the layout before per-workspace staging
+(``<warehouse>/_staging/<run_id>/``) with the worker's own settings: in-process callers, and runs
+staged before an upgrade (the phases still accept that folder, pipeline_common.py)."""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -13,15 +23,34 @@ import pyarrow.parquet as pq
 
 from lakehouse.settings import Settings
 
+if TYPE_CHECKING:
+    from lakehouse.worker.context import PhaseContext
+
 _TABLE = re.compile(r"^(bronze|silver|gold)\.[a-z_][a-z0-9_]*$")
+_S3 = ("s3://", "s3a://")
 
 
-def _fs(settings: Settings) -> tuple[pafs.FileSystem, str]:
+def _is_s3(settings: Settings) -> bool:
+    return settings.warehouse.startswith(_S3)
+
+
+def phase_storage(run: PhaseContext | str) -> dict[str, str] | None:
+    """The S3 properties vended for the phase's lease, or ``None`` (no lease catalog, or the control
+    plane does not vend): then the worker's own settings apply."""
+    if isinstance(run, str) or run.lake is None:
+        return None
+    vended = getattr(run.catalog, "vended_storage", None)
+    return vended() if callable(vended) else None
+
+
+def _fs(settings: Settings, props: dict[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
+    """The warehouse's filesystem (with ``props``' credentials when given) and its root path."""
     warehouse = settings.warehouse
-    if warehouse.startswith("s3://") or warehouse.startswith("s3a://"):
+    if _is_s3(settings):
         from lakehouse.lake.catalog import storage_properties
 
-        props = storage_properties(warehouse, settings)
+        if props is None:
+            props = storage_properties(warehouse, settings)
         fs = pafs.S3FileSystem(
             endpoint_override=props.get("s3.endpoint"), access_key=props.get("s3.access-key-id"),
             secret_key=props.get("s3.secret-access-key"), session_token=props.get("s3.session-token"),
@@ -33,36 +62,76 @@ def _fs(settings: Settings) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(warehouse)
 
 
-def staged_path(settings: Settings, run_id: str, table: str) -> str:
+def filesystem(settings: Settings, run: PhaseContext | str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem a phase stages with (its lease's vended credentials if any) and the warehouse root."""
+    return _fs(settings, phase_storage(run))
+
+
+def folder(settings: Settings, run: PhaseContext | str) -> str:
+    """The run's staging folder (no trailing slash), as a path of :func:`filesystem`."""
+    from lakehouse.lake.lease import STAGING, staging_prefix
+
+    warehouse = settings.warehouse
+    root = warehouse.split("://", 1)[1].rstrip("/") if _is_s3(settings) else os.path.abspath(warehouse)
+    if isinstance(run, str):
+        return f"{root}/{STAGING}/{run}"
+    return staging_prefix(root, run.workspace, run.environment) + run.run_id
+
+
+def staged_path(settings: Settings, run: PhaseContext | str, table: str) -> str:
     if not _TABLE.match(table):
         raise ValueError(f"bad table name {table!r}")
-    _, root = _fs(settings)
-    return f"{root}/_staging/{run_id}/{table}.parquet"
+    return f"{folder(settings, run)}/{table}.parquet"
 
 
-def write(settings: Settings, run_id: str, table: str, data: pa.Table) -> str:
-    fs, _ = _fs(settings)
-    path = staged_path(settings, run_id, table)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    tmp = path + ".tmp"
-    with fs.open_output_stream(tmp) as out:
+def legacy_path(settings: Settings, run_id: str, table: str) -> str:
+    """Where a run staged ``table`` before per-workspace staging (runs in flight over an upgrade)."""
+    return staged_path(settings, run_id, table)
+
+
+def write(settings: Settings, run: PhaseContext | str, table: str, data: pa.Table) -> str:
+    fs, _ = filesystem(settings, run)
+    path = staged_path(settings, run, table)
+    if not _is_s3(settings):  # an S3 upload appears whole or not at all: no folder, no rename
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        tmp = path + ".tmp"
+        with fs.open_output_stream(tmp) as out:
+            pq.write_table(data, out, compression="zstd")
+        fs.move(tmp, path)
+        return path
+    with fs.open_output_stream(path) as out:
         pq.write_table(data, out, compression="zstd")
-    fs.move(tmp, path)
     return path
 
 
-def read(settings: Settings, path: str) -> pa.Table:
-    fs, _ = _fs(settings)
+def read(settings: Settings, path: str, run: PhaseContext | str | None = None) -> pa.Table:
+    fs, _ = filesystem(settings, run) if run is not None else _fs(settings)
     with fs.open_input_file(path) as f:
         return pq.read_table(f)
 
 
-def clear(settings: Settings, run_id: str) -> None:
-    fs, root = _fs(settings)
-    try:
-        fs.delete_dir(f"{root}/_staging/{run_id}")
-    except (FileNotFoundError, OSError):
-        pass
+def delete(settings: Settings, run: PhaseContext | str, paths: list[str]) -> None:
+    """Remove staged files (what a failed engine staged), ignoring those already gone."""
+    fs, _ = filesystem(settings, run)
+    for path in paths:
+        try:
+            fs.delete_file(path)
+        except (FileNotFoundError, OSError):
+            pass
+
+
+def clear(settings: Settings, run: PhaseContext | str) -> None:
+    """Remove the run's staging folder (and the old-layout one of runs staged before an upgrade)."""
+    props = phase_storage(run)
+    fs, _ = _fs(settings, props)
+    folders = [folder(settings, run)]
+    if not isinstance(run, str) and props is None:  # vended credentials do not reach the old folder
+        folders.append(folder(settings, run.run_id))
+    for path in folders:
+        try:
+            fs.delete_dir(path)
+        except (FileNotFoundError, OSError):
+            pass
 
 
 def expand(value: str, env: dict[str, str] | None = None) -> str:

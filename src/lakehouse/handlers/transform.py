@@ -67,7 +67,7 @@ def transform(ctx: PhaseContext) -> dict[str, Any]:
             lake.con.register(view, result)
             lake.con.execute(f'CREATE OR REPLACE VIEW {layer}."{name}" AS SELECT * FROM {view}')
             lake.views.add(t["output"])
-            path = staging.write(settings, ctx.run_id, t["output"], result)
+            path = staging.write(settings, ctx, t["output"], result)
             outputs[t["output"]] = staging.manifest_entry(path, result, content_hash(result), inputs=inputs,
                                                           transform=t["name"])
             edges.append({"inputs": inputs, "outputs": [t["output"]]})

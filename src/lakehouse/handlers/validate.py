@@ -40,7 +40,7 @@ def validate(ctx: PhaseContext) -> dict[str, Any]:
         published[table] = lake_tables.row_count(
             lake_tables.load(catalog, layer, ctx.environment, name, ws).metadata) if exists else None
         if table in staged:
-            data[table] = staging.read(settings, staged[table]["staged"])
+            data[table] = staging.read(settings, staged[table]["staged"], ctx)
         elif exists:
             data[table] = lake_tables.read_table(catalog, layer, ctx.environment, name, workspace=ws)
     results = []

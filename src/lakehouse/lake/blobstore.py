@@ -4,6 +4,8 @@ both follow :class:`ArtifactStore`.
 
 An upload is written to a temporary file (object) in the store and moved into place only once complete and
 its sha256 checked: a cut-off, refused or stalled upload leaves neither a blob nor its temporary file.
+What a killed process could not clean up, ``sweep_uploads`` removes once it is old enough (the control
+plane runs it periodically, ``services/upload_sweeper.py``).
 A full disk, or a store past its optional capacity, raises :class:`StoreFull` naming the store; a store
 that cannot be reached or refuses us (S3 answering 5xx, a missing bucket, bad credentials) raises
 :class:`StoreUnavailable` naming it.
@@ -16,7 +18,9 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -58,6 +62,17 @@ class StoreUnavailable(Exception):
         return "artifact_store_unavailable" if self.transient else "artifact_store_misconfigured"
 
 
+@dataclass(frozen=True)
+class Swept:
+    """What one :meth:`~ArtifactStore.sweep_uploads` removed: temporary files (objects) and their bytes,
+    multipart uploads aborted, and leftovers kept because they are younger than the age."""
+
+    removed: int = 0
+    bytes: int = 0
+    aborted: int = 0
+    kept: int = 0
+
+
 class ArtifactStore(Protocol):
     """What the artifact service needs of a content-addressed store."""
 
@@ -80,6 +95,12 @@ class ArtifactStore(Protocol):
     def open(self, sha256: str) -> Generator[bytes, None, None] | None:
         """The content in chunks, or None when the store does not hold it (errors raise here, before
         the first chunk, so an answer can still say what went wrong)."""
+        ...
+
+    def sweep_uploads(self, older_than: float, now: float | None = None) -> Swept:
+        """Remove what uploads cut off or crashed left behind: temporary files (objects) untouched for
+        ``older_than`` seconds at ``now`` (default: the clock), and on S3 the multipart uploads idle as
+        long. Completed blobs are never touched."""
         ...
 
 
@@ -187,6 +208,28 @@ class BlobStore:
         with self.path(sha256).open("rb") as fh:
             while block := fh.read(chunk):
                 yield block
+
+    def sweep_uploads(self, older_than: float, now: float | None = None) -> Swept:
+        """Delete the temporary files of uploads (``.upload-*``) and of stored query results being
+        written (``.tmp/``) whose last write is more than ``older_than`` seconds before ``now``. A
+        file still being written is touched by every write, so an age above the longest pause between
+        two writes (the body-read timeout, a query's timeout) never removes one in progress."""
+        cutoff = (time.time() if now is None else now) - older_than
+        removed = size = kept = 0
+        for path in [*self.root.glob(".upload-*"), *(self.root / ".tmp").glob("*")]:
+            try:
+                st = path.stat()
+                if not path.is_file():
+                    continue
+                if st.st_mtime >= cutoff:
+                    kept += 1
+                    continue
+                path.unlink()
+            except FileNotFoundError:  # finished (moved into place) or removed meanwhile
+                continue
+            removed += 1
+            size += st.st_size
+        return Swept(removed=removed, bytes=size, kept=kept)
 
 
 def sha256_file(path: Path) -> str:

@@ -8,18 +8,23 @@ A :class:`Lake` is built once at a process's edge and hands each phase its catal
   ``X-Lakehouse-Lease: <run_id>:<lease_token>``): it sees the run's workspace and the medallion
   namespaces of the run's environment, and nothing once the lease has ended. The worker holds no
   database URL and no key; data files are read and written with the worker's own storage settings
-  (``LAKEHOUSE_WAREHOUSE`` and the ``LAKEHOUSE_S3_*``/``AWS_*`` credentials). One HTTP connection pool
-  and one ``/v1/config`` answer serve every phase of the worker.
+  (``LAKEHOUSE_WAREHOUSE`` and the ``LAKEHOUSE_S3_*``/``AWS_*`` credentials) — unless the control plane
+  vends credentials (services/storage_vending.py): then each lease catalog asks for its lease's
+  short-lived S3 credentials, scoped to the run's workspace and environment, and uses them for
+  pyiceberg's FileIO and DuckDB's S3 secret instead of the worker's own (which it then need not have).
+  One HTTP connection pool and one ``/v1/config`` answer serve every phase of the worker.
 * :class:`DirectLake` — pyiceberg's SQL catalog over the metadata database (:func:`catalog_for`). Only
   for code that *is* the control plane, and for in-process tests that drive handlers without HTTP.
 
-The staging folder (``<warehouse>/_staging/<run_id>/``, handlers/staging.py) is reached with the
-same storage settings as the tables.
+The staging folder of a run (``<warehouse>/_staging/<workspace>/<environment>/<run_id>/``,
+handlers/staging.py, :func:`staging_prefix`) is reached with the same credentials as the tables: the
+lease's vended ones when the control plane vends (their policy covers that prefix), else the worker's own.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -38,6 +43,16 @@ from lakehouse.lake.catalog import (
 LEASE_HEADER = "X-Lakehouse-Lease"
 LOCATIONS_PARAM = "lakehouse-metadata-locations"  # our extension of "list tables" (docs/iceberg-rest.md)
 LOCATIONS_FIELD = "lakehouse-metadata-locations"
+VENDED_MARK = "lakehouse.vended-credentials"  # /v1/config's defaults say the control plane vends
+EXPIRES_AT_MS = "s3.session-token-expires-at-ms"
+REFRESH_BEFORE_S = 300  # vended credentials with less left than this are asked for again
+STAGING = "_staging"  # the warehouse folder of staged outputs (handlers/staging.py)
+
+
+def staging_prefix(warehouse: str, workspace: str, environment: str) -> str:
+    """The staging prefix of one workspace and environment, ``<warehouse>/_staging/<ws>/<env>/``: runs
+    stage below it in ``<run_id>/``, and the credentials vended for its leases cover it."""
+    return f"{warehouse.rstrip('/')}/{STAGING}/{check_workspace(workspace)}/{check_env(environment)}/"
 
 
 class Lake(Protocol):
@@ -126,9 +141,49 @@ class LeaseCatalog(RestCatalog):
         config = dict(defaults)
         config.update(self.properties)  # the worker's own storage settings win over the server's hints
         config["prefix"] = self.workspace
+        self._vends = defaults.get(VENDED_MARK) == "true"
+        if self._vends:  # this lease's credentials win over the worker's own
+            config.update(self._vended())
         self.properties = config
         self._supported_endpoints = set(endpoints) if endpoints else set(DEFAULT_ENDPOINTS)
         self._namespace_separator = unquote(config.get(NAMESPACE_SEPARATOR_PROPERTY, DEFAULT_NAMESPACE_SEPARATOR))
+
+    def _vended(self) -> dict[str, str]:
+        """The S3 credentials vended for this lease (``/v1/config`` under it, asking for delegation)."""
+        from pyiceberg.catalog.rest import Endpoints
+        from pyiceberg.catalog.rest.response import _handle_non_200_response
+        from requests import HTTPError
+
+        session = getattr(self, "_session", None) or self._create_session()
+        response = session.get(self.url(Endpoints.get_config, prefixed=False), params={"warehouse": self.workspace},
+                               headers={"X-Iceberg-Access-Delegation": "vended-credentials"})
+        try:
+            response.raise_for_status()
+        except HTTPError as exc:
+            _handle_non_200_response(exc, {})
+        overrides = dict(response.json().get("overrides") or {})
+        return {k: str(v) for k, v in overrides.items() if k.startswith("s3.")}
+
+    def refresh_credentials(self) -> None:
+        """Ask for this lease's credentials again when less than :data:`REFRESH_BEFORE_S` is left (long
+        phases outlive one set); tables loaded afterwards and new DuckDB connections use the new ones."""
+        if not getattr(self, "_vends", False):
+            return
+        expires = int(self.properties.get(EXPIRES_AT_MS) or 0) / 1000
+        if expires - time.time() < REFRESH_BEFORE_S:
+            self.properties = {**self.properties, **self._vended()}
+
+    def vended_storage(self) -> dict[str, str] | None:
+        """This lease's vended S3 properties (asked for again near their end) for what is not a table —
+        the run's staging folder — or ``None`` when the control plane does not vend."""
+        if not getattr(self, "_vends", False):
+            return None
+        self.refresh_credentials()
+        return {k: str(v) for k, v in self.properties.items() if k.startswith("s3.")}
+
+    def _load_file_io(self, properties: Any = None, location: str | None = None) -> Any:
+        self.refresh_credentials()
+        return super()._load_file_io(properties or {}, location)
 
     def _create_session(self) -> Any:
         session = super()._create_session()
@@ -147,6 +202,7 @@ class LeaseCatalog(RestCatalog):
         from pyiceberg.exceptions import NoSuchNamespaceError
         from requests import HTTPError
 
+        self.refresh_credentials()  # DuckDB's S3 secret is made from the properties next
         out = []
         envs = [check_env(env)] if env is not None else list(ENVIRONMENTS)
         layers = [check_layer(layer)] if layer is not None else list(LAYERS)

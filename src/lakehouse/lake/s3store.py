@@ -11,7 +11,9 @@ arrived and its hash matched is it copied server-side to its content-addressed k
 object deleted. A cut-off, refused or mismatching upload aborts the multipart upload or deletes the
 temporary object, so the content key never holds anything but the full, checked content, and the
 caller registers the blob only after :meth:`S3BlobStore.put_stream` returned. Content already stored
-is not written again (the body is still read and its hash checked).
+is not written again (the body is still read and its hash checked). What a killed process leaves under
+``.uploads/`` (a temporary object, an open multipart upload) :meth:`S3BlobStore.sweep_uploads` removes
+once it is idle long enough.
 
 S3 errors become :class:`StoreUnavailable` naming the store: transient (5xx, throttling, unreachable;
 botocore first retries them itself, ``standard`` mode) or a misconfiguration (no such bucket,
@@ -24,12 +26,14 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Generator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lakehouse.lake.blobstore import HashMismatch, StoreUnavailable, TooBig
+from lakehouse.lake.blobstore import HashMismatch, StoreUnavailable, Swept, TooBig
 from lakehouse.settings import Settings
 
 log = logging.getLogger("lakehouse.artifacts")
@@ -99,8 +103,10 @@ class S3BlobStore:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def temp_key(self) -> str:
-        name = f".uploads/{uuid.uuid4().hex}"
-        return f"{self.prefix}/{name}" if self.prefix else name
+        return f"{self.uploads_prefix()}{uuid.uuid4().hex}"
+
+    def uploads_prefix(self) -> str:
+        return f"{self.prefix}/.uploads/" if self.prefix else ".uploads/"
 
     def uri(self, sha256: str) -> str:
         return f"s3://{self.bucket}/{self.key(sha256)}"
@@ -227,6 +233,68 @@ class S3BlobStore:
             raise
         finally:
             body.close()
+
+    def sweep_uploads(self, older_than: float, now: float | None = None) -> Swept:
+        """Delete the temporary objects under ``prefix/.uploads/`` last written more than ``older_than``
+        seconds before ``now``, and abort the multipart uploads there whose newest part (or, without
+        parts, whose start) is as old. An upload in progress writes a part every :attr:`part_bytes`
+        (8 MiB) it receives, so an age of an hour leaves alone any upload arriving faster than about
+        2.3 KB/s (a stalled one is closed after the body-read timeout anyway); a temporary object lives
+        only between the end of its upload and the copy to its content key. Content keys are never
+        listed."""
+        cutoff = (time.time() if now is None else now) - older_than
+        tmp = self.uploads_prefix()
+        removed = size = kept = aborted = 0
+        stale: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._call("list abandoned uploads", "list_objects_v2", Prefix=tmp,
+                              **({"ContinuationToken": token} if token else {}))
+            for obj in page.get("Contents", []):
+                if _ts(obj["LastModified"]) >= cutoff:
+                    kept += 1
+                    continue
+                stale.append(obj["Key"])
+                size += int(obj.get("Size") or 0)
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+        for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = stale[start:start + 1000]
+            answer = self._call("delete abandoned uploads", "delete_objects",
+                                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            removed += len(batch) - len(answer.get("Errors") or [])
+        markers: dict[str, str] = {}
+        while True:
+            page = self._call("list abandoned multipart uploads", "list_multipart_uploads", Prefix=tmp, **markers)
+            for up in page.get("Uploads", []):
+                if _ts(up["Initiated"]) >= cutoff or self._last_part(up["Key"], up["UploadId"]) >= cutoff:
+                    kept += 1
+                    continue
+                self._call("abort an abandoned multipart upload", "abort_multipart_upload", Key=up["Key"],
+                           UploadId=up["UploadId"])
+                aborted += 1
+            if not page.get("IsTruncated"):
+                break
+            markers = {"KeyMarker": page.get("NextKeyMarker") or "",
+                       "UploadIdMarker": page.get("NextUploadIdMarker") or ""}
+        return Swept(removed=removed, bytes=size, aborted=aborted, kept=kept)
+
+    def _last_part(self, key: str, upload_id: str) -> float:
+        """When the newest part of a multipart upload was written (0 when it has none)."""
+        newest = 0.0
+        marker: dict[str, int] = {}
+        while True:
+            page = self._call("list an upload's parts", "list_parts", Key=key, UploadId=upload_id, **marker)
+            for part in page.get("Parts", []):
+                newest = max(newest, _ts(part["LastModified"]))
+            if not page.get("IsTruncated"):
+                return newest
+            marker = {"PartNumberMarker": int(page.get("NextPartNumberMarker") or 0)}
+
+
+def _ts(value: Any) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
 class _Upload:

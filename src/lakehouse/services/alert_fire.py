@@ -146,8 +146,13 @@ def on_events(conn: Connection, run_id: str, events: Iterable[dict[str, Any]], n
 
 
 def on_runs_finished(conn: Connection, run_ids: Iterable[str], now: datetime) -> None:
-    """The same for runs a set-based statement finished (their events are not at hand)."""
-    for run_id in run_ids:
+    """The same for runs a set-based statement finished (their events are not at hand): one query
+    for the whole batch finds the runs whose workspace has an enabled run rule; only those are
+    evaluated (the hot path of the queue pays nothing more when no run rule exists)."""
+    ids = list(run_ids)
+    if not ids:
+        return
+    for run_id in store.runs_with_run_rules(conn, RUN_KINDS, ids):
         _on_finish(conn, run_id, None, now)
 
 

@@ -69,8 +69,9 @@ def create_user(ctx: Context, name: str, role: str, password: str | None, actor:
 
 
 def create_token(ctx: Context, user_name: str, role: str | None = None, name: str | None = None,
-                 actor: Principal = SYSTEM) -> str:
-    """Create an API token for a user and return it; only its hash is stored."""
+                 actor: Principal = SYSTEM, expires_at: datetime | None = None) -> str:
+    """Create an API token for a user and return it; only its hash is stored. Without ``expires_at`` it
+    lives until revoked."""
     now = ctx.clock()
     with ctx.db.write() as conn:
         user = user_store.by_name(conn, user_name)
@@ -84,7 +85,7 @@ def create_token(ctx: Context, user_name: str, role: str | None = None, name: st
         if token_role != Role.EXECUTOR.value and _rank(token_role) > _rank(user.role):
             raise Forbidden(f"a {user.role} cannot hold a {token_role} token", code="role_escalation")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        store.insert_token(conn, user.id, hash_token(token), token[:10], token_role, name, now)
+        store.insert_token(conn, user.id, hash_token(token), token[:10], token_role, name, now, expires_at)
         audit.record(conn, now, actor, "token.create", "user", user_name, None, {"role": token_role})
     return token
 

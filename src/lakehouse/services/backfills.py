@@ -23,7 +23,7 @@ from lakehouse.domain.states import RunStatus
 from lakehouse.services import audit, promotions, runs, workspaces
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
-from lakehouse.services.job_runs import build_request, param_error
+from lakehouse.services.job_runs import build_request, param_error, run_ids
 from lakehouse.store import jobs as store
 
 MAX_PARTITIONS = 1000
@@ -64,6 +64,7 @@ def create(ctx: Context, principal: Principal, workspace: str, job: str, start: 
     except ValueError as exc:
         raise InvalidInput(str(exc), code="invalid_backfill", details=[{"field": "to", "message": str(exc)}]) from None
     backfill_id = str(uuid.uuid4())
+    ids = run_ids(len(dates) * len(parts))
     new: list[store.NewRun] = []
     cache: dict[str, Any] = {}  # the pipeline file and its watermarks, read once for all the runs
     i = 0
@@ -75,7 +76,7 @@ def create(ctx: Context, principal: Principal, workspace: str, job: str, start: 
                                 idempotency_key=f"backfill:{backfill_id}:{i}",
                                 extra_labels={"backfill_id": backfill_id, **({"partition": part} if part else {})},
                                 pipeline_cache=cache, validate=i == 0)
-            new.append(store.NewRun(run_id=str(uuid.uuid4()), workspace_id=ws_id, request=req, job_id=row["id"],
+            new.append(store.NewRun(run_id=ids[i], workspace_id=ws_id, request=req, job_id=row["id"],
                                     version=int(v["version"]), trigger=RunTrigger.BACKFILL.value,
                                     created_by=principal.name, logical_date=at, backfill_id=backfill_id,
                                     released=i < max_concurrent))
@@ -172,8 +173,9 @@ def retry_failed(ctx: Context, principal: Principal, backfill_id: str) -> dict[s
     assert v is not None
     d = JobDefinition.model_validate(v["definition"])
     attempt = uuid.uuid4().hex[:8]
+    ids = run_ids(len(failed))
     new = []
-    for f in failed:
+    for f, run_id in zip(failed, ids, strict=True):
         params = dict(((f["input_manifest"] or {}).get("job") or {}).get("params") or {})
         req = build_request(ctx, workspace=row["workspace"], workspace_id=row["workspace_id"], job_id=row["job_id"],
                             version=v, d=d, params=params, environment=row["environment"],
@@ -181,7 +183,7 @@ def retry_failed(ctx: Context, principal: Principal, backfill_id: str) -> dict[s
                             idempotency_key=f"backfill:{backfill_id}:retry:{attempt}:{f['run_id']}",
                             extra_labels={"backfill_id": backfill_id, "retry_of": f["run_id"],
                                           **({"partition": str(params["partition"])} if "partition" in params else {})})
-        new.append(store.NewRun(run_id=str(uuid.uuid4()), workspace_id=row["workspace_id"], request=req,
+        new.append(store.NewRun(run_id=run_id, workspace_id=row["workspace_id"], request=req,
                                 job_id=row["job_id"], version=row["version"], trigger=RunTrigger.BACKFILL.value,
                                 created_by=principal.name, logical_date=f["logical_date"], backfill_id=backfill_id,
                                 released=False))

@@ -20,9 +20,13 @@ write are visible over REST and tables created over REST are visible to pipeline
   (``<warehouse>/<namespace of this workspace>/…``): a client can neither point a table at another
   workspace's files nor make the server read or purge files elsewhere.
 
-No storage credentials are vended: ``/v1/config`` hands out where the warehouse is (``s3.endpoint``,
-``s3.region``, ``s3.force-virtual-addressing``), never a key; engines and workers reach the warehouse
-with their own (S3) credentials (docs/security.md, "Executors").
+* **Storage credentials.** ``/v1/config`` hands out where the warehouse is (``s3.endpoint``,
+  ``s3.region``, ``s3.force-virtual-addressing``), never the control plane's key. When the install vends
+  (``LAKEHOUSE_S3_VENDING_ROLE_ARN``, services/storage_vending.py), an executor asking under a lease with
+  ``X-Iceberg-Access-Delegation: vended-credentials`` gets short-lived S3 credentials scoped to its
+  run's workspace and environment: in ``/v1/config``'s overrides and in each LoadTableResult's
+  ``config`` and ``storage-credentials``. People's tokens and external engines get none: they bring
+  their own (docs/security.md, "Executors").
 """
 
 from __future__ import annotations
@@ -151,16 +155,35 @@ def authenticate(ctx: Context, bearer: str) -> Principal:
 # --- config ---------------------------------------------------------------------------------------
 
 
-def config(ctx: Context, principal: Principal, warehouse: str | None, lease: str | None = None) -> dict[str, Any]:
+def config(ctx: Context, principal: Principal, warehouse: str | None, lease: str | None = None,
+           delegation: str | None = None) -> dict[str, Any]:
     """The client configuration: ``prefix`` is the workspace asked for as ``warehouse`` (default: the
-    ``default`` workspace, or the caller's first one when not a member of it)."""
+    ``default`` workspace, or the caller's first one when not a member of it). An executor's lease
+    asking for vended credentials (``delegation``) gets them in the overrides."""
     slug = warehouse or _home_workspace(ctx, principal)
     s = scope(ctx, principal, slug, lease)
     s.require(Action.READ)
-    from lakehouse.services import iceberg_tables
+    from lakehouse.services import iceberg_tables, storage_vending
 
-    return {"defaults": iceberg_tables.client_storage_properties(ctx), "overrides": {"prefix": slug},
-            "endpoints": list(ENDPOINTS)}
+    defaults = iceberg_tables.client_storage_properties(ctx)
+    overrides = {"prefix": slug}
+    if storage_vending.enabled(ctx.settings):
+        defaults[storage_vending.MARK] = "true"
+        if s.environment is not None and storage_vending.wanted(delegation):
+            overrides = {**storage_vending.for_lease(ctx, s).config, **overrides}
+    return {"defaults": defaults, "overrides": overrides, "endpoints": list(ENDPOINTS)}
+
+
+def with_credentials(ctx: Context, s: Scope, result: dict[str, Any], delegation: str | None) -> dict[str, Any]:
+    """A LoadTableResult with the lease's vended storage credentials (``config`` and
+    ``storage-credentials``) when this install vends, the caller holds a lease and asked for them."""
+    from lakehouse.services import storage_vending
+
+    if s.environment is None or not storage_vending.enabled(ctx.settings) or not storage_vending.wanted(delegation):
+        return result
+    vended = storage_vending.for_lease(ctx, s)
+    return {**result, "config": {**(result.get("config") or {}), **vended.config},
+            "storage-credentials": vended.storage_credentials()}
 
 
 def _home_workspace(ctx: Context, principal: Principal) -> str:

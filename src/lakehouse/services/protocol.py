@@ -63,32 +63,15 @@ def _visible_run(conn: Connection, principal: Principal, run_id: str) -> RowMapp
 def _claim(ctx: Context, conn: Connection, principal: Principal, executor_id: str, capabilities: list[str],
            max_phases: int, run_id: str | None, start: bool, cached: Sequence[str] = ()) -> list[dict[str, Any]]:
     now = ctx.clock()
-    if conn.dialect.name == "postgresql":  # one set-based statement (store/queue.py, claim_set)
-        expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
-        caps.claim_lock(conn)  # concurrency caps: capped claims take turns (services/caps.py)
-        claims = queue.claim_set(conn, executor_id=executor_id, capabilities=capabilities, now=now, expires=expires,
-                                 limit=max_phases, run_id=run_id, workspace_ids=principal.workspace_ids,
-                                 start=start, cached=cached)
-        for c in claims:
-            c["lease_expires_at"] = expires
-            c["lease_ttl_s"] = ctx.settings.lease_ttl_s
-        return claims
-    candidates = caps.claim_candidates(conn, capabilities, executor_id, now, max_phases, run_id,
-                                       principal.workspace_ids) if capabilities else []
-    claims = []
-    for phase in candidates:
-        run = queue.get_run(conn, phase["run_id"], lock=True)
-        assert run is not None
-        leased = _lease(ctx, conn, phase, run, executor_id, now, start)
-        if leased is None:
-            continue
-        claim, events = leased
-        queue.append_events(conn, phase["run_id"], events)
-        claims.append(claim)
-    current = (claims[-1]["run_id"], claims[-1]["phase"]) if claims else None
-    queue.touch_executor(conn, executor_id, capabilities, now, current)
-    if claims:
-        caps.served(conn, executor_id, claims[-1]["run_id"])
+    # set-based (store/queue.py, claim_set): one statement on PostgreSQL, one write per table on SQLite
+    expires = now + timedelta(seconds=ctx.settings.lease_ttl_s)
+    caps.claim_lock(conn)  # concurrency caps: capped claims take turns (services/caps.py)
+    claims = queue.claim_set(conn, executor_id=executor_id, capabilities=capabilities, now=now, expires=expires,
+                             limit=max_phases, run_id=run_id, workspace_ids=principal.workspace_ids,
+                             start=start, cached=cached)
+    for c in claims:
+        c["lease_expires_at"] = expires
+        c["lease_ttl_s"] = ctx.settings.lease_ttl_s
     return claims
 
 
@@ -340,28 +323,27 @@ def complete(ctx: Context, principal: Principal, run_id: str, lease_token: str, 
              cached: Sequence[str] = ()) -> dict[str, Any]:
     """The phase succeeded; queue the next phase or finish the run. ``claim_next`` (executor_id,
     capabilities, max_phases) leases the next work in the same transaction."""
-    if not ctx.db.is_sqlite:
-        principal.require(Action.EXECUTE)
-        item = _fast_item(0, {"run_id": run_id, "lease_token": lease_token, "output_manifest": output_manifest,
-                              "events": events})
-        if item is not None:
-            with ctx.db.write() as conn:
-                now = ctx.clock()
-                if claim_next is not None:
-                    caps.claim_lock(conn)
-                done, claims = queue.complete_set(
-                    conn, [item[0]], item[1], now=now, expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
-                    claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
-                alert_fire.on_runs_finished(conn, _succeeded_runs(done), now)
-            if 0 in done:
-                _after_set(ctx, done, claims)
-                out = {"run_status": done[0]["run_status"], "phase": done[0]["phase"],
-                       "phase_status": PhaseStatus.SUCCEEDED.value}
-                if claim_next is not None:
-                    out["next"] = _stamp(ctx, now, claims)
-                return out
-        # not completed (the lease is not held: the slow path tells 404 / 409 / expired apart) or a
-        # manifest that needs more than the set-based statement (watermarks, lineage, a refusal)
+    principal.require(Action.EXECUTE)
+    item = _fast_item(0, {"run_id": run_id, "lease_token": lease_token, "output_manifest": output_manifest,
+                          "events": events})
+    if item is not None:
+        with ctx.db.write() as conn:
+            now = ctx.clock()
+            if claim_next is not None:
+                caps.claim_lock(conn)
+            done, claims = queue.complete_set(
+                conn, [item[0]], item[1], now=now, expires=now + timedelta(seconds=ctx.settings.lease_ttl_s),
+                claim_next=claim_next, workspace_ids=principal.workspace_ids, cached=cached)
+            alert_fire.on_runs_finished(conn, _succeeded_runs(done), now)
+        if 0 in done:
+            _after_set(ctx, done, claims)
+            out = {"run_status": done[0]["run_status"], "phase": done[0]["phase"],
+                   "phase_status": PhaseStatus.SUCCEEDED.value}
+            if claim_next is not None:
+                out["next"] = _stamp(ctx, now, claims)
+            return out
+    # not completed (the lease is not held: the slow path tells 404 / 409 / expired apart) or a
+    # manifest that needs more than the set-based statement (watermarks, lineage, a refusal)
 
     def fn(conn: Connection, phase: RowMapping, now: datetime) -> dict[str, Any]:
         if claim_next is not None:
@@ -437,15 +419,12 @@ def _after_set(ctx: Context, done: dict[int, dict[str, Any]], claims: list[dict[
 def complete_many(ctx: Context, principal: Principal, completions: list[dict[str, Any]],
                   claim_next: dict[str, Any] | None = None, cached: Sequence[str] = ()) -> dict[str, Any]:
     """Complete several phases in ONE transaction (batched executors). Each item succeeds or fails on
-    its own: a lost lease answers that item with an error, not the whole call. On PostgreSQL the
-    batch, the hand-offs and the next claims are one statement; items it did not complete (and
+    its own: a lost lease answers that item with an error, not the whole call. The batch, the
+    hand-offs and the next claims are one statement on PostgreSQL, one read and one write per table
+    on SQLite (store/queue.py, complete_set); items it did not complete (and
     manifests with watermarks or lineage) take the per-item path (a savepoint each)."""
     principal.require(Action.EXECUTE)
-    if not ctx.db.is_sqlite:
-        return _complete_many_set(ctx, principal, completions, claim_next, cached)
-    answer = _complete_many_slow(ctx, principal, completions, claim_next)
-    _drop_cached(answer.get("next") or [], cached)
-    return answer
+    return _complete_many_set(ctx, principal, completions, claim_next, cached)
 
 
 def _complete_many_set(ctx: Context, principal: Principal, completions: list[dict[str, Any]],
@@ -513,42 +492,6 @@ def _complete_items(ctx: Context, conn: Connection, principal: Principal, comple
             continue
         out.append(({"run_id": item["run_id"], **result}, nxt))
     return out
-
-
-def _complete_many_slow(ctx: Context, principal: Principal, completions: list[dict[str, Any]],
-                        claim_next: dict[str, Any] | None = None) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    queued: list[tuple[str, RowMapping | None]] = []
-    with ctx.db.write() as conn:
-        now = ctx.clock()
-        for item in completions:
-            try:
-                with conn.begin_nested():
-                    if principal.workspace_ids is not None:
-                        _visible_run(conn, principal, item["run_id"])
-                    phase = _holder(ctx, conn, item["run_id"], item["lease_token"], now)
-                    result, nxt = _complete_one(conn, phase, now, item.get("output_manifest") or {},
-                                                item.get("events"))
-            except _Expired:
-                results.append({"run_id": item["run_id"], "error": {
-                    "code": "lease_lost", "message": "the lease expired; the reaper requeues the phase"}})
-                continue
-            except ServiceError as exc:
-                results.append({"run_id": item["run_id"], "error": {"code": exc.code, "message": exc.message,
-                                                                    "details": exc.details}})
-                continue
-            results.append({"run_id": item["run_id"], **result})
-            queued.append((item["run_id"], nxt))
-        answer: dict[str, Any] = {"results": results}
-        if claim_next is not None:
-            prefer = next((r for r, n in queued if n is not None), None)
-            answer["next"] = _claim_next(ctx, conn, principal, claim_next, prefer)
-        wake = _notify_unclaimed(conn, queued, answer.get("next"))
-    for r in results:
-        ctx.waker.run_event(r["run_id"])
-    if wake:
-        ctx.waker.ready()
-    return answer
 
 
 def _complete_and_hand_off(ctx: Context, conn: Connection, principal: Principal, phase: RowMapping, now: datetime,

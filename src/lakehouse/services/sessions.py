@@ -146,9 +146,10 @@ def _release(conn: Connection, name: str, address: str, attempt: int) -> None:
     store.mark_attempt_ok(conn, attempt)
 
 
-def login(ctx: Context, name: str, password: str, address: str | None) -> tuple[str, Session]:
-    """Count the attempt against the limits, check the password and the role; return (cookie value,
-    session). ``address`` is the client address (see ``web.session.client_address``)."""
+def check_password(ctx: Context, name: str, password: str, address: str | None) -> Principal:
+    """Count the attempt against the limits, check the password and the role (a failure is audited as
+    ``login.failed``); on success the pair's failures are cleared. Shared by the login page and the
+    CLI's ``lakehouse login`` (services/cli_tokens.py): one throttle for both."""
     name = name.strip()[:100]
     if not name:
         raise Unauthorized("wrong user name or password", code="bad_credentials")
@@ -162,11 +163,20 @@ def login(ctx: Context, name: str, password: str, address: str | None) -> tuple[
         with ctx.db.write() as conn:
             audit.record(conn, now, name, "login.failed", "user", name, None, {"reason": exc.code}, address)
         raise
+    with ctx.db.write() as conn:
+        _release(conn, name, where, attempt)
+    return principal
+
+
+def login(ctx: Context, name: str, password: str, address: str | None) -> tuple[str, Session]:
+    """Count the attempt against the limits, check the password and the role; return (cookie value,
+    session). ``address`` is the client address (see ``web.session.client_address``)."""
+    principal = check_password(ctx, name, password, address)
+    now = ctx.clock()
     value = secrets.token_urlsafe(32)
     session = Session(principal=principal, csrf_token=new_csrf_token(), id_hash=_hash(value),
                       expires_at=now + SESSION_TTL)
     with ctx.db.write() as conn:
-        _release(conn, name, where, attempt)
         store.insert_session(conn, id_hash=session.id_hash, user_id=principal.user_id,
                              csrf_token=session.csrf_token, now=now, expires_at=session.expires_at, address=address)
         audit.record(conn, now, principal, "login", "user", principal.name, None, {}, address)

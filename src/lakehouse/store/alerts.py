@@ -10,9 +10,9 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, case, delete, func, or_, select, update
 
-from lakehouse.domain.alerts import ALERT_ACTIVE, NOTIFICATION_DUE, AlertStatus, NotificationStatus
+from lakehouse.domain.alerts import ALERT_ACTIVE, NOTIFICATION_DUE, AlertStatus, NotificationStatus, Severity
 from lakehouse.store import dialect
 from lakehouse.store.scope import visible
 from lakehouse.store.tables import (
@@ -22,6 +22,7 @@ from lakehouse.store.tables import (
     connections,
     notification_attempts,
     notifications,
+    runs,
 )
 from lakehouse.store.tables import workspaces as ws_table
 
@@ -64,6 +65,24 @@ def enabled_rules(conn: Connection, kinds: Collection[str], workspace_id: int | 
     if workspace_id is not None:
         stmt = stmt.where(alert_rules.c.workspace_id == workspace_id)
     return list(conn.execute(stmt.order_by(alert_rules.c.id)).mappings())
+
+
+def runs_with_run_rules(conn: Connection, kinds: Collection[str], run_ids: Collection[str]) -> list[str]:
+    """Of ``run_ids``, those whose workspace has an enabled rule of ``kinds`` (one query; the
+    statement is built once per set of kinds: the queue's hot path calls this for every batch)."""
+    stmt = _RUNS_WITH_RULES.get(frozenset(kinds))
+    if stmt is None:
+        has_rule = (select(alert_rules.c.id)
+                    .where(alert_rules.c.enabled.is_(True), alert_rules.c.kind.in_(sorted(kinds)),
+                           alert_rules.c.workspace_id == runs.c.workspace_id)
+                    .exists())
+        stmt = _RUNS_WITH_RULES[frozenset(kinds)] = (
+            select(runs.c.id).where(runs.c.id.in_(bindparam("ids", expanding=True)), has_rule).order_by(runs.c.id))
+    found: list[Any] = list(conn.execute(stmt, {"ids": sorted(run_ids)}).scalars())
+    return [str(run_id) for run_id in found]
+
+
+_RUNS_WITH_RULES: dict[frozenset[str], Any] = {}
 
 
 # --- routes ---------------------------------------------------------------------------------------
@@ -253,3 +272,62 @@ def pending_for_alert(conn: Connection, alert_id: int) -> int:
         and_(notifications.c.alert_id == alert_id,
              or_(*[notifications.c.status == s.value for s in NOTIFICATION_DUE])))
     return int(conn.execute(stmt).scalar_one())
+
+
+# --- the Control Room's Alerts page ----------------------------------------------------------------
+
+_STATUS_RANK = {AlertStatus.OPEN.value: 0, AlertStatus.ACKNOWLEDGED.value: 1, AlertStatus.RESOLVED.value: 2}
+_SEVERITY_RANK = {s.value: i for i, s in enumerate(Severity)}  # the enum lists the worst first
+
+
+def _page_filter(stmt: Any, severities: Collection[str] | None, workspace_id: int | None) -> Any:
+    if severities:
+        stmt = stmt.where(alerts.c.severity.in_(sorted(severities)))
+    if workspace_id is not None:
+        stmt = stmt.where(alerts.c.workspace_id == workspace_id)
+    return stmt
+
+
+def alerts_page(conn: Connection, workspace_ids: Collection[int] | None, *, statuses: Collection[str] | None,
+                severities: Collection[str] | None, workspace_id: int | None, limit: int) -> list[RowMapping]:
+    """Alerts for the Alerts page: open first, then acknowledged, then resolved; worst severity first;
+    newest first within those."""
+    stmt = _page_filter(_alerts_stmt(workspace_ids), severities, workspace_id)
+    if statuses:
+        stmt = stmt.where(alerts.c.status.in_(sorted(statuses)))
+    stmt = stmt.order_by(case(_STATUS_RANK, value=alerts.c.status, else_=9),
+                         case(_SEVERITY_RANK, value=alerts.c.severity, else_=9),
+                         alerts.c.last_at.desc(), alerts.c.id.desc()).limit(limit)
+    return list(conn.execute(stmt).mappings())
+
+
+def alert_status_counts(conn: Connection, workspace_ids: Collection[int] | None, *,
+                        severities: Collection[str] | None, workspace_id: int | None) -> dict[str, int]:
+    """How many alerts are in each status (under the same workspace and severity filter)."""
+    stmt = visible(select(alerts.c.status, func.count().label("n")), alerts.c.workspace_id, workspace_ids)
+    stmt = _page_filter(stmt, severities, workspace_id).group_by(alerts.c.status)
+    return {str(r["status"]): int(r["n"]) for r in conn.execute(stmt).mappings()}
+
+
+def recent_notifications(conn: Connection, alert_ids: Collection[int], per_alert: int = 3) -> list[RowMapping]:
+    """The newest ``per_alert`` notifications of each alert with their channel's name and their last
+    attempt (``last_ok``, ``last_code``, ``last_at``; NULL before the first one) — never the payload."""
+    if not alert_ids:
+        return []
+    ranked = (select(notifications.c.id, notifications.c.alert_id, notifications.c.connection_id,
+                     notifications.c.event, notifications.c.level, notifications.c.status,
+                     notifications.c.attempts, notifications.c.created_at, notifications.c.sent_at,
+                     notifications.c.last_error,
+                     func.row_number().over(partition_by=notifications.c.alert_id,
+                                            order_by=notifications.c.id.desc()).label("rn"))
+              .where(notifications.c.alert_id.in_(sorted(alert_ids))).subquery())
+    last = notification_attempts.alias("last_attempt")
+    stmt = (select(ranked.c.id, ranked.c.alert_id, ranked.c.event, ranked.c.level, ranked.c.status,
+                   ranked.c.attempts, ranked.c.created_at, ranked.c.sent_at, ranked.c.last_error,
+                   connections.c.name.label("channel"), connections.c.type.label("channel_type"),
+                   last.c.ok.label("last_ok"), last.c.status_code.label("last_code"), last.c.at.label("last_at"))
+            .outerjoin(connections, connections.c.id == ranked.c.connection_id)
+            .outerjoin(last, and_(last.c.notification_id == ranked.c.id, last.c.attempt == ranked.c.attempts))
+            .where(ranked.c.rn <= per_alert)
+            .order_by(ranked.c.alert_id, ranked.c.id.desc()))
+    return list(conn.execute(stmt).mappings())

@@ -93,9 +93,18 @@ def set_password_hash(conn: Connection, user_id: int, password_hash: str) -> Non
 
 
 def insert_token(conn: Connection, user_id: int, token_hash: str, prefix: str, role: str, name: str | None,
-                 now: datetime) -> None:
+                 now: datetime, expires_at: datetime | None = None) -> None:
     conn.execute(api_tokens.insert().values(user_id=user_id, token_hash=token_hash, prefix=prefix, role=role,
-                                            name=name, created_at=now))
+                                            name=name, created_at=now, expires_at=expires_at))
+
+
+def revoke_token_hash(conn: Connection, user_id: int, token_hash: str, now: datetime) -> str | None:
+    """Revoke one live token of a user by its hash; its prefix, or None when no live token of that user
+    has this hash."""
+    prefix = conn.execute(update(api_tokens).where(
+        api_tokens.c.user_id == user_id, api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None),
+    ).values(revoked_at=now).returning(api_tokens.c.prefix)).scalar()
+    return None if prefix is None else str(prefix)
 
 
 def revoke_tokens_of(conn: Connection, user_id: int, now: datetime) -> int:

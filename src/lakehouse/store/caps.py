@@ -71,35 +71,100 @@ def claim_ctes(pg: bool, run_filter: str, use_filter: str = "") -> str:
     starve another; ties go to the workspaces after the one this executor served last, in turn; the
     first ``:window``, each with ``cap_timeout``, the lowest ``max_phase_timeout_s`` on it), k_x
     (candidates that would take a concurrency cap past its limit within this claim). ``run_filter``
-    is SQL on ``p`` (phase) and ``r`` (run). Per-candidate work is joins on small CTEs; the caps'
-    subqueries run only for the ``:window`` rows."""
+    is SQL on ``p`` (phase) and, on SQLite only, ``r`` (run).
+
+    What it costs (docs/benchmarks.md, runtime caps): usage once per statement — leased phases
+    (k_use) and, only while a budget bears on this executor, today's attempt seconds: first summed
+    over the whole install from phase_attempts alone (k_all, no join), which bounds every cap's
+    spending; only when that total reaches the smallest budget are they grouped by scope (k_spent:
+    a phase lookup per attempt, of the workspaces with a budget; a run lookup only when a pipeline
+    has a budget). Each cap looks at its own workspace's usage groups only. Per candidate: nothing
+    while no cap is full (an init-plan guard); a workspace whose workspace or executor cap is full,
+    or whose every capability asked for is capped full, is not probed at all. After the fair order
+    (``:window`` rows): the timeout caps and only the concurrency caps this claim could push past
+    their limit (``used + :k_limit > max``), joined on the workspace."""
     caps_in = "= ANY(CAST(:caps AS text[]))" if pg else "IN :caps"
     ex = "CAST(:executor_id AS text)" if pg else ":executor_id"
     now = "CAST(:now AS timestamptz)" if pg else ":now"
+    day = "CAST(:day_start AS timestamptz)" if pg else ":day_start"
+    greatest = "greatest" if pg else "max"
+    spent = _secs(pg, f"coalesce(a.finished_at, {now})", f"{greatest}(a.claimed_at, {day})")
+    ws_kind, ex_kind = ScopeKind.WORKSPACE.value, ScopeKind.EXECUTOR.value
+    cap_kind, pipe_kind = ScopeKind.CAPABILITY.value, ScopeKind.PIPELINE.value
     m_g = match_sql("c", "g.ws", "g.slug", "g.cap", "g.ex")
-    m_q = match_sql("c", "r.workspace_id", "r.spec_slug", "p.capability", ex)
     m_t = match_sql("c", "t.ws", "t.slug", "t.cap", ex)
     last = f"(SELECT e.last_workspace_id FROM executors e WHERE e.id = {ex})"
-    runnable = f"""
-        SELECT p.id, p.available_at, r.workspace_id AS ws, r.spec_slug AS slug, p.capability AS cap
+    if pg:
+        # no run lookup per candidate: the workspace is on the phase, the spec slug (pipeline caps)
+        # is read only for a full pipeline cap of the candidate's workspace, and for the ranked rows
+        slug_q = "(SELECT r.spec_slug FROM runs r WHERE r.id = p.run_id)"
+        m_q = match_sql("c", "p.workspace_id", slug_q, "p.capability", ex)
+        runnable = f"""
+        SELECT p.id, p.available_at, p.workspace_id AS ws, p.run_id, p.capability AS cap
+        FROM phases p
+        WHERE p.status = '{_QUEUED}' AND p.capability {caps_in} AND p.available_at <= {now}{run_filter}
+          AND (NOT EXISTS (SELECT 1 FROM k_full) OR NOT EXISTS (SELECT 1 FROM k_full c WHERE {m_q}))"""
+        # each workspace's oldest ``:window`` runnable phases, one probe of ix_phases_ws_claimable
+        # per workspace, so a claim costs O(workspaces x window), not O(queue); the fair order below
+        # only needs each workspace's head. A workspace that a full cap closes (its workspace cap,
+        # this executor's cap, or a cap on every capability asked for) is not probed: its queue
+        # would be read to the end for nothing.
+        k_q = (f"SELECT q.* FROM workspaces w CROSS JOIN LATERAL ({runnable} AND p.workspace_id = w.id\n"
+               f"        ORDER BY p.available_at, p.id LIMIT :window) q\n"
+               f"    WHERE NOT EXISTS (SELECT 1 FROM k_full f WHERE f.workspace_id = w.id\n"
+               f"                      AND f.scope_kind IN ('{ws_kind}', '{ex_kind}'))\n"
+               f"      AND EXISTS (SELECT 1 FROM unnest(CAST(:caps AS text[])) x(v) WHERE NOT EXISTS (\n"
+               f"          SELECT 1 FROM k_full f WHERE f.workspace_id = w.id AND f.scope_kind = '{cap_kind}'\n"
+               f"          AND f.scope_value = x.v))")
+        k_os = ("SELECT t.*, CASE WHEN EXISTS (SELECT 1 FROM k_cap) THEN (SELECT r.spec_slug FROM runs r "
+                "WHERE r.id = t.run_id) END AS slug FROM k_o t")
+    else:  # SQLite (one process, small queues) ranks every runnable phase
+        m_q = match_sql("c", "r.workspace_id", "r.spec_slug", "p.capability", ex)
+        k_q = f"""
+        SELECT p.id, p.available_at, r.workspace_id AS ws, p.run_id, p.capability AS cap, r.spec_slug AS slug
         FROM phases p JOIN runs r ON r.id = p.run_id
         WHERE p.status = '{_QUEUED}' AND p.capability {caps_in} AND p.available_at <= {now}{run_filter}
-          AND NOT EXISTS (SELECT 1 FROM k_full c WHERE {m_q})"""
-    # PostgreSQL: each workspace's oldest ``:window`` runnable phases, one probe of
-    # ix_phases_ws_claimable per workspace, so a claim costs O(workspaces x window), not O(queue);
-    # the fair order below only needs each workspace's head. SQLite (one process, small queues)
-    # ranks every runnable phase.
-    k_q = (f"SELECT q.* FROM workspaces w CROSS JOIN LATERAL ({runnable} AND p.workspace_id = w.id\n"
-           f"        ORDER BY p.available_at, p.id LIMIT :window) q" if pg else runnable)
-    return usage_ctes(pg, use_filter) + f""",
-k_cap AS (
+          AND (NOT EXISTS (SELECT 1 FROM k_full) OR NOT EXISTS (SELECT 1 FROM k_full c WHERE {m_q}))"""
+        k_os = "SELECT * FROM k_o"
+    mine = f"(c.scope_kind <> '{ex_kind}' OR c.scope_value = {ex})"
+    return f"""
+k_use AS MATERIALIZED (
+    SELECT r.workspace_id AS ws, r.spec_slug AS slug, u.capability AS cap, u.executor_id AS ex, count(*) AS n
+    FROM phases u JOIN runs r ON r.id = u.run_id
+    WHERE u.status IN ({_LEASED_SQL}){use_filter}
+    GROUP BY r.workspace_id, r.spec_slug, u.capability, u.executor_id
+),
+k_bud AS MATERIALIZED (
+    SELECT c.workspace_id AS ws, max(CASE WHEN c.scope_kind = '{pipe_kind}' THEN 1 ELSE 0 END) AS by_slug,
+           min(c.runtime_s_per_day) AS least_budget
+    FROM caps c WHERE c.runtime_s_per_day IS NOT NULL AND {mine}
+    GROUP BY c.workspace_id
+),
+k_all AS MATERIALIZED (
+    SELECT coalesce(sum({spent}), 0) AS s FROM phase_attempts a
+    WHERE (a.finished_at IS NULL OR a.finished_at > {day}) AND a.claimed_at < {now} AND EXISTS (SELECT 1 FROM k_bud)
+),
+k_spent AS MATERIALIZED (
+    SELECT u.workspace_id AS ws,
+           CASE WHEN (SELECT max(b.by_slug) FROM k_bud b) = 1
+                THEN (SELECT r.spec_slug FROM runs r WHERE r.id = u.run_id) END AS slug,
+           u.capability AS cap, a.executor_id AS ex, sum({spent}) AS s
+    FROM phase_attempts a JOIN phases u ON u.id = a.phase_id
+    WHERE (a.finished_at IS NULL OR a.finished_at > {day}) AND a.claimed_at < {now}
+      AND (SELECT k_all.s FROM k_all) >= (SELECT min(b.least_budget) FROM k_bud b)
+      AND u.workspace_id IN (SELECT b.ws FROM k_bud b)
+    GROUP BY 1, 2, 3, 4
+),
+k_cap AS MATERIALIZED (
     SELECT c.id, c.workspace_id, c.scope_kind, c.scope_value, c.max_concurrent, c.runtime_s_per_day,
            c.max_phase_timeout_s,
-           coalesce((SELECT sum(g.n) FROM k_use g WHERE {m_g}), 0) AS used,
-           coalesce((SELECT sum(g.s) FROM k_spent g WHERE {m_g}), 0) AS spent
+           CASE WHEN c.max_concurrent IS NULL THEN 0
+                ELSE coalesce((SELECT sum(g.n) FROM k_use g WHERE {m_g}), 0) END AS used,
+           CASE WHEN c.runtime_s_per_day IS NULL THEN 0
+                ELSE coalesce((SELECT sum(g.s) FROM k_spent g WHERE {m_g}), 0) END AS spent
     FROM caps c
     WHERE (c.max_concurrent IS NOT NULL OR c.runtime_s_per_day IS NOT NULL OR c.max_phase_timeout_s IS NOT NULL)
-      AND (c.scope_kind <> '{ScopeKind.EXECUTOR.value}' OR c.scope_value = {ex})
+      AND {mine}
 ),
 k_full AS MATERIALIZED (
     SELECT * FROM k_cap c
@@ -108,7 +173,7 @@ k_full AS MATERIALIZED (
 ),
 k_wl AS (SELECT g.ws, sum(g.n) AS n FROM k_use g GROUP BY g.ws),
 k_q AS ({k_q}),
-k_o AS (
+k_o AS MATERIALIZED (
     SELECT f.*, CASE WHEN {last} IS NULL THEN 0 WHEN f.ws > {last} THEN f.ws - {last}
                      ELSE f.ws - {last} + 1000000000000 END AS turn
     FROM (
@@ -118,14 +183,21 @@ k_o AS (
     ORDER BY fair, turn, f.available_at, f.id
     LIMIT :window
 ),
-k_t AS (
-    SELECT t.*, (SELECT min(c.max_phase_timeout_s) FROM k_cap c WHERE {m_t}) AS cap_timeout FROM k_o t
+k_os AS MATERIALIZED ({k_os}),
+k_tmo AS (
+    SELECT t.id, min(c.max_phase_timeout_s) AS cap_timeout
+    FROM k_os t JOIN k_cap c ON c.max_phase_timeout_s IS NOT NULL AND {m_t}
+    GROUP BY t.id
+),
+k_t AS MATERIALIZED (
+    SELECT t.*, k_tmo.cap_timeout FROM k_os t LEFT JOIN k_tmo ON k_tmo.id = t.id
 ),
 k_x AS (
     SELECT y.id FROM (
         SELECT t.id, c.max_concurrent,
                c.used + row_number() OVER (PARTITION BY c.id ORDER BY t.fair, t.turn, t.available_at, t.id) AS would
-        FROM k_t t JOIN k_cap c ON c.max_concurrent IS NOT NULL AND {m_t}) y
+        FROM k_t t JOIN k_cap c ON c.max_concurrent IS NOT NULL AND c.used + :k_limit > c.max_concurrent
+                                AND {m_t}) y
     WHERE y.would > y.max_concurrent
 )"""
 
@@ -138,7 +210,9 @@ def window(limit: int) -> int:
 def claim_params(now: datetime, limit: int) -> dict[str, Any]:
     from lakehouse.domain.caps import day_start
 
-    return {"day_start": day_start(now), "window": window(limit)}
+    # k_limit: the most phases the claim takes (a concurrency cap with more room than that cannot
+    # be passed by it, so k_x leaves it out)
+    return {"day_start": day_start(now), "window": window(limit), "k_limit": limit}
 
 
 _SQLITE: dict[tuple[bool, bool], Any] = {}

@@ -179,7 +179,6 @@ def downstream_jobs(conn: Connection, workspace_id: int, upstream: str) -> list[
 # --- runs of jobs ---------------------------------------------------------------------------------
 
 _COMPILED: dict[tuple[str, str, tuple[str, ...], bool], tuple[str, list[str], list[Any]]] = {}
-_PG_JSON: dict[tuple[str, tuple[str, ...], bool], str] = {}
 _CHUNK = 900  # ids per IN list (SQLite allows 999 variables by default)
 
 
@@ -221,39 +220,10 @@ def _fast_insert(conn: Connection, table: Any, rows: list[dict[str, Any]], *, ig
     conn.exec_driver_sql(sql, params)
 
 
-def _pg_json_insert(conn: Connection, table: Any, rows: list[dict[str, Any]], *, ignore_conflicts: bool = False
-                    ) -> list[Any]:
-    """Any number of rows into one PostgreSQL table in one statement: the rows travel as one JSON
-    document (orjson) that ``jsonb_to_recordset`` turns back into typed rows, so neither SQLAlchemy nor
-    the driver touches each value (executemany costs ~0.2 ms a row there). Returns the ids inserted
-    when ``ignore_conflicts`` (rows breaking a unique constraint are skipped), else []."""
-    if not rows:
-        return []
-    cols = tuple(rows[0])
-    key = (table.name, cols, ignore_conflicts)
-    if key not in _PG_JSON:
-        names = ", ".join(f'"{c}"' for c in cols)
-        types = ", ".join(f'"{c}" {table.c[c].type.compile(dialect=conn.dialect)}' for c in cols)
-        tail = ' ON CONFLICT DO NOTHING RETURNING "id"' if ignore_conflicts else ""
-        _PG_JSON[key] = (f'INSERT INTO "{table.name}" ({names}) SELECT {names} '
-                         f"FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS r({types}){tail}")
-    result = conn.exec_driver_sql(_PG_JSON[key], {"rows": orjson.dumps(rows).decode()})
-    return [r[0] for r in result] if ignore_conflicts else []
-
-
-def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    if conn.dialect.name == "postgresql":
-        _pg_json_insert(conn, table, rows)
-    else:
-        _fast_insert(conn, table, rows)
-
-
 def _insert_new_runs(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert run rows, skipping those whose idempotency key the workspace already has; the ids inserted.
-    On SQLite the write transaction holds the database, so the ids found afterwards are exactly the
+    """SQLite: insert run rows, skipping those whose idempotency key the workspace already has; the ids
+    inserted. The write transaction holds the database, so the ids found afterwards are exactly the
     rows this statement inserted (ids are fresh UUIDs)."""
-    if conn.dialect.name == "postgresql":
-        return {str(i) for i in _pg_json_insert(conn, runs, rows, ignore_conflicts=True)}
     _fast_insert(conn, runs, rows, ignore_conflicts=True)
     ids = [r["id"] for r in rows]
     found: set[str] = set()
@@ -266,84 +236,106 @@ def _steps(n: NewRun) -> list[PhaseSpec | PhasePlan]:
     return cast("list[PhaseSpec | PhasePlan]", n.request.phases)
 
 
+def _created_message(n: NewRun) -> str:
+    return f"run of {n.request.spec_slug} created with {len(n.request.phases)} phases ({n.trigger})"
+
+
+def _created_payload(n: NewRun) -> dict[str, Any]:
+    return {"spec_slug": n.request.spec_slug, "git_sha": n.request.git_sha, "environment": n.request.environment,
+            "phases": [p.name for p in n.request.phases], "created_by": n.created_by, "job_id": n.job_id,
+            "job_version": n.version, "trigger": n.trigger}
+
+
+# PostgreSQL: the runs, then the rest of the runs that were inserted — two statements, each reading
+# its rows from one JSON document (orjson) with ``jsonb_to_recordset``: no per-value work in Python or
+# in the driver, no row materialised between the tables, one round trip per statement.
 _PG_INSERT_RUNS = """
-WITH src AS MATERIALIZED (
-  SELECT * FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS r(
-    id varchar(36), workspace_id bigint, environment varchar(32), spec_slug varchar(200), git_sha varchar(64),
-    input_manifest jsonb, idempotency_key varchar(200), created_by varchar(100), labels jsonb, job_id bigint,
-    version integer, trigger varchar(16), logical_date timestamptz, backfill_id varchar(36), released boolean,
-    event_id varchar(64), message text, payload jsonb, phases jsonb)
-), new_runs AS (
+WITH new_runs AS (
   INSERT INTO runs (id, workspace_id, environment, spec_slug, git_sha, status, input_manifest, idempotency_key,
                     created_by, created_at, last_seq, labels)
   SELECT id, workspace_id, environment, spec_slug, git_sha, %(queued)s, input_manifest, idempotency_key,
-         created_by, %(now)s, 1, labels FROM src
+         created_by, %(now)s, 1, labels
+  FROM jsonb_to_recordset(CAST(%(runs)s AS jsonb)) AS r(
+    id varchar(36), workspace_id bigint, environment varchar(32), spec_slug varchar(200), git_sha varchar(64),
+    input_manifest jsonb, idempotency_key varchar(200), created_by varchar(100), labels jsonb)
   ON CONFLICT DO NOTHING RETURNING id
-), fresh AS (
-  SELECT src.* FROM src JOIN new_runs ON new_runs.id = src.id
-), new_phases AS (
+)
+SELECT array_agg(id) FROM new_runs
+"""
+
+_PG_INSERT_REST = """
+WITH new_phases AS (
   INSERT INTO phases (run_id, idx, name, type, capability, params, timeout_s, max_attempts, status, attempt,
                       available_at, workspace_id)
-  SELECT f.id, p.idx, p.name, p.type, p.capability, p.params, p.timeout_s, p.max_attempts, p.status, 0,
-         p.available_at, f.workspace_id
-  FROM fresh f CROSS JOIN LATERAL jsonb_to_recordset(f.phases) AS p(
-    idx integer, name varchar(200), type varchar(64), capability varchar(64), params jsonb,
-    timeout_s double precision, max_attempts integer, status varchar(16), available_at timestamptz)
+  SELECT run_id, idx, name, type, capability, params, timeout_s, max_attempts, status, 0, available_at, workspace_id
+  FROM jsonb_to_recordset(CAST(%(phases)s AS jsonb)) AS p(
+    run_id varchar(36), idx integer, name varchar(200), type varchar(64), capability varchar(64), params jsonb,
+    timeout_s double precision, max_attempts integer, status varchar(16), available_at timestamptz,
+    workspace_id bigint)
 ), new_events AS (
   INSERT INTO run_events (run_id, seq, event_id, type, phase, ts, level, message, payload)
-  SELECT id, 1, event_id, %(created)s, NULL, %(now)s, 'info', message, payload FROM fresh
-), new_links AS (
-  INSERT INTO job_runs (run_id, job_id, version, workspace_id, trigger, logical_date, backfill_id, released,
-                        superseded, followed_up, created_at)
-  SELECT id, job_id, version, workspace_id, trigger, logical_date, backfill_id, released, false, false, %(now)s
-  FROM fresh
+  SELECT run_id, 1, replace(gen_random_uuid()::text, '-', ''), %(created)s, NULL, %(now)s, 'info', message, payload
+  FROM jsonb_to_recordset(CAST(%(events)s AS jsonb)) AS e(run_id varchar(36), message text, payload jsonb)
 )
-SELECT id FROM new_runs
+INSERT INTO job_runs (run_id, job_id, version, workspace_id, trigger, logical_date, backfill_id, released,
+                      superseded, followed_up, created_at)
+SELECT run_id, job_id, version, workspace_id, trigger, logical_date, backfill_id, released, false, false, %(now)s
+FROM jsonb_to_recordset(CAST(%(links)s AS jsonb)) AS l(
+  run_id varchar(36), job_id bigint, version integer, workspace_id bigint, trigger varchar(16),
+  logical_date timestamptz, backfill_id varchar(36), released boolean)
 """
 
 
-def _pg_insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> set[str]:
-    """Every row of the runs (runs, phases, RUN_CREATED events, job links) in one PostgreSQL statement:
-    the runs travel as one JSON document (orjson) parsed once by ``jsonb_to_recordset``, and
-    data-modifying CTEs insert the four tables from it — one round trip, no per-value work in Python
-    or in the driver. Runs whose idempotency key exists are skipped with their rows; returns the ids
-    inserted."""
-    queued, pending = PhaseStatus.QUEUED.value, PhaseStatus.PENDING.value
-    docs = [{
+def _json(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows).decode()
+
+
+def _pg_insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> list[NewRun]:
+    """Every row of the runs on PostgreSQL in two statements: the runs (those whose idempotency key
+    the workspace has are skipped), then the phases, RUN_CREATED events (event ids made by the
+    database) and job links of the runs inserted. Returns the runs inserted."""
+    found = conn.exec_driver_sql(_PG_INSERT_RUNS, {"queued": RunStatus.QUEUED.value, "now": now, "runs": _json([{
         "id": n.run_id, "workspace_id": n.workspace_id, "environment": n.request.environment,
         "spec_slug": n.request.spec_slug, "git_sha": n.request.git_sha, "input_manifest": n.request.input_manifest,
         "idempotency_key": n.request.idempotency_key, "created_by": n.created_by, "labels": n.request.labels,
-        "job_id": n.job_id, "version": n.version, "trigger": n.trigger, "logical_date": n.logical_date,
-        "backfill_id": n.backfill_id, "released": n.released, "event_id": queue.new_event_id(),
-        "message": f"run of {n.request.spec_slug} created with {len(n.request.phases)} phases ({n.trigger})",
-        "payload": {"spec_slug": n.request.spec_slug, "git_sha": n.request.git_sha,
-                    "environment": n.request.environment, "phases": [p.name for p in n.request.phases],
-                    "created_by": n.created_by, "job_id": n.job_id, "job_version": n.version,
-                    "trigger": n.trigger},
-        "phases": [{"idx": i, "name": p.name, "type": p.type, "capability": p.effective_capability,
-                    "params": p.params, "timeout_s": p.timeout_s, "max_attempts": p.max_attempts,
-                    "status": queued if i == 0 and n.released else pending,
-                    "available_at": now if i == 0 and n.released else None}
-                   for i, p in enumerate(_steps(n))],
-    } for n in new]
-    result = conn.exec_driver_sql(_PG_INSERT_RUNS, {
-        "rows": orjson.dumps(docs).decode(), "queued": RunStatus.QUEUED.value, "now": now,
-        "created": EventType.RUN_CREATED.value})
-    return {str(r[0]) for r in result}
+    } for n in new])}).scalar()
+    if not found:
+        return []
+    fresh = list(new) if len(found) == len(new) else [n for n in new if n.run_id in set(found)]
+    queued, pending = PhaseStatus.QUEUED.value, PhaseStatus.PENDING.value
+    conn.exec_driver_sql(_PG_INSERT_REST, {
+        "now": now, "created": EventType.RUN_CREATED.value,
+        "phases": _json([{"run_id": n.run_id, "idx": i, "name": p.name, "type": p.type,
+                          "capability": p.effective_capability, "params": p.params, "timeout_s": p.timeout_s,
+                          "max_attempts": p.max_attempts, "status": queued if i == 0 and n.released else pending,
+                          "available_at": now if i == 0 and n.released else None, "workspace_id": n.workspace_id}
+                         for n in fresh for i, p in enumerate(_steps(n))]),
+        "events": _json([{"run_id": n.run_id, "message": _created_message(n), "payload": _created_payload(n)}
+                         for n in fresh]),
+        "links": _json([{"run_id": n.run_id, "job_id": n.job_id, "version": n.version,
+                         "workspace_id": n.workspace_id, "trigger": n.trigger, "logical_date": n.logical_date,
+                         "backfill_id": n.backfill_id, "released": n.released} for n in fresh]),
+    })
+    return fresh
 
 
 def insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> list[str]:
-    """Insert runs with their phases, RUN_CREATED events and job links, set-based: one statement per
-    table on PostgreSQL, one executemany per table on SQLite, for any number of runs. A run whose
-    idempotency key the workspace already has is skipped (another pass or process made it); returns
-    the ids of the runs inserted."""
+    """Insert runs with their phases, RUN_CREATED events and job links, set-based: two statements on
+    PostgreSQL, one executemany per table on SQLite, for any number of runs. A run whose idempotency
+    key the workspace already has is skipped (another pass or process made it); returns the ids of the
+    runs inserted, in the order given."""
     if not new:
         return []
     if conn.dialect.name == "postgresql":
-        ids = _pg_insert_runs(conn, new, now)
-        if any(n.released for n in new if n.run_id in ids):
-            dialect.notify(conn, queue.READY_CHANNEL)
-        return [n.run_id for n in new if n.run_id in ids]
+        fresh = _pg_insert_runs(conn, new, now)
+    else:
+        fresh = _sqlite_insert_runs(conn, new, now)
+    if any(n.released for n in fresh):
+        dialect.notify(conn, queue.READY_CHANNEL)
+    return [n.run_id for n in fresh]
+
+
+def _sqlite_insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> list[NewRun]:
     rows = [{
         "id": n.run_id, "workspace_id": n.workspace_id, "environment": n.request.environment,
         "spec_slug": n.request.spec_slug, "git_sha": n.request.git_sha, "status": RunStatus.QUEUED.value,
@@ -355,31 +347,23 @@ def insert_runs(conn: Connection, new: Sequence[NewRun], now: datetime) -> list[
     if not fresh:
         return []
     queued, pending = PhaseStatus.QUEUED.value, PhaseStatus.PENDING.value
-    _insert(conn, phases, [
+    _fast_insert(conn, phases, [
         {"run_id": n.run_id, "idx": i, "name": p.name, "type": p.type, "capability": p.effective_capability,
          "params": p.params, "timeout_s": p.timeout_s, "max_attempts": p.max_attempts,
          "status": queued if i == 0 and n.released else pending, "attempt": 0,
          "available_at": now if i == 0 and n.released else None, "workspace_id": n.workspace_id}
         for n in fresh for i, p in enumerate(_steps(n))
     ])
-    created = EventType.RUN_CREATED.value
-    _insert(conn, run_events, [{
-        "run_id": n.run_id, "seq": 1, "event_id": queue.new_event_id(), "type": created,
-        "phase": None, "ts": now, "level": "info",
-        "message": f"run of {n.request.spec_slug} created with {len(n.request.phases)} phases ({n.trigger})",
-        "payload": {"spec_slug": n.request.spec_slug, "git_sha": n.request.git_sha,
-                    "environment": n.request.environment, "phases": [p.name for p in n.request.phases],
-                    "created_by": n.created_by, "job_id": n.job_id, "job_version": n.version,
-                    "trigger": n.trigger},
+    _fast_insert(conn, run_events, [{
+        "run_id": n.run_id, "seq": 1, "event_id": queue.new_event_id(), "type": EventType.RUN_CREATED.value,
+        "phase": None, "ts": now, "level": "info", "message": _created_message(n), "payload": _created_payload(n),
     } for n in fresh])
-    _insert(conn, job_runs, [{
+    _fast_insert(conn, job_runs, [{
         "run_id": n.run_id, "job_id": n.job_id, "version": n.version, "workspace_id": n.workspace_id,
         "trigger": n.trigger, "logical_date": n.logical_date, "backfill_id": n.backfill_id,
         "released": n.released, "superseded": False, "followed_up": False, "created_at": now,
     } for n in fresh])
-    if any(n.released for n in fresh):
-        dialect.notify(conn, queue.READY_CHANNEL)
-    return [n.run_id for n in fresh]
+    return fresh
 
 
 def run_by_idempotency(conn: Connection, workspace_id: int, key: str) -> str | None:

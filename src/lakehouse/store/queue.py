@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, RowMapping, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Integer,
+    RowMapping,
+    String,
+    Text,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 
+from lakehouse.domain.events import EventType
 from lakehouse.domain.states import (
     PHASE_LEASED,
     AttemptStatus,
@@ -21,7 +39,7 @@ from lakehouse.domain.states import (
 from lakehouse.store import caps as caps_store
 from lakehouse.store import dialect
 from lakehouse.store.tables import executors, phase_attempts, phases, run_events, runs, workspaces
-from lakehouse.store.types import UTCDateTime
+from lakehouse.store.types import JSONDoc, UTCDateTime
 
 READY_CHANNEL = "lakehouse_ready"
 EVENTS_CHANNEL = "lakehouse_events"
@@ -473,7 +491,11 @@ def claim_set(conn: Connection, *, executor_id: str, capabilities: list[str], no
               limit: int, run_id: str | None, workspace_ids: Iterable[int] | None, start: bool,
               cached: Sequence[str] = ()) -> list[dict[str, Any]]:
     """PostgreSQL: lease, start and record up to ``limit`` runnable phases in ONE statement (see
-    above); returns the claims (``input_manifest`` None for runs in ``cached``)."""
+    above); returns the claims (``input_manifest`` None for runs in ``cached``). SQLite: the same
+    transitions as one read and one write per table (``_claim_set_sqlite``)."""
+    if conn.dialect.name == "sqlite":
+        return _claim_set_sqlite(conn, executor_id=executor_id, capabilities=capabilities, now=now, expires=expires,
+                                 limit=limit, run_id=run_id, workspace_ids=workspace_ids, start=start, cached=cached)
     scoped = workspace_ids is not None
     stmt = _stmt(conn, f"claim_set:{run_id is not None}:{scoped}", lambda: text(_claim_sql(run_id is not None, scoped)))
     params: dict[str, Any] = {
@@ -652,7 +674,11 @@ def complete_set(conn: Connection, items: list[dict[str, Any]], events: list[dic
     ``events`` ``[{i, ord, event_id, type, phase, ts, level, message, payload}]``, hand each run's next
     phase to the ``claim_next`` executor when it can run it, and lease that executor's further work,
     in ONE statement. Returns ``{i: {run_status, phase, queued_next}}`` for the items completed (an
-    item missing was not: its lease is not held) and the claims (hand-offs first)."""
+    item missing was not: its lease is not held) and the claims (hand-offs first). SQLite: the same
+    as one read and one write per table (``_complete_set_sqlite``)."""
+    if conn.dialect.name == "sqlite":
+        return _complete_set_sqlite(conn, items, events, now=now, expires=expires, claim_next=claim_next,
+                                    workspace_ids=workspace_ids, cached=cached)
     scoped = workspace_ids is not None
     want = claim_next is not None
     stmt = _stmt(conn, f"complete_set:{want}:{scoped}", lambda: text(_complete_sql(want, scoped)))
@@ -678,3 +704,346 @@ def complete_set(conn: Connection, items: list[dict[str, Any]], events: list[dic
             claims.append((row["pri"], _claim_row(row)))
     claims.sort(key=lambda c: c[0])
     return done, [c for _, c in claims]
+
+
+# --- the set-based hot path (SQLite) ----------------------------------------------------------
+#
+# SQLite has no data-modifying CTEs: one statement writes one table. The equivalent of claim_set /
+# complete_set is one read of everything the transitions need (claim_ctes for the candidates, caps
+# applied, fair order), the transitions computed here, then ONE statement per table written
+# (executemany of prebuilt statements): phases, phase_attempts (an upsert: attempts closed and
+# opened), runs, run_events, executors. The caller's ``BEGIN IMMEDIATE`` transaction holds the
+# database's write lock from the read to the commit, so what the read saw (statuses, ``last_seq``)
+# cannot change under the writes; every write is still a compare-and-swap on what was read.
+
+_PHASE_SET = ("status", "attempt", "lease_token", "lease_expires_at", "executor_id", "claimed_at", "started_at",
+              "available_at", "finished_at", "output_manifest", "error", "timeout_s")
+_LEASED_SQL = ", ".join(f"'{s}'" for s in sorted(_LEASED))
+_SUCCEEDED_SQL = f"'{PhaseStatus.SUCCEEDED.value}'"
+
+
+def _prev_sql(row: str, idx: str) -> str:
+    """The succeeded phases before ``{idx}`` of run ``{row}.run_id`` as one JSON object (text)."""
+    return (f"(SELECT json_group_object(q.name, json(q.output_manifest)) FROM (SELECT name, output_manifest "
+            f"FROM phases q WHERE q.run_id = {row}.run_id AND q.idx < {idx} AND q.status = {_SUCCEEDED_SQL} "
+            f"ORDER BY q.idx) q)")
+
+
+def _typed(name: str) -> Any:
+    """The result column ``name`` of the SQLite reads with its table type (``r_``: runs, ``nx_``: phases)."""
+    if name.startswith("r_") and name[2:] in runs.c:
+        return column(name, runs.c[name[2:]].type)
+    if name.startswith("nx_") and name[3:] in phases.c:
+        return column(name, phases.c[name[3:]].type)
+    if name in phases.c:
+        return column(name, phases.c[name].type)
+    kinds: dict[str, Any] = {"cap_timeout": Float(), "r_workspace": String(), "prev": Text(), "seen": Text(),
+                             "capped": Integer(), "r_input_manifest": JSONDoc()}
+    return column(name, kinds[name])
+
+
+_RUN_COLS = ("status", "last_seq", "started_at", "finished_at", "workspace_id")
+_CONTEXT_COLS = ("spec_slug", "git_sha", "environment", "created_by")
+
+
+def _sqlite_candidates_stmt(run_filter: bool, scoped: bool, exclude: bool) -> Any:
+    """The claim's read: runnable phases (caps applied, fair order, ``cap_timeout``) with what a
+    claim carries of their runs. ``exclude`` (complete + claim_next): not the runs being completed,
+    and their phases, still leased in this read, not counted as using a cap."""
+    where = ((" AND p.run_id = :run_id" if run_filter else "") + (" AND r.workspace_id IN :ws" if scoped else "")
+             + (" AND p.run_id NOT IN (SELECT value FROM json_each(:exclude))" if exclude else ""))
+    use_filter = " AND u.id NOT IN (SELECT value FROM json_each(:done_ids))" if exclude else ""
+    names = [c.name for c in phases.c]
+    cols = ", ".join(f"p.{c}" for c in names)
+    run_cols = ", ".join(f"r.{c} AS r_{c}" for c in (*_RUN_COLS, *_CONTEXT_COLS))
+    sql = (f"WITH {caps_store.claim_ctes(False, where, use_filter)}\n"
+           f"SELECT {cols}, k_t.cap_timeout, {run_cols}, w.slug AS r_workspace,\n"
+           f"    CASE WHEN p.run_id IN (SELECT value FROM json_each(:cached)) THEN NULL\n"
+           f"         ELSE r.input_manifest END AS r_input_manifest,\n"
+           f"    CASE WHEN p.idx = 0 THEN '{{}}' ELSE {_prev_sql('p', 'p.idx')} END AS prev\n"
+           "FROM phases p JOIN k_t ON k_t.id = p.id JOIN runs r ON r.id = p.run_id\n"
+           "JOIN workspaces w ON w.id = r.workspace_id\n"
+           "WHERE p.id NOT IN (SELECT id FROM k_x)\n"
+           "ORDER BY k_t.fair, k_t.turn, k_t.available_at, k_t.id LIMIT :limit")
+    out = [*names, "cap_timeout", *(f"r_{c}" for c in (*_RUN_COLS, *_CONTEXT_COLS)), "r_workspace",
+           "r_input_manifest", "prev"]
+    binds = [bindparam("caps", expanding=True), bindparam("now", type_=UTCDateTime()),
+             bindparam("day_start", type_=UTCDateTime())]
+    if scoped:
+        binds.append(bindparam("ws", expanding=True))
+    return text(sql).bindparams(*binds).columns(*(_typed(n) for n in out))
+
+
+def _sqlite_leased_stmt(want: bool) -> Any:
+    """The complete's read: the leased phases of the runs named, each with its run, its next phase,
+    and which of the call's event ids its trail already holds; ``want`` (claim_next) adds what a
+    hand-off needs: the run's context, whether a cap bears on the next phase, previous outputs."""
+    names = ["id", "run_id", "idx", "name", *_PHASE_SET]
+    nx_names = ["id", "idx", "name", "type", "capability", "max_attempts", "params", *_PHASE_SET]
+    cols = [f"p.{c}" for c in names] + [f"r.{c} AS r_{c}" for c in _RUN_COLS]
+    cols += [f"nx.{c} AS nx_{c}" for c in nx_names]
+    cols.append("(SELECT json_group_array(x.event_id) FROM run_events x WHERE x.run_id = p.run_id "
+                "AND x.event_id IN (SELECT value FROM json_each(:event_ids))) AS seen")
+    out = [*names, *(f"r_{c}" for c in _RUN_COLS), *(f"nx_{c}" for c in nx_names), "seen"]
+    if want:
+        capped = caps_store.match_sql("c", "r.workspace_id", "r.spec_slug", "nx.capability", ":executor_id")
+        cols += [f"r.{c} AS r_{c}" for c in _CONTEXT_COLS]
+        cols += ["(SELECT w.slug FROM workspaces w WHERE w.id = r.workspace_id) AS r_workspace",
+                 "CASE WHEN r.id IN (SELECT value FROM json_each(:cached)) THEN NULL ELSE r.input_manifest END "
+                 "AS r_input_manifest",
+                 f"EXISTS (SELECT 1 FROM caps c WHERE {capped} AND (c.max_concurrent IS NOT NULL "
+                 "OR c.runtime_s_per_day IS NOT NULL OR c.max_phase_timeout_s IS NOT NULL)) AS capped",
+                 f"{_prev_sql('nx', 'nx.idx')} AS prev"]
+        out += [*(f"r_{c}" for c in _CONTEXT_COLS), "r_workspace", "r_input_manifest", "capped", "prev"]
+    sql = (f"SELECT {', '.join(cols)}\nFROM phases p JOIN runs r ON r.id = p.run_id\n"
+           "LEFT JOIN phases nx ON nx.run_id = p.run_id AND nx.idx = p.idx + 1\n"
+           f"WHERE p.run_id IN :run_ids AND p.status IN ({_LEASED_SQL})")
+    return text(sql).bindparams(bindparam("run_ids", expanding=True)).columns(*(_typed(n) for n in out))
+
+
+def _sqlite_writes(conn: Connection) -> dict[str, Any]:
+    """The prebuilt write statements of the SQLite set path, one per table."""
+    def build() -> dict[str, Any]:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        attempt = sqlite_insert(phase_attempts)
+        ex = sqlite_insert(executors)
+        return {
+            "phases": update(phases).where(phases.c.id == bindparam("_id"), phases.c.status == bindparam("_was"))
+            .values({c: bindparam(f"v_{c}", type_=phases.c[c].type) for c in _PHASE_SET}),
+            "attempts": attempt.on_conflict_do_update(
+                index_elements=["phase_id", "attempt"],
+                set_={"status": attempt.excluded.status, "finished_at": attempt.excluded.finished_at,
+                      "error": attempt.excluded.error}),
+            "runs": update(runs).where(runs.c.id == bindparam("_id"), runs.c.last_seq == bindparam("_seq"))
+            .values({c: bindparam(f"v_{c}", type_=runs.c[c].type)
+                     for c in ("status", "started_at", "finished_at", "last_seq")}),
+            "events": run_events.insert(),
+            "executor": ex.on_conflict_do_update(index_elements=["id"], set_={
+                "last_seen_at": ex.excluded.last_seen_at, "capabilities": ex.excluded.capabilities,
+                "current_run_id": ex.excluded.current_run_id, "current_phase": ex.excluded.current_phase,
+                "last_workspace_id": func.coalesce(ex.excluded.last_workspace_id, executors.c.last_workspace_id)}),
+            "touch": update(executors).where(executors.c.id.in_(bindparam("ids", expanding=True))).values(
+                last_seen_at=bindparam("now", type_=UTCDateTime()), current_run_id=None, current_phase=None),
+        }
+
+    return _stmt(conn, "sqlite_writes", build)  # type: ignore[no-any-return]
+
+
+class _SqliteBatch:
+    """The writes of one SQLite set-based call, collected, then sent as one statement per table."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.phases: list[dict[str, Any]] = []
+        self.attempts: list[dict[str, Any]] = []
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+
+    def run(self, row: Mapping[Any, Any]) -> dict[str, Any]:
+        """The run of ``row`` (its ``r_*`` columns) as this call leaves it."""
+        run = self.runs.get(row["run_id"])
+        if run is None:
+            run = self.runs[row["run_id"]] = {
+                "_id": row["run_id"], "_seq": row["r_last_seq"], "v_status": row["r_status"],
+                "v_started_at": row["r_started_at"], "v_finished_at": row["r_finished_at"],
+                "v_last_seq": row["r_last_seq"]}
+        return run
+
+    def event(self, run: dict[str, Any], type_: str, message: str, phase: str | None, *, event_id: str | None = None,
+              ts: datetime | None = None, level: str = "info", payload: Any = None) -> None:
+        run["v_last_seq"] += 1
+        self.events.append({"run_id": run["_id"], "seq": run["v_last_seq"], "event_id": event_id or new_event_id(),
+                            "type": type_, "phase": phase, "ts": ts or self.now, "level": level, "message": message,
+                            "payload": {} if payload is None else payload})
+
+    def phase(self, row: Mapping[Any, Any], prefix: str, target: PhaseStatus, **changes: Any) -> None:
+        phase_transition(row[f"{prefix}status"], target)
+        values = {f"v_{c}": row[f"{prefix}{c}"] for c in _PHASE_SET}
+        values.update({f"v_{c}": v for c, v in changes.items()}, v_status=target.value)
+        self.phases.append({"_id": row[f"{prefix}id"], "_was": row[f"{prefix}status"], **values})
+
+    def lease(self, row: Mapping[Any, Any], prefix: str, *, executor_id: str, expires: datetime, start: bool,
+              timeout_s: float | None) -> tuple[int, str]:
+        """Lease a queued phase ``row`` (columns after ``prefix``); returns its attempt and token."""
+        target = PhaseStatus.RUNNING if start else PhaseStatus.CLAIMED
+        attempt = int(row[f"{prefix}attempt"]) + 1
+        token = secrets.token_urlsafe(24)
+        self.phase(row, prefix, target, attempt=attempt, lease_token=token, lease_expires_at=expires,
+                   executor_id=executor_id, claimed_at=self.now, started_at=self.now if start else None, error=None,
+                   timeout_s=timeout_s)
+        self.attempts.append({"phase_id": row[f"{prefix}id"], "attempt": attempt, "executor_id": executor_id,
+                              "lease_token_hash": hashlib.sha256(token.encode()).hexdigest(),
+                              "status": target.value, "claimed_at": self.now, "finished_at": None, "error": None})
+        run = self.run(row)
+        if run["v_status"] == RunStatus.QUEUED.value:
+            run["v_status"] = run_transition(run["v_status"], RunStatus.RUNNING).value
+            run["v_started_at"] = self.now
+            self.event(run, EventType.RUN_STARTED.value, "run started", None)
+        name = row[f"{prefix}name"]
+        self.event(run, EventType.PHASE_CLAIMED.value, f"{name} claimed by {executor_id}", name,
+                   payload={"executor_id": executor_id, "attempt": attempt, "lease_expires_at": expires.isoformat()})
+        if start:
+            self.event(run, EventType.PHASE_STARTED.value, f"{name} started (attempt {attempt})", name,
+                       payload={"executor_id": executor_id, "attempt": attempt})
+        return attempt, token
+
+    def flush(self, conn: Connection) -> None:
+        w = _sqlite_writes(conn)
+        if self.phases and conn.execute(w["phases"], self.phases).rowcount != len(self.phases):
+            raise RuntimeError("a phase changed under the write lock")
+        if self.attempts:
+            conn.execute(w["attempts"], self.attempts)
+        changed = list(self.runs.values())
+        if changed and conn.execute(w["runs"], changed).rowcount != len(changed):
+            raise RuntimeError("a run changed under the write lock")
+        if self.events:
+            conn.execute(w["events"], self.events)
+
+
+def _claim_of(row: Mapping[Any, Any], prefix: str, attempt: int, token: str, timeout_s: float | None,
+              previous: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": row["run_id"], "phase": row[f"{prefix}name"], "phase_type": row[f"{prefix}type"],
+            "attempt": attempt, "max_attempts": row[f"{prefix}max_attempts"], "lease_token": token,
+            "timeout_s": timeout_s, "params": row[f"{prefix}params"], "input_manifest": row["r_input_manifest"],
+            "spec_slug": row["r_spec_slug"], "git_sha": row["r_git_sha"], "environment": row["r_environment"],
+            "workspace": row["r_workspace"], "created_by": row["r_created_by"], "previous_outputs": previous}
+
+
+def _sqlite_claims(conn: Connection, batch: _SqliteBatch, *, executor_id: str, capabilities: list[str],
+                   expires: datetime, limit: int, run_id: str | None, workspace_ids: Iterable[int] | None, start: bool,
+                   cached: Sequence[str], exclude: Sequence[str] | None = None, done_ids: Sequence[int] = ()
+                   ) -> list[tuple[dict[str, Any], int]]:
+    """Read the candidates and lease them in ``batch``; returns (claim, workspace id) in fair order."""
+    if not capabilities or limit <= 0:
+        return []
+    scoped = workspace_ids is not None
+    key = f"sqlite_candidates:{run_id is not None}:{scoped}:{exclude is not None}"
+    stmt = _stmt(conn, key, lambda: _sqlite_candidates_stmt(run_id is not None, scoped, exclude is not None))
+    params: dict[str, Any] = {"caps": list(capabilities), "executor_id": executor_id, "now": batch.now, "limit": limit,
+                              "cached": _json(list(cached)), **caps_store.claim_params(batch.now, limit)}
+    if run_id is not None:
+        params["run_id"] = run_id
+    if scoped:
+        params["ws"] = sorted(workspace_ids or ())
+    if exclude is not None:
+        params.update(exclude=_json(list(exclude)), done_ids=_json(list(done_ids)))
+    out = []
+    for row in conn.execute(stmt, params).mappings():
+        timeout, cap = row["timeout_s"], row["cap_timeout"]
+        if cap is not None and (timeout is None or timeout > cap):
+            timeout = cap
+        attempt, token = batch.lease(row, "", executor_id=executor_id, expires=expires, start=start, timeout_s=timeout)
+        out.append((_claim_of(row, "", attempt, token, timeout, orjson.loads(row["prev"])), row["r_workspace_id"]))
+    return out
+
+
+def _touch_sqlite(conn: Connection, executor_id: str, capabilities: list[str], now: datetime,
+                  current: tuple[dict[str, Any], int] | None) -> None:
+    """Register / refresh the executor, its current phase and the workspace it was last served."""
+    conn.execute(_sqlite_writes(conn)["executor"], {
+        "id": executor_id, "capabilities": sorted(set(capabilities)), "first_seen_at": now, "last_seen_at": now,
+        "current_run_id": current[0]["run_id"] if current else None,
+        "current_phase": current[0]["phase"] if current else None,
+        "last_workspace_id": current[1] if current else None})
+
+
+def _claim_set_sqlite(conn: Connection, *, executor_id: str, capabilities: list[str], now: datetime,
+                      expires: datetime, limit: int, run_id: str | None, workspace_ids: Iterable[int] | None,
+                      start: bool, cached: Sequence[str]) -> list[dict[str, Any]]:
+    batch = _SqliteBatch(now)
+    claims = _sqlite_claims(conn, batch, executor_id=executor_id, capabilities=capabilities, expires=expires,
+                            limit=limit, run_id=run_id, workspace_ids=workspace_ids, start=start, cached=cached)
+    batch.flush(conn)
+    _touch_sqlite(conn, executor_id, capabilities, now, claims[-1] if claims else None)
+    return [c for c, _ in claims]
+
+
+def _complete_set_sqlite(conn: Connection, items: list[dict[str, Any]], events: list[dict[str, Any]], *,
+                         now: datetime, expires: datetime, claim_next: dict[str, Any] | None,
+                         workspace_ids: Iterable[int] | None, cached: Sequence[str]
+                         ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    want = claim_next is not None
+    leased: dict[str, list[RowMapping]] = {}
+    if items:
+        params: dict[str, Any] = {"run_ids": sorted({it["run_id"] for it in items}),
+                                  "event_ids": _json(sorted({e["event_id"] for e in events})),
+                                  "cached": _json(list(cached)),
+                                  "executor_id": claim_next["executor_id"] if claim_next else None}
+        for found in conn.execute(_stmt(conn, f"sqlite_leased:{want}", lambda: _sqlite_leased_stmt(want)),
+                                  params).mappings():
+            leased.setdefault(found["run_id"], []).append(found)
+    ws = None if workspace_ids is None else set(workspace_ids)
+    by_item: dict[int, list[dict[str, Any]]] = {}
+    for e in sorted(events, key=lambda e: (e["i"], e["ord"])):
+        by_item.setdefault(e["i"], []).append(e)
+    batch = _SqliteBatch(now)
+    done: dict[int, dict[str, Any]] = {}
+    handed: list[tuple[dict[str, Any], int]] = []
+    taker = claim_next["executor_id"] if claim_next else ""
+    can = set(claim_next["capabilities"]) if claim_next else set()
+    max_phases = int(claim_next.get("max_phases", 1)) if claim_next else 0
+    done_executors: set[str] = set()
+    done_ids: list[int] = []
+    for it in items:
+        row = next((r for r in leased.get(it["run_id"], ()) if r["lease_token"] == it["lease_token"]), None)
+        if row is None or (row["lease_expires_at"] is not None and row["lease_expires_at"] < now) or (
+                ws is not None and row["r_workspace_id"] not in ws):
+            continue
+        run, name, manifest = batch.run(row), row["name"], it["manifest"]
+        seen = set(orjson.loads(row["seen"] or "[]"))
+        for e in by_item.get(it["i"], ()):
+            if e["event_id"] not in seen:
+                seen.add(e["event_id"])
+                batch.event(run, e["type"], e["message"], e["phase"] or name, event_id=e["event_id"], ts=e["ts"],
+                            level=e["level"], payload=e["payload"])
+        batch.phase(row, "", PhaseStatus.SUCCEEDED, lease_token=None, lease_expires_at=None, finished_at=now,
+                    output_manifest=manifest)
+        batch.attempts.append({"phase_id": row["id"], "attempt": row["attempt"], "executor_id": row["executor_id"],
+                               "lease_token_hash": hashlib.sha256(str(row["lease_token"]).encode()).hexdigest(),
+                               "status": PhaseStatus.SUCCEEDED.value, "claimed_at": row["claimed_at"] or now,
+                               "finished_at": now, "error": None})
+        done_ids.append(row["id"])
+        if row["executor_id"]:
+            done_executors.add(row["executor_id"])
+        took = (now - (row["started_at"] or row["claimed_at"] or now)).total_seconds()
+        outputs = manifest.get("outputs") if isinstance(manifest, dict) else None
+        batch.event(run, EventType.PHASE_SUCCEEDED.value, f"{name} succeeded in {took:.3f} s", name, payload={
+            "attempt": row["attempt"], "duration_s": round(took, 6),
+            "outputs": sorted(outputs) if isinstance(outputs, dict) else None})
+        last = row["nx_id"] is None
+        queued_next = False
+        if last:
+            run["v_status"] = run_transition(run["v_status"], RunStatus.SUCCEEDED).value
+            run["v_finished_at"] = now
+            batch.event(run, EventType.RUN_SUCCEEDED.value, "run succeeded", None)
+        elif row["nx_status"] == PhaseStatus.PENDING.value:
+            phase_transition(row["nx_status"], PhaseStatus.QUEUED)
+            if want and row["nx_capability"] in can and not row["capped"] and len(handed) < max_phases:
+                queued = {**row, "nx_status": PhaseStatus.QUEUED.value}
+                attempt, token = batch.lease(queued, "nx_", executor_id=taker, expires=expires, start=True,
+                                             timeout_s=row["nx_timeout_s"])
+                batch.phases[-1]["v_available_at"] = now
+                batch.phases[-1]["_was"] = row["nx_status"]
+                previous = {**orjson.loads(row["prev"]), name: manifest}
+                handed.append((_claim_of(row, "nx_", attempt, token, row["nx_timeout_s"], previous),
+                               row["r_workspace_id"]))
+            else:
+                batch.phase(row, "nx_", PhaseStatus.QUEUED, available_at=now)
+                queued_next = True
+        done[it["i"]] = {"run_id": row["run_id"], "phase": name, "run_status": run["v_status"],
+                         "queued_next": queued_next}
+    more: list[tuple[dict[str, Any], int]] = []
+    if claim_next is not None and done:
+        more = _sqlite_claims(conn, batch, executor_id=taker, capabilities=list(claim_next["capabilities"]),
+                              expires=expires, limit=max_phases - len(handed), run_id=None,
+                              workspace_ids=workspace_ids, start=True, cached=cached,
+                              exclude=[it["run_id"] for it in items],
+                              done_ids=done_ids)
+    batch.flush(conn)
+    if claim_next is not None:
+        taken = more or handed
+        _touch_sqlite(conn, taker, list(claim_next["capabilities"]), now, taken[-1] if taken else None)
+    elif done_executors:
+        conn.execute(_sqlite_writes(conn)["touch"], {"ids": sorted(done_executors), "now": now})
+    return done, [c for c, _ in handed + more]

@@ -124,7 +124,7 @@ phases = Table(
     "phases",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", String(36), nullable=False),  # no foreign key: written with its run (migration 0018)
     Column("idx", Integer, nullable=False),
     Column("name", String(200), nullable=False),
     Column("type", String(64), nullable=False),
@@ -171,7 +171,7 @@ run_events = Table(
     "run_events",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", String(36), nullable=False),  # no foreign key: written with its run (migration 0018)
     Column("seq", BigInteger, nullable=False),
     Column("event_id", String(64), nullable=False),
     Column("type", String(64), nullable=False),
@@ -443,13 +443,15 @@ backfills = Table(
 job_runs = Table(
     "job_runs",
     metadata,
-    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    Column("job_id", ID, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    # no foreign keys: written with its run, for a job read and a backfill written in that transaction
+    # (store/jobs.py insert_runs; migration 0018)
+    Column("run_id", String(36), primary_key=True),
+    Column("job_id", ID, nullable=False),
     Column("version", Integer, nullable=False),
     Column("workspace_id", ID, nullable=False),
     Column("trigger", String(16), nullable=False),  # domain.jobs.RunTrigger
     Column("logical_date", UTCDateTime(), nullable=True),
-    Column("backfill_id", String(36), ForeignKey("backfills.id", ondelete="CASCADE"), nullable=True),
+    Column("backfill_id", String(36), nullable=True),
     Column("released", Boolean, nullable=False),  # false: a backfill run waiting for a concurrency slot
     Column("superseded", Boolean, nullable=False),  # a backfill run retried by a newer one
     Column("followed_up", Boolean, nullable=False),  # its finish was seen by the trigger pass
@@ -610,7 +612,8 @@ run_scores = Table(
     Column("score", Float, nullable=False),
     Column("signals", JSONDoc(), nullable=False),  # the breakdown: signal, value, penalty, weight, points
     Column("computed_at", UTCDateTime(), nullable=False),
-    Index("ix_run_scores_ws_score", "workspace_id", "score"),
+    # the runs list sorted by score walks it per workspace, keyset by (score, run_id): ties stay cheap
+    Index("ix_run_scores_ws_score_run", "workspace_id", "score", "run_id"),
 )
 
 table_freshness = Table(

@@ -30,6 +30,7 @@ class TokenRow:
     name: str | None
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
 
 def _user(r: Any) -> UserRow:
@@ -57,13 +58,15 @@ def workspace_slugs(conn: Connection) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-def tokens(conn: Connection) -> list[TokenRow]:
-    """Every API token (without its hash), newest first."""
+def tokens(conn: Connection, user_id: int | None = None) -> list[TokenRow]:
+    """Every API token (without its hash), or every token of one user, newest first."""
     t = api_tokens
-    rows = conn.execute(select(t.c.id, t.c.user_id, t.c.prefix, t.c.role, t.c.name, t.c.created_at, t.c.revoked_at)
-                        .order_by(t.c.id.desc())).mappings()
+    stmt = select(t.c.id, t.c.user_id, t.c.prefix, t.c.role, t.c.name, t.c.created_at, t.c.revoked_at, t.c.expires_at)
+    if user_id is not None:
+        stmt = stmt.where(t.c.user_id == user_id)
+    rows = conn.execute(stmt.order_by(t.c.id.desc())).mappings()
     return [TokenRow(id=int(r["id"]), user_id=int(r["user_id"]), prefix=r["prefix"], role=r["role"], name=r["name"],
-                     created_at=r["created_at"], revoked_at=r["revoked_at"]) for r in rows]
+                     created_at=r["created_at"], revoked_at=r["revoked_at"], expires_at=r["expires_at"]) for r in rows]
 
 
 def set_role(conn: Connection, user_id: int, role: str) -> None:

@@ -8,17 +8,41 @@ shaped to hit an index: runs by (workspace_id, created_at, id), phases by run, e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, literal, literal_column, select
+from sqlalchemy import (
+    Connection,
+    Select,
+    bindparam,
+    case,
+    extract,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 
 from lakehouse.domain.states import PhaseStatus
 from lakehouse.store.audit import AuditRow
 from lakehouse.store.scope import visible
-from lakehouse.store.tables import artifacts, audit_log, executors, lineage_edges, phases, run_events, runs
+from lakehouse.store.tables import (
+    artifacts,
+    audit_log,
+    executors,
+    lineage_edges,
+    phases,
+    run_events,
+    run_scores,
+    runs,
+    workspaces,
+)
+from lakehouse.store.types import UTCDateTime
 
 Ids = Collection[int] | None  # the principal's workspace_ids (None: every workspace)
 
@@ -46,6 +70,15 @@ def phase_strips(conn: Connection, run_ids: Iterable[str]) -> list[PhaseCell]:
     rows = conn.execute(select(phases.c.run_id, phases.c.name, phases.c.status, phases.c.attempt)
                         .where(phases.c.run_id.in_(ids)).order_by(phases.c.run_id, phases.c.idx)).all()
     return [PhaseCell(run_id=r[0], name=r[1], status=r[2], attempt=int(r[3])) for r in rows]
+
+
+def scores_of(conn: Connection, run_ids: Iterable[str]) -> dict[str, float]:
+    """The stored scores of these runs (a run without one is absent)."""
+    ids = list(run_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(select(run_scores.c.run_id, run_scores.c.score).where(run_scores.c.run_id.in_(ids))).all()
+    return {str(r[0]): float(r[1]) for r in rows}
 
 
 def spec_slugs(conn: Connection, workspace_ids: Ids, limit: int) -> list[str]:
@@ -122,6 +155,105 @@ def runs_per_hour(conn: Connection, workspace_ids: Ids, since: datetime) -> list
                         .group_by("h", runs.c.status)).all()
     return [((h if isinstance(h, str) else h.strftime("%Y-%m-%dT%H:%M:%S"))[:13], str(status), int(n))
             for h, status, n in rows]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank (PostgreSQL's ``percentile_disc``): the smallest value with at least ``q`` of the
+    values at or below it. ``values`` sorted, not empty."""
+    return values[max(0, math.ceil(q * len(values)) - 1)]
+
+
+def duration_percentiles_per_hour(conn: Connection, workspace_ids: Ids, since: datetime,
+                                  status: str) -> list[tuple[str, float, float, int]]:
+    """(hour as 'YYYY-MM-DDTHH', p50, p95, runs) of the wall time (started → finished, seconds) of
+    the visible runs with this status created since ``since``, by the hour they were created.
+    One index range on ix_runs_status_created_id; PostgreSQL aggregates (percentile_disc), SQLite
+    hands the spans over and they are ranked here, with the same nearest-rank definition."""
+    where = (runs.c.created_at >= since, runs.c.status == status, runs.c.started_at.is_not(None),
+             runs.c.finished_at.is_not(None))
+    if conn.dialect.name == "postgresql":
+        bucket = func.date_trunc(literal_column("'hour'"), runs.c.created_at, literal_column("'UTC'"))
+        secs = extract("epoch", runs.c.finished_at - runs.c.started_at)
+        stmt = _runs_of(select(bucket.label("h"), func.percentile_disc(0.5).within_group(secs),
+                               func.percentile_disc(0.95).within_group(secs), func.count()).where(*where),
+                        workspace_ids).group_by("h")
+        out = []
+        rows: Any = conn.execute(stmt).all()
+        for h, p50, p95, n in rows:
+            out.append((h.astimezone(UTC).strftime("%Y-%m-%dT%H"), float(p50), float(p95), int(n)))
+        return out
+    spans: dict[str, list[float]] = {}
+    found: Any = conn.execute(_runs_of(select(runs.c.created_at, runs.c.started_at, runs.c.finished_at)
+                                       .where(*where), workspace_ids)).all()
+    for created, started, finished in found:
+        spans.setdefault(created.strftime("%Y-%m-%dT%H"), []).append((finished - started).total_seconds())
+    return [(h, percentile(sorted(v), 0.5), percentile(sorted(v), 0.95), len(v)) for h, v in spans.items()]
+
+
+QUEUE_LOOKBACK = timedelta(hours=1)  # a phase that waited longer before the window opened starts later on the chart
+
+
+def queue_depth(conn: Connection, workspace_ids: Ids, since: datetime, step: timedelta, points: int,
+                now: datetime) -> list[int]:
+    """How many phases of visible runs were queued at ``since + k·step`` for k < ``points``, and at
+    ``now`` (the last value, so ``points + 1`` values). A phase is queued at t when available_at ≤ t
+    < the end of its wait: its claim (claimed_at) or, never claimed, its finish (cancelled while
+    queued); one still queued has no end. A retried phase counts its latest wait only (the earlier
+    ones are its attempts' history, not kept on the phase).
+
+    depth(t) = #(waits begun at or before t) - #(waits ended at or before t): each wait adds +1 at the
+    first sample at or after its start and -1 at the first at or after its end, and a running sum
+    gives the depths. The waits are found through ix_phases_ws_claimable (workspace, status,
+    available_at): those begun since ``since`` - QUEUE_LOOKBACK, and the phases queued now."""
+    if workspace_ids is None:
+        every: list[Any] = list(conn.execute(select(workspaces.c.id)).scalars())
+        ids = [int(i) for i in every]
+    else:
+        ids = sorted(workspace_ids)
+    if not ids:
+        return [0] * (points + 1)
+    start = phases.c.available_at
+    ended = case((phases.c.claimed_at >= phases.c.available_at, phases.c.claimed_at),
+                 else_=func.coalesce(phases.c.finished_at, phases.c.available_at))
+    past = sorted(s.value for s in PhaseStatus if s not in (PhaseStatus.PENDING, PhaseStatus.QUEUED))
+    waits = union_all(
+        select(start.label("s"), ended.label("e")).where(
+            phases.c.workspace_id.in_(ids), phases.c.status.in_(past),
+            start >= since - QUEUE_LOOKBACK, start <= now),
+        select(start.label("s"), null().label("e")).where(
+            phases.c.workspace_id.in_(ids), phases.c.status == PhaseStatus.QUEUED.value, start <= now),
+    ).subquery("waits")
+    counts = [0] * (points + 2)
+    step_s = int(step.total_seconds())  # whole seconds: numeric ÷ integer stays exact on PostgreSQL
+    if conn.dialect.name == "postgresql":
+        t0 = bindparam("t0", since, type_=UTCDateTime())
+
+        def sample(col: Any) -> Any:  # the first sample at or after col (0 for col <= since), exact numerics
+            return func.greatest(0, func.ceil(extract("epoch", col - t0) / step_s))
+
+        marks = union_all(select(sample(waits.c.s).label("k"), literal(1).label("d")).select_from(waits),
+                          select(sample(waits.c.e).label("k"), literal(-1).label("d")).select_from(waits)
+                          .where(waits.c.e.is_not(None), waits.c.e <= now)).subquery("marks")
+        grouped: Any = conn.execute(select(marks.c.k, func.sum(marks.c.d)).group_by(marks.c.k)).all()
+        for k, d in grouped:
+            counts[min(int(k), points)] += int(d)
+    else:
+        step_us = step_s * 1_000_000
+
+        def index(t: datetime) -> int:
+            us = (t - since) // timedelta(microseconds=1)
+            return max(0, min(points, -(-us // step_us)))
+
+        spans: Any = conn.execute(select(waits.c.s, waits.c.e)).all()
+        for s, e in spans:
+            counts[index(s)] += 1
+            if e is not None and e <= now:
+                counts[index(e)] -= 1
+    depth, out = 0, []
+    for k in range(points + 1):
+        depth += counts[k]
+        out.append(depth)
+    return out
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from lakehouse.services.errors import ServiceError
-from lakehouse.web import pages_admin, pages_auth, pages_caps, pages_data, pages_jobs, pages_runs
+from lakehouse.web import pages_admin, pages_alerts, pages_auth, pages_caps, pages_data, pages_jobs, pages_runs
 from lakehouse.web.render import LoginRequired, error_page, is_htmx
 from lakehouse.web.session import SessionMiddleware
 
@@ -24,7 +24,7 @@ STATIC = Path(__file__).parent / "static"
 def install(app: FastAPI) -> None:
     ctx = app.state.ctx
     for router in (pages_auth.router, pages_runs.router, pages_admin.router, pages_data.router, pages_jobs.router,
-                   pages_caps.router):
+                   pages_caps.router, pages_alerts.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     app.add_middleware(SessionMiddleware, ctx=ctx)

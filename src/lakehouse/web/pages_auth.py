@@ -1,4 +1,4 @@
-"""Log in, log out, change one's password."""
+"""Log in, log out, change one's password, see and revoke one's own API tokens."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from lakehouse.services import sessions
+from lakehouse.services import cli_tokens, sessions
 from lakehouse.services.errors import ServiceError
 from lakehouse.services.sessions import Session
 from lakehouse.web.render import address, context, mark_web, page, session
@@ -63,19 +63,33 @@ def logout(request: Request) -> Response:
     return resp
 
 
+def _account(request: Request, s: Session, status: int = 200, **extra: object) -> HTMLResponse:
+    return page(request, "account.html", status_code=status, nav="account",
+                tokens=cli_tokens.own_tokens(context(request), s.principal), **extra)
+
+
 @router.get("/account")
 def account(request: Request, s: Session = Depends(session)) -> HTMLResponse:
-    return page(request, "account.html", nav="account", done=request.query_params.get("done"))
+    return _account(request, s, done=request.query_params.get("done"))
 
 
 @router.post("/account/password")
 def change_password(request: Request, current: str = Form(""), new: str = Form(""), confirm: str = Form(""),
                     s: Session = Depends(session)) -> Response:
     if new != confirm:
-        return page(request, "account.html", status_code=422, nav="account",
-                    error="the new password and its confirmation differ")
+        return _account(request, s, 422, error="the new password and its confirmation differ")
     try:
         sessions.change_password(context(request), s, current, new, address(request))
     except ServiceError as exc:
-        return page(request, "account.html", status_code=exc.status, nav="account", error=exc.message)
+        return _account(request, s, exc.status, error=exc.message)
     return RedirectResponse("/account?done=password", status_code=303)
+
+
+@router.post("/account/tokens/revoke")
+def revoke_token(request: Request, token_id: int = Form(...), s: Session = Depends(session)) -> Response:
+    """Revoke one of one's own API tokens (a `lakehouse login` on a lost laptop)."""
+    try:
+        cli_tokens.revoke_own_token(context(request), s.principal, token_id, address(request))
+    except ServiceError as exc:
+        return _account(request, s, exc.status, error=exc.message)
+    return RedirectResponse("/account?done=token", status_code=303)

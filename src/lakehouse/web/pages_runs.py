@@ -14,7 +14,7 @@ from lakehouse.domain.runs import ENVIRONMENTS
 from lakehouse.domain.states import RUN_FINISHED, RunStatus, shown_phase_status
 from lakehouse.services import artifacts, catalog_view, executors, reruns, runs
 from lakehouse.services.errors import InvalidInput, NotFound
-from lakehouse.web import queries, run_outputs
+from lakehouse.web import queries, run_outputs, run_score
 from lakehouse.web.render import context, is_htmx, mark_web, page, query_url, user
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(mark_web)])
@@ -65,14 +65,18 @@ def runs_page(request: Request, p: Principal = Depends(user)) -> HTMLResponse:
     status = q.get("status") or None
     if status and status not in {s.value for s in RunStatus}:
         raise InvalidInput(f"unknown status {status!r}", code="invalid_status")
+    sort = q.get("sort") or ""
+    if sort not in queries.SORTS:
+        raise InvalidInput(f"sort is score (worst first) or -score (best first), not {sort!r}", code="invalid_sort")
     f = queries.RunFilter(status=status, spec_slug=q.get("pipeline") or None, environment=q.get("env") or None,
                           workspace=q.get("workspace") or None, since=_date(q.get("from")),
                           until=_date(q.get("to"), end=True))
-    rows, nxt = queries.list_runs(context(request), p, f, before=q.get("before"), limit=50)
+    rows, nxt = queries.list_runs(context(request), p, f, before=q.get("before"), limit=50, sort=sort)
     template = "runs_rows.html" if is_htmx(request) and q.get("before") else "runs.html"
     return page(request, template, nav="runs", rows=rows, next_cursor=nxt, f=f, envs=ENVIRONMENTS,
                 statuses=[s.value for s in RunStatus], pipelines=queries.spec_slugs(context(request), p),
-                workspaces=queries.visible_workspaces(context(request), p),
+                workspaces=queries.visible_workspaces(context(request), p), sort=sort, finished_statuses=FINISHED,
+                score_band=run_score.band,
                 from_=q.get("from", ""), to=q.get("to", ""), first_page=not q.get("before"))
 
 
@@ -130,7 +134,9 @@ def run_page(run_id: str, request: Request, p: Principal = Depends(user)) -> Res
         extra["outputs"] = run_outputs.outputs_summary(view["run"], view["artifacts"], view["dq"])
     elif tab == "inputs":
         extra["inputs"] = run_outputs.inputs_summary(view["run"])
-    return page(request, "run.html", nav="runs", tab=tab, state_events=STATE_EVENTS, **view, **extra)
+    score = run_score.score_view(context(request), p, run_id, view["run"]["status"])
+    return page(request, "run.html", nav="runs", tab=tab, state_events=STATE_EVENTS, score=score,
+                score_band=run_score.band, **view, **extra)
 
 
 @router.get("/runs/{run_id}/live")

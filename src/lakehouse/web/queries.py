@@ -5,6 +5,7 @@ listing, ``store/run_reads.py``); this module shapes their rows for the template
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from lakehouse.domain.states import PHASE_FINISHED, PhaseStatus, RunStatus, show
 from lakehouse.services.context import Context
 from lakehouse.store import run_reads, web_reads
 from lakehouse.store import workspaces as workspace_store
+from lakehouse.store.types_public import Connection
 
 DAY = timedelta(hours=24)
 SAMPLE_RUNS = 1000  # success rate by phase and p50/p95 use the newest runs of the 24 h window
@@ -45,9 +47,18 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         return None
 
 
+SORTS = ("", "score", "-score")  # newest first; worst score first; best score first (unscored runs last)
+
+
+def _score_cursor(score: float, run_id: str) -> str:
+    return f"s:{score!r}~{run_id}"
+
+
 def list_runs(ctx: Context, principal: Principal, f: RunFilter, before: str | None = None,
-              limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, keyset-paginated by (created_at, id); returns (rows, cursor of the next page)."""
+              limit: int = 50, sort: str = "") -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, keyset-paginated by (created_at, id); or by score (``sort``), keyset by (score, id)
+    over the scored runs, then the runs without a score, newest first. Returns (rows, cursor of the
+    next page); each row carries its stored score (None: not scored)."""
     ids = principal.workspace_ids
     with ctx.db.read() as conn:
         ws_id = None
@@ -55,12 +66,16 @@ def list_runs(ctx: Context, principal: Principal, f: RunFilter, before: str | No
             ws_id = workspace_store.id_of(conn, f.workspace)
             if ws_id is None:  # an unknown workspace has no runs
                 return [], None
-        found = run_reads.list_runs(conn, ids, status=f.status, spec_slug=f.spec_slug, environment=f.environment,
-                                    workspace_id=ws_id, since=f.since, until=f.until, before=decode_cursor(before),
-                                    limit=limit + 1)
-        more = len(found) > limit
-        found = found[:limit]
+        filters: dict[str, Any] = {"status": f.status, "spec_slug": f.spec_slug, "environment": f.environment,
+                                   "workspace_id": ws_id, "since": f.since, "until": f.until}
+        if sort in ("score", "-score"):
+            found, nxt = _by_score(conn, ids, filters, before, limit, descending=sort == "-score")
+        else:
+            found = run_reads.list_runs(conn, ids, before=decode_cursor(before), limit=limit + 1, **filters)
+            nxt = encode_cursor(found[limit - 1].created_at, found[limit - 1].id) if len(found) > limit else None
+            found = found[:limit]
         cells = web_reads.phase_strips(conn, [r.id for r in found])
+        scored = web_reads.scores_of(conn, [r.id for r in found])
     # each run's phases as (name, status) for the small strip in the list (Airflow's grid, one row)
     strips: dict[str, list[tuple[str, str]]] = {r.id: [] for r in found}
     for c in cells:
@@ -69,10 +84,42 @@ def list_runs(ctx: Context, principal: Principal, f: RunFilter, before: str | No
     rows = [{"id": r.id, "status": r.status, "spec_slug": r.spec_slug, "git_sha": r.git_sha,
              "environment": r.environment, "created_at": r.created_at, "started_at": r.started_at,
              "finished_at": r.finished_at, "error": r.error, "created_by": r.created_by,
-             "workspace_id": r.workspace_id, "labels": r.labels, "phases": strips[r.id], "workspace": r.workspace}
+             "workspace_id": r.workspace_id, "labels": r.labels, "phases": strips[r.id], "workspace": r.workspace,
+             "score": scored.get(r.id)}
             for r in found]
-    nxt = encode_cursor(found[-1].created_at, found[-1].id) if more and found else None
     return rows, nxt
+
+
+def _by_score(conn: Connection, ids: Collection[int] | None, filters: dict[str, Any], before: str | None, limit: int,
+              descending: bool) -> tuple[list[run_reads.RunListRow], str | None]:
+    """One page of the score order: the scored runs from the cursor ``s:<score>~<id>``, then (when they
+    run out) the unscored ones from the start or from the cursor ``u:<created_at>~<id>``."""
+    found: list[run_reads.RunListRow] = []
+    cursor = before or ""
+    if not cursor.startswith("u:"):
+        after = None
+        if cursor.startswith("s:") and "~" in cursor:
+            text, _, run_id = cursor[2:].partition("~")
+            try:
+                after = (float(text), run_id)
+            except ValueError:
+                after = None
+        page = run_reads.list_runs_by_score(conn, ids, limit=limit + 1, descending=descending, after=after,
+                                            **filters)
+        if len(page) > limit:
+            last, last_score = page[limit - 1]
+            return [r for r, _ in page[:limit]], _score_cursor(last_score, last.id)
+        found = [r for r, _ in page]
+        cursor = "u:"
+    rest = limit - len(found)
+    tail = run_reads.list_runs(conn, ids, before=decode_cursor(cursor[2:]), limit=rest + 1, unscored=True,
+                               **filters)
+    shown = tail[:rest]
+    if len(tail) <= rest:
+        return found + shown, None
+    if not shown:  # the page was full of scored runs: the unscored ones start on the next
+        return found, "u:"
+    return found + shown, "u:" + encode_cursor(shown[-1].created_at, shown[-1].id)
 
 
 def spec_slugs(ctx: Context, principal: Principal, limit: int = 200) -> list[str]:
@@ -102,6 +149,10 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
                     "started_at": r.started_at, "created_at": r.created_at}
                    for r in web_reads.newest_runs(conn, ids, [RunStatus.RUNNING.value, RunStatus.QUEUED.value], 8)]
         ex = web_reads.executors_last_seen(conn)
+        durations_hourly = _duration_hours(web_reads.duration_percentiles_per_hour(
+            conn, ids, since, RunStatus.SUCCEEDED.value), since)
+        q_start = _floor(now, QUEUE_STEP) - DAY
+        depth = web_reads.queue_depth(conn, ids, q_start, QUEUE_STEP, QUEUE_POINTS, now)
     # the rate is succeeded / (succeeded + failed): a phase skipped because an earlier one failed, or
     # cancelled with its run, never ran and did not fail; they are counted apart
     success: dict[str, dict[str, int]] = {}
@@ -122,8 +173,44 @@ def overview(ctx: Context, principal: Principal) -> dict[str, Any]:
                                     for k, v in success.items()),
                                    key=lambda d: (d["rate"] is None, d["rate"] or 0.0, d["phase"])),
         "p50": _pct(durations, 0.5), "p95": _pct(durations, 0.95), "hourly": hourly,
-        "failures": failures, "running": running,
+        "failures": failures, "running": running, "durations": durations_hourly,
+        "queue": {"x": [int((q_start + k * QUEUE_STEP).timestamp()) for k in range(QUEUE_POINTS)]
+              + [int(now.timestamp())], "depth": depth},
+        **_chart_text(durations_hourly, q_start, depth, now),
     }
+
+
+QUEUE_STEP = timedelta(minutes=15)
+QUEUE_POINTS = 97  # every 15 min over 24 h, both ends included (and one more: now)
+
+
+def _floor(t: datetime, step: timedelta) -> datetime:
+    return t - (t - datetime(2000, 1, 1, tzinfo=t.tzinfo)) % step
+
+
+def _duration_hours(rows: list[tuple[str, float, float, int]], since: datetime) -> dict[str, Any]:
+    """p50/p95 run duration per hour over 24 h, as uPlot series (None where no run finished)."""
+    start = since.replace(minute=0, second=0, microsecond=0)
+    hours = [start + timedelta(hours=i) for i in range(25)]
+    index = {h.strftime("%Y-%m-%dT%H"): i for i, h in enumerate(hours)}
+    out: dict[str, list[Any]] = {"p50": [None] * len(hours), "p95": [None] * len(hours), "runs": [0] * len(hours)}
+    for key, p50, p95, n in rows:
+        if key in index:
+            i = index[key]
+            out["p50"][i], out["p95"][i], out["runs"][i] = round(p50, 3), round(p95, 3), n
+    return {"x": [int(h.timestamp()) for h in hours], **out}
+
+
+def _chart_text(durations: dict[str, Any], q_start: datetime, depth: list[int], now: datetime) -> dict[str, Any]:
+    """What the two charts say, as text (their accessible alternative): the hours with runs, the
+    queue depth on each hour mark, and the peak of the queue."""
+    series = zip(durations["x"], durations["p50"], durations["p95"], durations["runs"], strict=True)
+    hours = [{"at": datetime.fromtimestamp(x, tz=now.tzinfo), "p50": p50, "p95": p95, "runs": n}
+             for x, p50, p95, n in series if n]
+    marks = [{"at": q_start + k * QUEUE_STEP, "depth": depth[k]} for k in range(0, QUEUE_POINTS, 4)]
+    peak = max(range(len(depth)), key=lambda k: (depth[k], k))
+    return {"duration_rows": hours, "queue_rows": marks, "queue_now": depth[-1],
+            "queue_peak": {"depth": depth[peak], "at": q_start + peak * QUEUE_STEP if peak < QUEUE_POINTS else now}}
 
 
 def _pct(values: list[float], q: float) -> float | None:

@@ -345,3 +345,55 @@
     if (result && !result.dataset.ready) setupResult(result);
   });
 })();
+
+// --- Overview: p50/p95 run duration per hour and queue depth (uPlot, from the JSON the page embeds) ---
+(function () {
+  "use strict";
+  function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  function secs(v) {
+    if (v == null) return "—";
+    if (v < 1) return Math.round(v * 1000) + " ms";
+    if (v < 60) return Math.round(v) + " s";
+    if (v < 3600) return Math.floor(v / 60) + " m " + Math.round(v % 60) + " s";
+    return Math.floor(v / 3600) + " h " + Math.round((v % 3600) / 60) + " m";
+  }
+
+  function lineChart(id, dataId, series, yValues) {
+    const el = document.getElementById(id);
+    const data = document.getElementById(dataId);
+    if (!el || !data || !window.uPlot) return;
+    const d = JSON.parse(data.textContent);
+    const opts = {
+      width: el.clientWidth || 600, height: 180, legend: { show: false },
+      cursor: { points: { show: true } },
+      series: [{}].concat(series.map(function (s) {
+        const one = { label: s.label, stroke: s.colour, width: 2, spanGaps: false, points: { show: true, size: 4 } };
+        if (s.fill) one.fill = s.fill;
+        return one;
+      })),
+      axes: [{ stroke: css("--pico-muted-color"), grid: { stroke: css("--line") } },
+             { stroke: css("--pico-muted-color"), grid: { stroke: css("--line") }, size: 56, values: yValues }],
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max || 0)]; } } },
+    };
+    const plot = new uPlot(opts, [d.x].concat(series.map(function (s) { return d[s.key]; })), el);
+    const legend = document.createElement("p");
+    legend.className = "chart-legend small";
+    legend.setAttribute("aria-hidden", "true");
+    legend.innerHTML = series.map(function (s) {
+      return '<span><i style="background:' + s.colour + '"></i>' + s.label + "</span>";
+    }).join(" ");
+    el.appendChild(legend);
+    window.addEventListener("resize", function () { plot.setSize({ width: el.clientWidth, height: 180 }); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.uPlot) return;
+    lineChart("duration-chart", "duration-data", [
+      { key: "p50", label: "p50", colour: css("--run") },
+      { key: "p95", label: "p95", colour: css("--warn") },
+    ], function (u, ticks) { return ticks.map(secs); });
+    lineChart("queue-chart", "queue-data", [
+      { key: "depth", label: "queued phases", colour: css("--wait"), fill: css("--wait-bg") },
+    ], function (u, ticks) { return ticks.map(function (v) { return Number.isInteger(v) ? String(v) : ""; }); });
+  });
+})();
