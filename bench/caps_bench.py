@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--tight-budgets", action="store_true",
                     help="budgets at 0.9 x the install's spending today (none reached, but the claim sums by scope)")
     cfg = ap.parse_args()
+    mach = machine()  # the load average when the run started
     with backend(cfg.backend) as b:
         upgrade(b.database_url)
         # one pooled connection: the claims run on one PostgreSQL backend, whose CPU is read
@@ -137,7 +138,7 @@ def main() -> None:
                     log(f"round {r} {scenario}: {cfg.claims / sum(took):.0f} claims/s")
                     for cap_id in ids:
                         caps.delete_cap(ctx, SYSTEM, cap_id)
-            out: dict[str, Any] = {"backend": cfg.backend, "machine": machine(), "queued_runs": cfg.runs,
+            out: dict[str, Any] = {"backend": cfg.backend, "machine": mach, "queued_runs": cfg.runs,
                                    "budgets": "none" if cfg.no_budgets else "tight" if cfg.tight_budgets else "1e7 s",
                                    "claims_per_scenario": len(results["none"]), "workspaces": len(WORKSPACES)}
             for k, v in results.items():

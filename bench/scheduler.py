@@ -24,10 +24,11 @@ Prints one JSON document on stdout and a summary on stderr. Figures:
 ``--backfill-only`` skips the ticks (no 1,000 jobs). The in-process creation reports its CPU split
 (this process / the PostgreSQL backends of the benchmark's database) and the wall time of each SQL
 statement of the creation (``--repeat N``: N backfills one after the other, the figures of the one
-that used the least CPU — on a shared machine the others waited for a core); ``--explain`` then creates a second backfill of the same size with every
-write statement of its transaction also run under ``EXPLAIN (ANALYZE, BUFFERS)`` in a savepoint that
-is rolled back (so the real statement still does the work; that backfill's times are not figures),
-and prints the plans on stderr; ``--profile`` prints the top of a cProfile of a third creation.
+that used the least CPU — on a shared machine the others waited for a core). ``--explain`` then
+creates one more backfill of the same size with every write statement of its transaction also run
+under ``EXPLAIN (ANALYZE, BUFFERS)`` in a savepoint that is rolled back (so the real statement still
+does the work; that backfill's times are not figures) and prints the plans on stderr; ``--profile``
+prints the top of a cProfile of one more creation.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ def backfill_in_process(b: Any, cfg: argparse.Namespace) -> dict[str, Any]:
         jobs.save(ctx, SYSTEM, "default", _ledger_job(b, name))
         with ctx.db.read() as conn:  # connect once before measuring
             conn.exec_driver_sql("SELECT 1")
-        tries = []
+        tries: list[dict[str, Any]] = []
         for _ in range(cfg.repeat):
             timer = StatementTimer(ctx.db.engine)
             pg0, own0, t = _pg_cpu(b.pg_db), _own_cpu(), time.perf_counter()

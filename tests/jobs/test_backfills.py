@@ -145,8 +145,8 @@ def test_a_backfill_writes_exactly_its_rows_and_a_repeated_insert_writes_none(
         v = store.get_version(conn, job["id"], job["current_version"])
         links = store.runs_of_job(conn, job["id"], 500)
         ids = [r["run_id"] for r in links]
-        keys: dict[str, str] = dict(conn.execute(select(runs_table.c.id, runs_table.c.idempotency_key)
-                                                 .where(runs_table.c.id.in_(ids))).tuples().all())
+        keys: dict[str, str] = {str(r[0]): str(r[1]) for r in conn.execute(
+            select(runs_table.c.id, runs_table.c.idempotency_key).where(runs_table.c.id.in_(ids)))}
     assert v is not None
     d = JobDefinition.model_validate(v["definition"])
 

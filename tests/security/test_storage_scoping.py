@@ -106,9 +106,12 @@ def _workspace_role(moto: Moto, name: str, warehouse: str, workspace: str) -> No
     resources = [f"arn:aws:s3:::lake/{key}/{workspace}__{layer}_{env}/*"
                  for layer in ("bronze", "silver", "gold") for env in ("dev", "stage", "prod")]
     resources.append(f"arn:aws:s3:::lake/{key}/_staging/{workspace}/*")  # its runs' staged outputs
+    listing = [r.removeprefix("arn:aws:s3:::lake/") for r in resources]  # (moto ignores the condition)
     iam.put_role_policy(RoleName=name, PolicyName="tables", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": resources, "Action": [
-            "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]}]}))
+            "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]},
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::lake",
+             "Condition": {"StringLike": {"s3:prefix": listing}}}]}))
 
 
 @pytest.fixture
@@ -210,7 +213,7 @@ def test_vended_credentials_go_to_leases_only_and_are_shared_per_workspace(serve
 
     def load(who: str, claim: dict[str, Any] | None, headers: dict[str, str]) -> dict[str, Any]:
         lease = {"X-Lakehouse-Lease": f"{claim['run_id']}:{claim['lease_token']}"} if claim else {}
-        r = httpx.get(url, headers={**attack.headers(who), **lease, **headers})
+        r = httpx.get(url, headers={**attack.headers(who), **lease, **headers}, timeout=60)
         assert r.status_code == 200, r.text
         return dict(r.json())
 
@@ -288,7 +291,8 @@ def test_a_worker_without_s3_keys_stages_and_publishes_and_is_denied_another_wor
     key = s.warehouse.removeprefix("s3://")
     assert staged == f"{key}/_staging/alpha/dev/{run_id}/gold.staged.parquet"
     admin = catalog_for(s)
-    assert lake_tables.read_table(admin, "gold", "dev", "staged", workspace="alpha").column("n").to_pylist() == [1, 2, 3]
+    published = lake_tables.read_table(admin, "gold", "dev", "staged", workspace="alpha")
+    assert published.column("n").to_pylist() == [1, 2, 3]
     own_fs, _ = staging._fs(s)  # the control plane's key: the publish phase cleared the staging folder
     assert own_fs.get_file_info(staged).type == pafs.FileType.NotFound
 
@@ -306,12 +310,10 @@ def test_a_worker_without_s3_keys_stages_and_publishes_and_is_denied_another_wor
     with own_fs.open_output_stream(theirs) as out:
         out.write(b"victim-row-4711")
     for path in (theirs, f"{key}/_staging/r-old/gold.secret.parquet"):
-        with pytest.raises(OSError, match=DENIED):
-            with fs.open_input_file(path) as f:
-                f.read()
-        with pytest.raises(OSError, match=DENIED):
-            with fs.open_output_stream(path) as out:
-                out.write(b"planted")
+        with pytest.raises(OSError, match=DENIED), fs.open_input_file(path) as f:
+            f.read()
+        with pytest.raises(OSError, match=DENIED), fs.open_output_stream(path) as out:
+            out.write(b"planted")
     with pytest.raises(OSError, match=DENIED):
         fs.delete_file(theirs)
     with own_fs.open_input_file(theirs) as f:  # still there, untouched: the refusals above are the wall

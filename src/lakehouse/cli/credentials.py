@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -77,6 +76,8 @@ def load(where: Path | None = None, *, check_mode: bool = True) -> Credential | 
 
 def save(cred: Credential, where: Path | None = None) -> Path:
     """Write the login atomically with mode 0600 (a temporary file created exclusively, then renamed)."""
+    import secrets
+
     where = where or path()
     where.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = where.parent / f".{where.name}.{secrets.token_hex(8)}.tmp"

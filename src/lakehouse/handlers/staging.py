@@ -112,7 +112,10 @@ def read(settings: Settings, path: str, run: PhaseContext | str | None = None) -
 
 def delete(settings: Settings, run: PhaseContext | str, paths: list[str]) -> None:
     """Remove staged files (what a failed engine staged), ignoring those already gone."""
-    fs, _ = filesystem(settings, run)
+    _delete(filesystem(settings, run)[0], paths)
+
+
+def _delete(fs: pafs.FileSystem, paths: list[str]) -> None:
     for path in paths:
         try:
             fs.delete_file(path)
@@ -129,7 +132,11 @@ def clear(settings: Settings, run: PhaseContext | str) -> None:
         folders.append(folder(settings, run.run_id))
     for path in folders:
         try:
-            fs.delete_dir(path)
+            if _is_s3(settings):  # object by object: a batch delete is checked on the bucket by some stores
+                found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+                _delete(fs, [f.path for f in found if f.type == pafs.FileType.File])
+            else:
+                fs.delete_dir(path)
         except (FileNotFoundError, OSError):
             pass
 

@@ -1,6 +1,7 @@
 """Every statement about jobs, their versions, triggers, job runs and backfills, by name. Callers own
-the transaction. Runs of jobs are inserted set-based here (one statement per table for any number of
-runs), so that a scheduler pass or a 10,000-run backfill costs a handful of round trips."""
+the transaction. Runs of jobs are inserted set-based here (two statements on PostgreSQL, one per table
+on SQLite, for any number of runs), so that a scheduler pass or a 10,000-run backfill costs a handful
+of round trips."""
 
 from __future__ import annotations
 

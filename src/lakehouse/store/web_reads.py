@@ -19,7 +19,6 @@ from sqlalchemy import (
     Select,
     bindparam,
     case,
-    extract,
     func,
     literal,
     literal_column,
@@ -173,7 +172,7 @@ def duration_percentiles_per_hour(conn: Connection, workspace_ids: Ids, since: d
              runs.c.finished_at.is_not(None))
     if conn.dialect.name == "postgresql":
         bucket = func.date_trunc(literal_column("'hour'"), runs.c.created_at, literal_column("'UTC'"))
-        secs = extract("epoch", runs.c.finished_at - runs.c.started_at)
+        secs = func.date_part("epoch", runs.c.finished_at - runs.c.started_at)  # float8 seconds
         stmt = _runs_of(select(bucket.label("h"), func.percentile_disc(0.5).within_group(secs),
                                func.percentile_disc(0.95).within_group(secs), func.count()).where(*where),
                         workspace_ids).group_by("h")
@@ -224,19 +223,22 @@ def queue_depth(conn: Connection, workspace_ids: Ids, since: datetime, step: tim
             phases.c.workspace_id.in_(ids), phases.c.status == PhaseStatus.QUEUED.value, start <= now),
     ).subquery("waits")
     counts = [0] * (points + 2)
-    step_s = int(step.total_seconds())  # whole seconds: numeric ÷ integer stays exact on PostgreSQL
+    step_s = int(step.total_seconds())  # whole seconds
     if conn.dialect.name == "postgresql":
         t0 = bindparam("t0", since, type_=UTCDateTime())
 
-        def sample(col: Any) -> Any:  # the first sample at or after col (0 for col <= since), exact numerics
-            return func.greatest(0, func.ceil(extract("epoch", col - t0) / step_s))
+        def sample(col: Any) -> Any:  # the first sample at or after col (0 or less for col <= since)
+            # float8 seconds: a whole multiple of the step divides exactly, anything else is far from it
+            return func.ceil(func.date_part("epoch", col - t0) / step_s)
 
-        marks = union_all(select(sample(waits.c.s).label("k"), literal(1).label("d")).select_from(waits),
-                          select(sample(waits.c.e).label("k"), literal(-1).label("d")).select_from(waits)
-                          .where(waits.c.e.is_not(None), waits.c.e <= now)).subquery("marks")
-        grouped: Any = conn.execute(select(marks.c.k, func.sum(marks.c.d)).group_by(marks.c.k)).all()
-        for k, d in grouped:
-            counts[min(int(k), points)] += int(d)
+        # one pass over the waits: (start sample, end sample or NULL while still queued) → how many;
+        # a wait ends at or before now (claims and finishes are in the past)
+        grouped: Any = conn.execute(select(sample(waits.c.s).label("ks"), sample(waits.c.e).label("ke"),
+                                           func.count()).group_by(literal_column("ks"), literal_column("ke"))).all()
+        for k_s, k_e, n in grouped:
+            counts[max(0, min(int(k_s), points))] += int(n)
+            if k_e is not None:
+                counts[max(0, min(int(k_e), points))] -= int(n)
     else:
         step_us = step_s * 1_000_000
 

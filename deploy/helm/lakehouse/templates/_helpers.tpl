@@ -47,9 +47,45 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The environment of every lakehouse container (workers too): settings, S3 credentials by reference.
-Workers get no database URL or secret key: they speak only the HTTP contract. */}}
+{{/* The environment of the control plane and the migrations Job: settings, S3 credentials by reference
+and, with externalS3.vending.roleArn, the vending settings (docs/security.md, "Storage credentials per
+lease"). */}}
 {{- define "lakehouse.env" -}}
+{{ include "lakehouse.storageEnv" . }}
+{{ include "lakehouse.s3Keys" . }}
+{{- with .Values.externalS3.vending }}
+{{- if .roleArn }}
+- name: LAKEHOUSE_S3_VENDING_ROLE_ARN
+  value: {{ .roleArn | quote }}
+- name: LAKEHOUSE_S3_VENDING_DURATION_S
+  value: {{ .durationS | quote }}
+{{- if .stsEndpoint }}
+- name: LAKEHOUSE_S3_STS_ENDPOINT
+  value: {{ .stsEndpoint | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The workers' environment: settings, and S3 credentials by reference only when the control plane
+does not vend — with externalS3.vending.roleArn each phase gets short-lived credentials for its lease's
+workspace (tables and staging) and the workers hold no S3 key. Workers get no database URL or secret
+key: they speak only the HTTP contract. */}}
+{{- define "lakehouse.workerEnv" -}}
+{{ include "lakehouse.storageEnv" . }}
+{{- if not .Values.externalS3.vending.roleArn }}
+{{ include "lakehouse.s3Keys" . }}
+{{- end }}
+{{- with .Values.env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the warehouse is (every lakehouse container). */}}
+{{- define "lakehouse.storageEnv" -}}
 - name: LAKEHOUSE_HOME
   value: /var/lib/lakehouse
 - name: LAKEHOUSE_WAREHOUSE
@@ -64,6 +100,10 @@ Workers get no database URL or secret key: they speak only the HTTP contract. */
 - name: AWS_ENDPOINT_URL_S3
   value: {{ .Values.externalS3.endpoint | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* The S3 key by reference (the control plane's own; the workers' when it does not vend). */}}
+{{- define "lakehouse.s3Keys" -}}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
@@ -76,9 +116,6 @@ Workers get no database URL or secret key: they speak only the HTTP contract. */
       name: {{ include "lakehouse.secretName" . }}
       key: {{ .Values.secrets.keys.awsSecretAccessKey }}
       optional: true
-{{- with .Values.env }}
-{{ toYaml . }}
-{{- end }}
 {{- end -}}
 
 {{- define "lakehouse.volumes" -}}

@@ -352,7 +352,9 @@
   function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
   function secs(v) {
     if (v == null) return "—";
+    if (v === 0) return "0";
     if (v < 1) return Math.round(v * 1000) + " ms";
+    if (v < 10) return Math.round(v * 10) / 10 + " s";
     if (v < 60) return Math.round(v) + " s";
     if (v < 3600) return Math.floor(v / 60) + " m " + Math.round(v % 60) + " s";
     return Math.floor(v / 3600) + " h " + Math.round((v % 3600) / 60) + " m";
