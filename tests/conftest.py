@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ BACKENDS = tuple(b.strip() for b in os.environ.get("LAKEHOUSE_TEST_BACKENDS", "s
 for _name in [n for n in os.environ if n.startswith("LAKEHOUSE_") and not n.startswith("LAKEHOUSE_TEST_")]:
     del os.environ[_name]
 Settings.model_config["toml_file"] = None
+# Nor a stored `lakehouse login` of the developer (~/.config/lakehouse/credentials.json): the CLI
+# would send `lakehouse sql` to that server. Tests that log in set their own XDG_CONFIG_HOME.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="lakehouse-test-xdg-")
 
 
 def _pg_url(dbname: str) -> str:
