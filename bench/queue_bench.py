@@ -95,8 +95,8 @@ class Profiler:
         for label, pid in pids.items():
             out = self.outdir / f"{name}-{label}.txt"
             procs.append(subprocess.Popen(
-                [self.pyspy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--threads", "--subprocesses",
-                 "--gil", "--nonblocking", "-o", str(out)],
+                [self.pyspy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--threads",
+                 "--subprocesses", "--gil", "--nonblocking", "-o", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(0.5)  # let py-spy attach
         try:
