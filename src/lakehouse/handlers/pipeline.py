@@ -1,8 +1,9 @@
 """The phases of a pipeline run: ingest → transform → validate → publish.
 
-Ingest and transform stage their outputs (Parquet under the warehouse's ``_staging/<run_id>/``);
-validate runs the data-quality checks on what is staged; publish commits each staged table to
-Iceberg in one atomic commit and declares the new watermarks and lineage in its output manifest,
+Ingest and transform stage their outputs (Parquet under the warehouse's
+``_staging/<workspace>/<environment>/<run_id>/``); validate runs the data-quality checks on what
+is staged; publish commits each staged table to Iceberg in one atomic commit and declares the
+new watermarks and lineage in its output manifest,
 which the control plane records in the transaction that marks the publish succeeded. A failed
 phase therefore never changes a published table, and readers see the old snapshot until publish.
 """
