@@ -123,11 +123,11 @@ def test_sql_goes_through_the_running_server_when_it_has_a_token(ctx: Context, a
                                                                  monkeypatch) -> None:
     """`lakehouse sql` with LAKEHOUSE_TOKEN asks the server (its warm pool; the query lands in the token
     user's history) and prints what the local path prints; without a server it answers locally."""
-    import httpx
     import pyarrow as pa
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
+    from lakehouse.cli import sql as cli_sql
     from lakehouse.cli.main import app as cli_app
     from lakehouse.lake.catalog import catalog_for
     from lakehouse.lake.tables import write_table
@@ -142,12 +142,13 @@ def test_sql_goes_through_the_running_server_when_it_has_a_token(ctx: Context, a
     server = TestClient(app)
     calls: list[str] = []
 
-    def post(url: str, **kw):  # type: ignore[no-untyped-def]
+    def post(url: str, body: dict[str, object], token: str, timeout_s: float) -> tuple[int, bytes]:
         calls.append(url)
-        kw.pop("timeout", None)
-        return server.post(url.removeprefix("http://lakehouse.test"), **kw)
+        answer = server.post(url.removeprefix("http://lakehouse.test"), json=body,
+                             headers={"Authorization": f"Bearer {token}"})
+        return answer.status_code, answer.content
 
-    monkeypatch.setattr(httpx, "post", post)
+    monkeypatch.setattr(cli_sql, "post", post)
     cli = CliRunner()
     query = "SELECT * FROM gold.revenue ORDER BY month"
     local = cli.invoke(cli_app, ["sql", query])
@@ -163,10 +164,10 @@ def test_sql_goes_through_the_running_server_when_it_has_a_token(ctx: Context, a
     assert bad.exit_code == 1 and "line 2, column 3" in bad.stderr and "^" in bad.stderr
     assert cli.invoke(cli_app, ["sql", query, "--local"]).exit_code == 0 and len(calls) == 2  # --local: here
 
-    def refused(url: str, **kw):  # type: ignore[no-untyped-def]
-        raise httpx.ConnectError("connection refused")
+    def refused(url: str, body: dict[str, object], token: str, timeout_s: float) -> tuple[int, bytes]:
+        raise cli_sql.Unreachable("connection refused")
 
-    monkeypatch.setattr(httpx, "post", refused)
+    monkeypatch.setattr(cli_sql, "post", refused)
     fallback = cli.invoke(cli_app, ["sql", query])
     assert fallback.exit_code == 0 and "2026-02" in fallback.stdout  # no server: answered here
 

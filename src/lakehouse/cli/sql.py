@@ -19,8 +19,10 @@ Nothing heavy is imported before it is needed: the command's module loads in mil
 from __future__ import annotations
 
 import csv
+import http.client
 import json
 import sys
+import urllib.parse
 from typing import Any
 
 import typer
@@ -97,34 +99,57 @@ def _via_server(query: str, engine: str, env: str, workspace: str, limit: int, t
     url, token, source = resolve(server)
     if token is None:
         return None
-    import httpx
-
     from lakehouse.cli.common import fail
 
     body = {"sql": query, "engine": engine, "env": env, "workspace": workspace, "limit": limit,
             **({"timeout_s": timeout} if timeout is not None else {})}
     try:
-        r = httpx.post(f"{url}/api/sql", json=body, headers={"Authorization": f"Bearer {token}"},
-                       timeout=httpx.Timeout(5.0, read=(timeout or 600) + 30))
-    except httpx.ConnectError:
+        status, payload = post(url + "/api/sql", body, token, (timeout or 600) + 30)
+    except Unreachable:
         if source == "env":
             return None  # no server here: answer locally
         fail(f"cannot reach the server at {url} (your `lakehouse login`): start it, or add --local to run here")
         return None
-    except httpx.HTTPError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         fail(f"the server at {url} did not answer ({type(exc).__name__})")
         return None
-    if r.status_code == 200:
-        return r.json()  # type: ignore[no-any-return]
-    if r.status_code == 401:
+    if status == 200:
+        return json.loads(payload)  # type: ignore[no-any-return]
+    if status == 401:
         fail(stale_message(url, source))
     try:
-        err = r.json()["error"]
+        err = json.loads(payload)["error"]
     except (ValueError, KeyError, TypeError):
-        fail(f"the server at {url} answered HTTP {r.status_code}")
+        fail(f"the server at {url} answered HTTP {status}")
         return None
-    fail(_describe(err.get("message", f"HTTP {r.status_code}"), err.get("details"), query))
+    fail(_describe(err.get("message", f"HTTP {status}"), err.get("details"), query))
     return None
+
+
+class Unreachable(Exception):
+    """The server did not accept a connection."""
+
+
+def post(url: str, body: dict[str, Any], token: str, timeout_s: float) -> tuple[int, bytes]:
+    """POST ``body`` as JSON to ``url`` with the bearer ``token``; the status and the raw answer.
+    The standard library's client: importing httpx alone costs more than the whole answer. Connecting
+    waits 5 s at most (else :class:`Unreachable`), reading waits ``timeout_s``."""
+    parts = urllib.parse.urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=5.0)
+    try:
+        try:
+            conn.connect()
+        except OSError as exc:
+            raise Unreachable(str(exc)) from None
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout_s)
+        conn.request("POST", parts.path + (f"?{parts.query}" if parts.query else ""), body=json.dumps(body).encode(),
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()
 
 
 def _describe(message: str, details: Any, query: str) -> str:

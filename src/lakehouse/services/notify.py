@@ -73,8 +73,20 @@ def text_of(payload: dict[str, Any]) -> str:
     return f"[{payload.get('severity', '?').upper()}] {tag}{payload.get('title', '')} ({payload.get('workspace')})"
 
 
-def deliver_due(ctx: Context, limit: int = 50) -> Delivery:
-    """Send what is due now; returns the counts of this pass."""
+def deliver_due(ctx: Context, limit: int = 50, max_batches: int = 20) -> Delivery:
+    """Send what is due now, in batches of ``limit``: another batch follows while the last one was
+    full (up to ``max_batches``, so one pass cannot hold the loop forever); returns the counts."""
+    out = Delivery()
+    for _ in range(max_batches):
+        batch = _deliver_batch(ctx, limit)
+        out.sent, out.retried, out.failed = (out.sent + batch.sent, out.retried + batch.retried,
+                                             out.failed + batch.failed)
+        if batch.sent + batch.retried + batch.failed < limit:
+            break
+    return out
+
+
+def _deliver_batch(ctx: Context, limit: int) -> Delivery:
     now = ctx.clock()
     hold = timedelta(seconds=ctx.settings.alert_send_timeout_s * 3 + 30)
     taken: list[tuple[RowMapping, RowMapping | None]] = []
