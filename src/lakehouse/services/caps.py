@@ -64,28 +64,6 @@ def _changed(conn: Connection) -> None:
     _has_caps.pop(str(conn.engine.url), None)
 
 
-def claim_candidates(conn: Connection, capabilities: list[str], executor_id: str, now: datetime, limit: int,
-                     run_id: str | None, workspace_ids: Collection[int] | None) -> list[dict[str, Any]]:
-    """SQLite: the phases to lease, caps applied, each with its ``timeout_s`` lowered to its caps."""
-    rows = store.sqlite_candidates(conn, capabilities=capabilities, executor_id=executor_id, now=now, limit=limit,
-                                   run_id=run_id, workspace_ids=workspace_ids)
-    out = []
-    for r in rows:
-        phase = dict(r)
-        cap = phase.pop("cap_timeout")
-        if cap is not None and (phase["timeout_s"] is None or phase["timeout_s"] > cap):
-            phase["timeout_s"] = cap
-        out.append(phase)
-    return out
-
-
-def served(conn: Connection, executor_id: str, run_id: str) -> None:
-    """SQLite: the executor was last given work in this run's workspace (fair turns)."""
-    run = queue.get_run(conn, run_id)
-    if run is not None:
-        store.served(conn, executor_id, run["workspace_id"])
-
-
 def handoff_capped(conn: Connection, run_id: str, capability: str, executor_id: str) -> bool:
     run = queue.get_run(conn, run_id)
     assert run is not None

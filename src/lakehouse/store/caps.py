@@ -11,12 +11,12 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Float, RowMapping, bindparam, column, delete, func, select, text, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, func, select, text, update
 
 from lakehouse.domain.caps import ScopeKind
 from lakehouse.domain.states import PHASE_LEASED, PhaseStatus, RunStatus
 from lakehouse.store.scope import visible
-from lakehouse.store.tables import caps, executors, held_runs, phases, runs
+from lakehouse.store.tables import caps, held_runs, phases, runs
 from lakehouse.store.types import UTCDateTime
 
 CAPS_LOCK_KEY = 0x6C68_6361_7073  # pg_advisory_xact_lock key serialising capped claims ("lhcaps")
@@ -221,42 +221,6 @@ def claim_params(now: datetime, limit: int) -> dict[str, Any]:
     # k_limit: the most phases the claim takes (a concurrency cap with more room than that cannot
     # be passed by it, so k_x leaves it out)
     return {"day_start": day_start(now), "window": window(limit), "k_limit": limit}
-
-
-_SQLITE: dict[tuple[bool, bool], Any] = {}
-
-
-def sqlite_candidates(conn: Connection, *, capabilities: list[str], executor_id: str, now: datetime, limit: int,
-                      run_id: str | None, workspace_ids: Collection[int] | None) -> list[RowMapping]:
-    """SQLite: the phases a claim leases (the caller's ``BEGIN IMMEDIATE`` transaction serialises
-    claims), caps applied, fair order, each with ``cap_timeout`` (the lowest cap on its timeout)."""
-    key = (run_id is not None, workspace_ids is not None)
-    stmt = _SQLITE.get(key)
-    if stmt is None:
-        where = (" AND p.run_id = :run_id" if key[0] else "") + (" AND r.workspace_id IN :ws" if key[1] else "")
-        cols = ", ".join(f"p.{c.name}" for c in phases.c)
-        sql = (f"WITH {claim_ctes(False, where)}\n"
-               f"SELECT {cols}, k_t.cap_timeout FROM phases p JOIN k_t ON k_t.id = p.id\n"
-               "WHERE p.id NOT IN (SELECT id FROM k_x)\n"
-               "ORDER BY k_t.fair, k_t.turn, k_t.available_at, k_t.id LIMIT :limit")
-        binds = [bindparam("caps", expanding=True), bindparam("now", type_=UTCDateTime()),
-                 bindparam("day_start", type_=UTCDateTime())]
-        if key[1]:
-            binds.append(bindparam("ws", expanding=True))
-        stmt = _SQLITE[key] = text(sql).bindparams(*binds).columns(
-            *phases.c, column("cap_timeout", Float))
-    params: dict[str, Any] = {"caps": list(capabilities), "executor_id": executor_id, "now": now, "limit": limit,
-                              **claim_params(now, limit)}
-    if key[0]:
-        params["run_id"] = run_id
-    if key[1]:
-        params["ws"] = sorted(workspace_ids or ())
-    return list(conn.execute(stmt, params).mappings())
-
-
-def served(conn: Connection, executor_id: str, workspace_id: int) -> None:
-    """SQLite: remember the workspace an executor was last given work in (PostgreSQL: the claim's upsert)."""
-    conn.execute(update(executors).where(executors.c.id == executor_id).values(last_workspace_id=workspace_id))
 
 
 def has_concurrency_caps(conn: Connection) -> bool:

@@ -147,33 +147,6 @@ def read_events(conn: Connection, run_id: str, after: int = 0, limit: int = 1000
 
 # --- claiming ---------------------------------------------------------------------------------
 
-def claim_candidates(conn: Connection, capabilities: Iterable[str], now: datetime, limit: int,
-                     run_id: str | None = None, workspace_ids: Iterable[int] | None = None) -> list[RowMapping]:
-    """Runnable phases this executor can take, oldest first, locked (SKIP LOCKED on Postgres).
-    ``workspace_ids`` (an executor bound to workspaces) keeps only phases of runs in them; None: all."""
-    scoped = workspace_ids is not None
-
-    def build() -> Any:
-        stmt = (select(phases)
-                .where(phases.c.status == PhaseStatus.QUEUED.value,
-                       phases.c.capability.in_(bindparam("caps", expanding=True)),
-                       phases.c.available_at <= bindparam("now"))
-                .order_by(phases.c.available_at, phases.c.id)
-                .limit(bindparam("limit")))
-        if run_id is not None:
-            stmt = stmt.where(phases.c.run_id == bindparam("run_id"))
-        if scoped:
-            stmt = stmt.where(phases.c.run_id.in_(
-                select(runs.c.id).where(runs.c.workspace_id.in_(bindparam("ws", expanding=True)))))
-        return dialect.skip_locked(conn, stmt, phases)
-
-    params: dict[str, Any] = {"caps": list(capabilities), "now": now, "limit": limit, "run_id": run_id}
-    if scoped:
-        params["ws"] = sorted(workspace_ids or ())
-    name = f"claim_candidates:{run_id is None}:{scoped}"
-    return list(conn.execute(_stmt(conn, name, build), params).mappings())
-
-
 def workspace_slug(conn: Connection, workspace_id: int) -> str:
     """A workspace's slug (claims carry it to the executor)."""
     stmt = _stmt(conn, "workspace_slug", lambda: select(workspaces.c.slug).where(
