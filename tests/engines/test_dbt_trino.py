@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import stat
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.settings import Settings
 from lakehouse.worker.context import PhaseContext, PhaseError
+from tests.http_support import serving
 
 pytestmark = pytest.mark.slow
 
@@ -167,15 +166,9 @@ def toy() -> Iterator[ToyTrino]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    state.url = f"http://127.0.0.1:{port}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        state.url = url
+        yield state
 
 
 class FakeClient:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ pytest.importorskip("trino")
 from lakehouse.handlers import trino as handler
 from lakehouse.settings import Settings
 from lakehouse.worker.context import PhaseCancelled, PhaseContext, PhaseError
+from tests.http_support import serving
 
 COLUMNS = [
     {"name": "month", "type": "varchar", "typeSignature": {"rawType": "varchar", "arguments": [
@@ -123,16 +124,9 @@ def standin() -> Iterator[StandIn]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    state.url = f"http://127.0.0.1:{port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        state.url = url
+        yield state
 
 
 class FakeClient:

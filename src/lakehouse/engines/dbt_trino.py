@@ -38,24 +38,12 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 def lease_connection(ctx: PhaseContext, name: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """``(config, secrets)`` of the Trino connection ``name`` for this lease (``CONNECTION_USED`` in the
     run's trail); the run must have declared it."""
-    from lakehouse.worker.client import ContractError, LeaseLostError
+    from lakehouse.handlers.trino import lease_trino
 
     if not isinstance(name, str) or not name:
         raise PhaseError("params.connection must name a Trino connection the run declared (engine trino)",
                          retryable=False)
-    if ctx.client is None:
-        raise PhaseError("the dbt trino engine fetches its connection from the control plane; this context has "
-                         "no server", retryable=False)
-    try:
-        conn = ctx.client.lease_connection(ctx.run_id, ctx.lease_token, name)
-    except LeaseLostError:
-        raise
-    except ContractError as exc:
-        raise PhaseError(f"{exc.code}: {exc.message}", retryable=exc.status >= 500) from None
-    if conn.get("type") != "trino":
-        raise PhaseError(f"connection {name!r} is of type {conn.get('type')!r}, not trino", retryable=False)
-    return dict(conn.get("config") or {}), dict(conn.get("secrets") or {})
-
+    return lease_trino(ctx, name, "the dbt trino engine fetches its connection")
 
 def scratch_schema(env: str, run_id: str) -> str:
     """The run's own schema in the workspace's Trino catalog, where dbt builds the models."""

@@ -109,17 +109,13 @@ def _params(ctx: PhaseContext) -> tuple[str, str, int, int]:
     return text.strip().rstrip(";"), name, preview, page
 
 
-def _connect(ctx: PhaseContext, name: str) -> tuple[Any, str]:
+def lease_trino(ctx: PhaseContext, name: str, who: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(config, secrets)`` of the Trino connection ``name`` handed to this lease (the run must have
+    declared it); ``who`` starts the message when the context has no server."""
     from lakehouse.worker.client import ContractError, LeaseLostError
 
-    try:
-        import trino
-    except ImportError:
-        raise PhaseError("the trino phase needs the Trino client: pip install 'lakehouse[trino]'",
-                         retryable=False) from None
     if ctx.client is None:
-        raise PhaseError("trino phases fetch their connection from the control plane; this context has no server",
-                         retryable=False)
+        raise PhaseError(f"{who} from the control plane; this context has no server", retryable=False)
     try:
         conn = ctx.client.lease_connection(ctx.run_id, ctx.lease_token, name)
     except LeaseLostError:
@@ -128,7 +124,16 @@ def _connect(ctx: PhaseContext, name: str) -> tuple[Any, str]:
         raise PhaseError(f"{exc.code}: {exc.message}", retryable=exc.status >= 500) from None
     if conn.get("type") != "trino":
         raise PhaseError(f"connection {name!r} is of type {conn.get('type')!r}, not trino", retryable=False)
-    config, secrets = conn.get("config") or {}, conn.get("secrets") or {}
+    return dict(conn.get("config") or {}), dict(conn.get("secrets") or {})
+
+
+def _connect(ctx: PhaseContext, name: str) -> tuple[Any, str]:
+    try:
+        import trino
+    except ImportError:
+        raise PhaseError("the trino phase needs the Trino client: pip install 'lakehouse[trino]'",
+                         retryable=False) from None
+    config, secrets = lease_trino(ctx, name, "trino phases fetch their connection")
     user = str(config.get("read_only_user") or config.get("user") or "lakehouse")
     password = secrets.get("read_only_password") if config.get("read_only_user") else secrets.get("password")
     auth = trino.auth.BasicAuthentication(user, password) if password else None

@@ -49,6 +49,16 @@ def _secs(pg: bool, end: str, start: str) -> str:
     return f"((julianday({end}) - julianday({start})) * 86400.0)"
 
 
+def _k_use(use_filter: str) -> str:
+    """k_use: leased phases by (workspace, slug, capability, executor) — usage derived from the phases."""
+    return f"""k_use AS MATERIALIZED (
+    SELECT r.workspace_id AS ws, r.spec_slug AS slug, u.capability AS cap, u.executor_id AS ex, count(*) AS n
+    FROM phases u JOIN runs r ON r.id = u.run_id
+    WHERE u.status IN ({_LEASED_SQL}){use_filter}
+    GROUP BY r.workspace_id, r.spec_slug, u.capability, u.executor_id
+)"""
+
+
 def usage_ctes(pg: bool, use_filter: str = "") -> str:
     """k_use: leased phases by (workspace, slug, capability, executor); k_spent: today's attempt
     seconds by the same keys (only computed when some cap has a daily budget)."""
@@ -57,12 +67,7 @@ def usage_ctes(pg: bool, use_filter: str = "") -> str:
     greatest = "greatest" if pg else "max"
     spent = _secs(pg, f"coalesce(a.finished_at, {now})", f"{greatest}(a.claimed_at, {day})")
     return f"""
-k_use AS MATERIALIZED (
-    SELECT r.workspace_id AS ws, r.spec_slug AS slug, u.capability AS cap, u.executor_id AS ex, count(*) AS n
-    FROM phases u JOIN runs r ON r.id = u.run_id
-    WHERE u.status IN ({_LEASED_SQL}){use_filter}
-    GROUP BY r.workspace_id, r.spec_slug, u.capability, u.executor_id
-),
+{_k_use(use_filter)},
 k_spent AS MATERIALIZED (
     SELECT r.workspace_id AS ws, r.spec_slug AS slug, u.capability AS cap, a.executor_id AS ex, sum({spent}) AS s
     FROM phase_attempts a JOIN phases u ON u.id = a.phase_id JOIN runs r ON r.id = u.run_id
@@ -136,12 +141,7 @@ def claim_ctes(pg: bool, run_filter: str, use_filter: str = "") -> str:
         k_os = "SELECT * FROM k_o"
     mine = f"(c.scope_kind <> '{ex_kind}' OR c.scope_value = {ex})"
     return f"""
-k_use AS MATERIALIZED (
-    SELECT r.workspace_id AS ws, r.spec_slug AS slug, u.capability AS cap, u.executor_id AS ex, count(*) AS n
-    FROM phases u JOIN runs r ON r.id = u.run_id
-    WHERE u.status IN ({_LEASED_SQL}){use_filter}
-    GROUP BY r.workspace_id, r.spec_slug, u.capability, u.executor_id
-),
+{_k_use(use_filter)},
 k_bud AS MATERIALIZED (
     SELECT c.workspace_id AS ws, max(CASE WHEN c.scope_kind = '{pipe_kind}' THEN 1 ELSE 0 END) AS by_slug,
            min(c.runtime_s_per_day) AS least_budget

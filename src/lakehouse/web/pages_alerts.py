@@ -8,7 +8,6 @@ Every read is scoped to the viewer's workspaces; an alert of another workspace i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -58,18 +57,6 @@ def _safe_next(value: str | None, fallback: str) -> str:
     if value and value.startswith("/alerts") and "//" not in value and "\\" not in value:
         return value
     return fallback
-
-
-def _respond_ids(ctx: Context, p: Principal, slugs: Iterable[str]) -> set[str]:
-    """The workspaces (slugs) among ``slugs`` where the viewer may acknowledge and resolve."""
-    if not p.can(Action.ALERT_RESPOND):
-        return set()
-    out = set()
-    for slug in set(slugs):
-        ws_id = workspaces.resolve_for(ctx, p, slug)
-        if p.can_in(Action.ALERT_RESPOND, ws_id):
-            out.add(slug)
-    return out
 
 
 # --- the list ---------------------------------------------------------------------------------------
@@ -127,12 +114,13 @@ def _list_page(request: Request, p: Principal, status: int = 200, tab: str | Non
         counts[ACTIVE] = sum(counts.get(s.value, 0) for s in ALERT_ACTIVE)
         counts[ALL] = sum(counts.get(s.value, 0) for s in AlertStatus)
         data |= {"rows": rows, "counts": counts, "limit": LIMIT,
-                 "respond": _respond_ids(ctx, p, [r["workspace"] for r in rows
-                                                  if r["status"] != AlertStatus.RESOLVED.value]),
+                 "respond": set(queries.workspaces_allowing(
+                     ctx, p, Action.ALERT_RESPOND,
+                     [r["workspace"] for r in rows if r["status"] != AlertStatus.RESOLVED.value])),
                  "here": request.url.path + ("?" + request.url.query if request.url.query else ""),
                  "state_url": lambda s: "/alerts?" + urlencode({k: v for k, v in {**f, "state": s}.items() if v})}
     else:
-        data["managed"] = managed_workspaces(ctx, p, Action.ALERT_MANAGE)
+        data["managed"] = queries.workspaces_allowing(ctx, p, Action.ALERT_MANAGE)
         data |= {"form": {}, "errors": {}}
     if tab == "rules":
         data["rules"] = [r for r in alerts.list_rules(ctx, p) if not f["workspace"] or r["workspace"] == f["workspace"]]
@@ -145,14 +133,6 @@ def _list_page(request: Request, p: Principal, status: int = 200, tab: str | Non
                  "channels": _channels(ctx, p, data["managed"])}
     data |= extra
     return page(request, "alerts.html", status_code=status, nav="alerts", **data)
-
-
-def managed_workspaces(ctx: Context, p: Principal, action: Action) -> list[str]:
-    """The workspaces (slugs) where the viewer may do ``action`` (none: no forms, no buttons)."""
-    if not p.can(action):
-        return []
-    return [slug for slug in queries.visible_workspaces(ctx, p)
-            if p.can_in(action, workspaces.resolve_for(ctx, p, slug))]
 
 
 def _channels(ctx: Context, p: Principal, managed: list[str]) -> list[dict[str, Any]]:
@@ -200,9 +180,9 @@ def _alert_page(request: Request, p: Principal, alert_id: int, status: int = 200
                 ) -> HTMLResponse:
     ctx = context(request)
     a = alerts.get_alert(ctx, p, alert_id)
+    may = bool(queries.workspaces_allowing(ctx, p, Action.ALERT_RESPOND, [a["workspace"]]))
     return page(request, "alert.html", status_code=status, nav="alerts", a=a, badge=badge, error=error,
-                esc=escalation(ctx, p, a),
-                can_respond=a["status"] != AlertStatus.RESOLVED.value and bool(_respond_ids(ctx, p, [a["workspace"]])))
+                esc=escalation(ctx, p, a), can_respond=a["status"] != AlertStatus.RESOLVED.value and may)
 
 
 @router.get("/alerts/{alert_id}")

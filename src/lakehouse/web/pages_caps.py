@@ -13,8 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from lakehouse.domain.caps import LIMITS, QueueMode, ScopeKind
 from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
-from lakehouse.services import caps, workspaces
-from lakehouse.services.context import Context
+from lakehouse.services import caps
 from lakehouse.services.errors import InvalidInput
 from lakehouse.web import queries
 from lakehouse.web.render import context, mark_web, page, user
@@ -24,19 +23,11 @@ FIELDS = ("workspace", "scope", "value", *LIMITS, "queue_mode")
 COUNTS = ("max_concurrent", "max_queued_runs")
 
 
-def managed_workspaces(ctx: Context, p: Principal) -> list[str]:
-    """The workspaces where the viewer may set caps (none for most roles: no form then)."""
-    if not p.can(Action.CAP_MANAGE):
-        return []
-    return [slug for slug in queries.visible_workspaces(ctx, p)
-            if p.can_in(Action.CAP_MANAGE, workspaces.resolve_for(ctx, p, slug))]
-
-
 def _caps_page(request: Request, p: Principal, status: int = 200, form: dict[str, str] | None = None,
                errors: dict[str, str] | None = None) -> HTMLResponse:
     ctx = context(request)
     rows = caps.report(ctx, p)
-    managed = managed_workspaces(ctx, p)
+    managed = queries.workspaces_allowing(ctx, p, Action.CAP_MANAGE)
     edit = request.query_params.get("edit")
     if form is None:
         form = {"scope": ScopeKind.WORKSPACE.value, "queue_mode": QueueMode.REJECT.value}

@@ -5,7 +5,7 @@ listing, ``store/run_reads.py``); this module shapes their rows for the template
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -288,3 +288,15 @@ def audit_verify(ctx: Context, principal: Principal) -> tuple[bool, int | None]:
 def visible_workspaces(ctx: Context, principal: Principal) -> list[str]:
     with ctx.db.read() as conn:
         return workspace_store.visible_slugs(conn, principal.workspace_ids)
+
+
+def workspaces_allowing(ctx: Context, principal: Principal, action: Action,
+                        slugs: Iterable[str] | None = None) -> list[str]:
+    """The workspaces (slugs; of ``slugs``, or of all the viewer sees) where the viewer may do
+    ``action``: none when the role never may (no form, no button)."""
+    from lakehouse.services import workspaces
+
+    if not principal.can(action):
+        return []
+    candidates = visible_workspaces(ctx, principal) if slugs is None else sorted(set(slugs))
+    return [slug for slug in candidates if principal.can_in(action, workspaces.resolve_for(ctx, principal, slug))]
