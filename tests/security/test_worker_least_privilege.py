@@ -35,8 +35,18 @@ KEY = Fernet.generate_key().decode()
 ROWS = pa.table({"n": [1, 2, 3]})
 
 
+def _raw_environ(pid: int, timeout: float = 10) -> bytes:
+    """The process's environment block. Popen returns once the child's exec closed its pipe, which is
+    before the kernel has laid out the new environment: until then the file reads empty."""
+    deadline = time.monotonic() + timeout
+    while not (raw := Path(f"/proc/{pid}/environ").read_bytes()):
+        assert time.monotonic() < deadline, f"process {pid} shows no environment"
+        time.sleep(0.01)
+    return raw
+
+
 def _environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    raw = _raw_environ(pid)
     return dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
 
 
@@ -83,7 +93,7 @@ def test_workers_spawned_by_up_have_no_database_url_or_key_and_run_the_medallion
         (proc,) = running.procs
         environ = _environ(proc.pid)
         assert "LAKEHOUSE_DATABASE_URL" not in environ and "LAKEHOUSE_SECRET_KEY" not in environ
-        raw = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        raw = _raw_environ(proc.pid)
         assert ctx.settings.database_url.encode() not in raw and KEY.encode() not in raw
         assert environ["LAKEHOUSE_TOKEN"]
         # …and that worker, with no way to the metadata database, reads and writes Iceberg tables
