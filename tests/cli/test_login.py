@@ -31,7 +31,7 @@ from tests.e2e.harness import Server, running_server
 PASSWORD = "correct horse battery"
 QUERY = "SELECT month, amount FROM gold.revenue ORDER BY month"
 HEAVY = ("duckdb", "pyiceberg", "sqlalchemy", "pyarrow", "fastapi", "pandas", "lakehouse.services",
-         "lakehouse.cli.main")
+         "lakehouse.cli.main", "typer", "click", "rich", "httpx", "pydantic")
 
 
 @pytest.fixture
@@ -85,10 +85,11 @@ def test_login_stores_a_private_file_sql_uses_it_and_logout_revokes_it(ctx: Cont
     assert "2026-02" in answer.stdout and "7.25" in answer.stdout and "2 rows" in answer.stdout
     assert sql_service.search_history(ctx, auth.authenticate_token(ctx, token), limit=1)[0]["sql"] == QUERY
 
-    # the fast path loads nothing heavy: no DuckDB, Iceberg, SQLAlchemy, Arrow, FastAPI, services
+    # the fast path loads nothing heavy: no DuckDB, Iceberg, SQLAlchemy, Arrow, FastAPI, services, nor
+    # the CLI framework (Typer, Click, Rich): the standard library and the stored login
     probe = (f"import sys; sys.argv = ['lakehouse', 'sql', {QUERY!r}]\n"
              "from lakehouse.cli.entry import main\n"
-             "try:\n    main()\nexcept SystemExit as exc:\n    print('EXIT', exc.code)\n"
+             "try:\n    sys.exit(main())\nexcept SystemExit as exc:\n    print('EXIT', exc.code)\n"
              f"print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or "
              f"any(m.startswith(h + '.') or m == h for h in {HEAVY!r})))\n")
     probed = subprocess.run([sys.executable, "-c", probe], env=u.env(), capture_output=True, text=True, timeout=120)

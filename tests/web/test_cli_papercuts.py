@@ -127,7 +127,7 @@ def test_sql_goes_through_the_running_server_when_it_has_a_token(ctx: Context, a
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
-    from lakehouse.cli import sql as cli_sql
+    from lakehouse.cli import sql_server
     from lakehouse.cli.main import app as cli_app
     from lakehouse.lake.catalog import catalog_for
     from lakehouse.lake.tables import write_table
@@ -148,7 +148,7 @@ def test_sql_goes_through_the_running_server_when_it_has_a_token(ctx: Context, a
                              headers={"Authorization": f"Bearer {token}"})
         return answer.status_code, answer.content
 
-    monkeypatch.setattr(cli_sql, "post", post)
+    monkeypatch.setattr(sql_server, "post", post)
     cli = CliRunner()
     query = "SELECT * FROM gold.revenue ORDER BY month"
     local = cli.invoke(cli_app, ["sql", query])
@@ -165,9 +165,9 @@ def test_sql_goes_through_the_running_server_when_it_has_a_token(ctx: Context, a
     assert cli.invoke(cli_app, ["sql", query, "--local"]).exit_code == 0 and len(calls) == 2  # --local: here
 
     def refused(url: str, body: dict[str, object], token: str, timeout_s: float) -> tuple[int, bytes]:
-        raise cli_sql.Unreachable("connection refused")
+        raise sql_server.Unreachable("connection refused")
 
-    monkeypatch.setattr(cli_sql, "post", refused)
+    monkeypatch.setattr(sql_server, "post", refused)
     fallback = cli.invoke(cli_app, ["sql", query])
     assert fallback.exit_code == 0 and "2026-02" in fallback.stdout  # no server: answered here
 
@@ -176,10 +176,10 @@ def test_lakehouse_sql_loads_only_its_own_command() -> None:
     import subprocess
     import sys
 
-    from lakehouse.cli import sql as cli_sql
+    from lakehouse.cli import sql_server
     from lakehouse.services import sql as sql_service
 
-    assert cli_sql.MAX_PREVIEW == sql_service.MAX_PREVIEW
+    assert sql_server.MAX_PREVIEW == sql_service.MAX_PREVIEW
     probe = ("import sys; sys.argv = ['lakehouse', 'sql', '--help']\n"
              "from lakehouse.cli.entry import main\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"

@@ -103,3 +103,24 @@ def delete(where: Path | None = None) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def resolve(server: str | None) -> tuple[str, str | None, str]:
+    """(server URL, token, source) in the CLI's order: ``LAKEHOUSE_TOKEN`` ("env"; server: ``--server``,
+    else ``LAKEHOUSE_SERVER`` or this machine), else the stored login ("stored"; server: ``--server``, else
+    the one it was made on), else no token ("none"). ``CredentialError`` for a stored login that may not
+    be used."""
+    token = os.environ.get("LAKEHOUSE_TOKEN")
+    if token:
+        return (server or default_server()).rstrip("/"), token, "env"
+    cred = load()
+    if cred is not None:
+        return (server or cred.server).rstrip("/"), cred.token, "stored"
+    return (server or default_server()).rstrip("/"), None, "none"
+
+
+def stale_message(url: str, source: str) -> str:
+    """What to say when the server answers 401 to the token from ``source``."""
+    if source == "stored":
+        return f"the stored login for {url} is no longer valid (revoked or expired): {RELOGIN}"
+    return f"LAKEHOUSE_TOKEN is not valid on {url} (revoked or expired)"

@@ -1,4 +1,5 @@
-"""The `lakehouse` executable. `lakehouse sql "…"` is typed often and should answer at once: it and the
+"""The `lakehouse` executable. `lakehouse sql "…"` is typed often and should answer at once: through a
+running server it loads only the standard library (``lakehouse.cli.sql_server``); otherwise it and the
 login commands it relies on (`login`, `logout`, `whoami`) load only their own module (about a tenth of
 the imports of the whole CLI); every other command loads them all (``lakehouse.cli.main``)."""
 
@@ -13,6 +14,12 @@ LEAN = {"sql": ("lakehouse.cli.sql", "sql"), "login": ("lakehouse.cli.login", "l
 
 def main() -> Any:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command == "sql":
+        from lakehouse.cli import sql_server
+
+        code = sql_server.main(sys.argv[2:])
+        if code is not None:
+            return code
     if command in LEAN:
         import importlib
 

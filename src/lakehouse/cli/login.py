@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import typer
 
 from lakehouse.cli import credentials
-from lakehouse.cli.credentials import RELOGIN, Credential, CredentialError
+from lakehouse.cli.credentials import Credential, CredentialError, stale_message
 
 
 def _fail(message: str) -> None:
@@ -166,26 +166,9 @@ def whoami(server: str | None = typer.Option(None, "--server", help="ask this se
 
 
 def resolve(server: str | None) -> tuple[str, str | None, str]:
-    """(server URL, token, source) in the CLI's order: ``LAKEHOUSE_TOKEN`` ("env"; server: ``--server``,
-    else ``LAKEHOUSE_SERVER`` or this machine), else the stored login ("stored"; server: ``--server``, else
-    the one it was made on), else no token ("none"). A stored login that may not be used is a one-line
-    error."""
-    import os
-
-    token = os.environ.get("LAKEHOUSE_TOKEN")
-    if token:
-        return (server or credentials.default_server()).rstrip("/"), token, "env"
+    """``credentials.resolve``; a stored login that may not be used is a one-line error."""
     try:
-        cred = credentials.load()
+        return credentials.resolve(server)
     except CredentialError as exc:
         _fail(str(exc))
         raise  # unreachable
-    if cred is not None:
-        return (server or cred.server).rstrip("/"), cred.token, "stored"
-    return (server or credentials.default_server()).rstrip("/"), None, "none"
-
-
-def stale_message(url: str, source: str) -> str:
-    if source == "stored":
-        return f"the stored login for {url} is no longer valid (revoked or expired): {RELOGIN}"
-    return f"LAKEHOUSE_TOKEN is not valid on {url} (revoked or expired)"
