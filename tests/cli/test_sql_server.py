@@ -3,7 +3,6 @@ command), and the table it prints (the same for answers from the server and from
 
 from __future__ import annotations
 
-import http.server
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 from lakehouse.cli import credentials, sql_server
-from tests.http_support import serving
+from tests.http_support import JsonHandler, serving
 
 
 def _result(rows: list[list[Any]], truncated: bool = False) -> dict[str, Any]:
@@ -70,7 +69,7 @@ def test_the_fast_path_reads_the_options_as_the_typer_command_does() -> None:
     assert sql_server._parse(["--", "-- a comment\nSELECT 1"])["query"] == "-- a comment\nSELECT 1"  # type: ignore[index]
 
 
-class _Stand(http.server.BaseHTTPRequestHandler):
+class _Stand(JsonHandler):
     """Answers ``POST /api/sql`` as the server would: ``status`` and ``body`` set by the test."""
     status = 200
     body: dict[str, Any] = {}
@@ -79,15 +78,7 @@ class _Stand(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).seen.append({"auth": self.headers["Authorization"], "body": json.loads(raw), "path": self.path})
-        out = json.dumps(type(self).body).encode()
-        self.send_response(type(self).status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(type(self).body, type(self).status)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from lakehouse.lake import tables as lake_tables
 from lakehouse.lake.catalog import catalog_for, close_catalogs
 from lakehouse.settings import Settings
 from lakehouse.worker.context import PhaseContext, PhaseError
-from tests.http_support import serving
+from tests.http_support import JsonHandler, serving
 
 pytestmark = pytest.mark.slow
 
@@ -126,15 +125,7 @@ def toy() -> Iterator[ToyTrino]:
     state = ToyTrino()
     answers: dict[str, dict[str, Any]] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, doc: dict[str, Any]) -> None:
-            body = json.dumps(doc).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             sql = self.rfile.read(int(self.headers["Content-Length"])).decode()
             state.statements.append({"sql": sql, "user": self.headers.get("X-Trino-User", ""),
@@ -143,8 +134,8 @@ def toy() -> Iterator[ToyTrino]:
                                      "auth": self.headers.get("Authorization", "")})
             qid = f"q{len(state.statements)}"
             answers[qid] = state.answer(sql)
-            self._send({"id": qid, "infoUri": f"{state.url}/ui/{qid}", "nextUri": f"{state.url}/v1/statement/{qid}/0",
-                        "stats": {"state": "QUEUED"}})
+            self.send_json({"id": qid, "infoUri": f"{state.url}/ui/{qid}",
+                            "nextUri": f"{state.url}/v1/statement/{qid}/0", "stats": {"state": "QUEUED"}})
 
         def do_GET(self) -> None:
             qid = self.path.split("/")[3]
@@ -157,7 +148,7 @@ def toy() -> Iterator[ToyTrino]:
                 doc.update(stats={"state": "FINISHED"}, **({"updateType": a["update"]} if "update" in a else {}))
                 if "columns" in a:
                     doc.update(columns=a["columns"], data=a["data"])
-            self._send(doc)
+            self.send_json(doc)
 
         def do_DELETE(self) -> None:
             self.send_response(204)

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ pytest.importorskip("trino")
 from lakehouse.handlers import trino as handler
 from lakehouse.settings import Settings
 from lakehouse.worker.context import PhaseCancelled, PhaseContext, PhaseError
-from tests.http_support import serving
+from tests.http_support import JsonHandler, serving
 
 COLUMNS = [
     {"name": "month", "type": "varchar", "typeSignature": {"rawType": "varchar", "arguments": [
@@ -68,22 +67,15 @@ def _explain(bytes_: float | str) -> str:
 def standin() -> Iterator[StandIn]:
     state = StandIn()
 
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, doc: dict[str, Any], status: int = 200) -> None:
-            body = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             sql = self.rfile.read(int(self.headers["Content-Length"])).decode()
             state.statements.append((self.headers.get("X-Trino-User", ""), sql))
             qid = f"q{len(state.statements)}"
             state._queries[qid] = sql
-            self._send({"id": qid, "infoUri": f"{state.url}/ui/{qid}", "nextUri": f"{state.url}/v1/statement/{qid}/0",
-                        "stats": {"state": "QUEUED", "queued": True, "scheduled": False}})
+            self.send_json({"id": qid, "infoUri": f"{state.url}/ui/{qid}",
+                            "nextUri": f"{state.url}/v1/statement/{qid}/0",
+                            "stats": {"state": "QUEUED", "queued": True, "scheduled": False}})
 
         def do_GET(self) -> None:
             _, _, _, qid, token = self.path.split("/")
@@ -92,18 +84,18 @@ def standin() -> Iterator[StandIn]:
             sql = state._queries[qid]
             base = {"id": qid, "infoUri": f"{state.url}/ui/{qid}"}
             if qid in state.deleted:
-                self._send({**base, "stats": {"state": "FAILED"}, "error": {
+                self.send_json({**base, "stats": {"state": "FAILED"}, "error": {
                     "message": "Query was canceled", "errorCode": 3, "errorName": "USER_CANCELED",
                     "errorType": "USER_ERROR"}})
                 return
             if sql.startswith("EXPLAIN"):
-                self._send({**base, "columns": [{"name": "Query Plan", "type": "varchar", "typeSignature": {
+                self.send_json({**base, "columns": [{"name": "Query Plan", "type": "varchar", "typeSignature": {
                     "rawType": "varchar", "arguments": [{"kind": "LONG", "value": 2147483647}]}}],
                     "data": [[_explain(state.estimate_bytes)]], "stats": {"state": "FINISHED"}})
                 return
             if state.endless:
                 time.sleep(0.02)
-                self._send({**base, "nextUri": f"{state.url}/v1/statement/{qid}/{n + 1}",
+                self.send_json({**base, "nextUri": f"{state.url}/v1/statement/{qid}/{n + 1}",
                             "stats": {"state": "RUNNING", "progressPercentage": 1.0}})
                 return
             start = n * state.page
@@ -114,7 +106,7 @@ def standin() -> Iterator[StandIn]:
                 "progressPercentage": 100.0 * min(start + state.page, state.rows) / state.rows}}
             if more:
                 doc["nextUri"] = f"{state.url}/v1/statement/{qid}/{n + 1}"
-            self._send(doc)
+            self.send_json(doc)
 
         def do_DELETE(self) -> None:
             state.deleted.append(self.path.split("/")[3])

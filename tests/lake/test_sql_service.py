@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +18,7 @@ from lakehouse.services import auth, connections, sql, workspaces
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Forbidden, InvalidInput, NotFound
 from lakehouse.store.tables import blobs, memberships, query_history, users
+from tests.http_support import JsonHandler, serving
 
 
 def _analyst(ctx: Context) -> Principal:
@@ -193,7 +192,7 @@ def test_error_positions(message: str, query: str, expected: tuple[int, int] | N
     assert sql.error_position(message, query) == expected
 
 
-class _FakeTrino(BaseHTTPRequestHandler):
+class _FakeTrino(JsonHandler):
     """Enough of Trino's client protocol (POST /v1/statement, one page) for the client library."""
 
     statements: ClassVar[list[tuple[str, str | None]]] = []
@@ -214,15 +213,7 @@ class _FakeTrino(BaseHTTPRequestHandler):
                 {"name": "tags", "type": "array(varchar)", "typeSignature": {"rawType": "array", "arguments": [
                     {"kind": "TYPE", "value": {"rawType": "varchar", "arguments": []}}]}}],
                 "data": [[1, "10.50", ["a"]], [2, None, []]]}
-        out = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.send_json(doc)
 
 
 def test_trino_engine_through_a_configured_connection(ctx: Context) -> None:
@@ -230,12 +221,9 @@ def test_trino_engine_through_a_configured_connection(ctx: Context) -> None:
     with pytest.raises(InvalidInput) as err:
         sql.run_query(ctx, SYSTEM, "SELECT 1", engine="trino")
     assert err.value.code == "engine_unavailable" and "none is configured" in err.value.message
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeTrino)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_FakeTrino) as url:
         connections.create(ctx, SYSTEM, workspace="default", environment="dev", name="trino", type_="trino",
-                           config={"host": "127.0.0.1", "port": str(server.server_address[1]), "user": "lake"},
+                           config={"host": "127.0.0.1", "port": url.rsplit(":", 1)[1], "user": "lake"},
                            secrets={})
         out = sql.run_query(ctx, SYSTEM, "SELECT id, amount, tags FROM iceberg.bronze_dev.t", engine="trino")
         assert out["columns"] == [{"name": "id", "type": "integer"}, {"name": "amount", "type": "decimal(10,2)"},
@@ -252,9 +240,6 @@ def test_trino_engine_through_a_configured_connection(ctx: Context) -> None:
         with pytest.raises(InvalidInput) as err:
             sql.run_query(ctx, SYSTEM, "SELECT 1", engine="trino", env="prod")
         assert err.value.code == "engine_unavailable"
-    finally:
-        server.shutdown()
-        server.server_close()
     assert [h["engine"] for h in sql.search_history(ctx, SYSTEM)] == ["trino"] * 5
 
 
