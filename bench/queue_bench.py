@@ -68,12 +68,12 @@ from _common import (
     wait_executors_idle,
 )
 
-TARGETS = {  # PostgreSQL, this 2-core machine
-    "enqueue_to_start_p50_ms": 10.0,
-    "enqueue_to_start_p99_ms": 30.0,
+TARGETS = {  # PostgreSQL, this 2-core machine: issue 13's table
+    "enqueue_to_start_p50_ms": 5.0,
+    "enqueue_to_start_p99_ms": 20.0,
     "unbatched_phases_per_s": 300.0,
     "batched_phases_per_s": 1500.0,
-    "chain_40x10ms_s": 0.8,
+    "chain_40x10ms_s": 0.6,
 }
 FINISHED = {"RUN_SUCCEEDED", "RUN_FAILED", "RUN_CANCELLED"}
 
