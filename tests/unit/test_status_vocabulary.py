@@ -6,9 +6,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from lakehouse.cli.render import status_text
+from lakehouse.cli.render import alert_text, status_text
+from lakehouse.domain.alerts import AlertStatus, NotificationStatus, Severity
 from lakehouse.domain.states import AttemptStatus, PhaseStatus, PhaseView, RunStatus, shown_phase_status
-from lakehouse.domain.status_look import DOMAIN_STATUSES, STATUS_LOOKS, look
+from lakehouse.domain.status_look import ALERT_LOOKS, DOMAIN_STATUSES, STATUS_LOOKS, alert_look, look
 from lakehouse.web.render import status_badge
 
 SRC = Path(__file__).parents[2] / "src" / "lakehouse"
@@ -26,6 +27,21 @@ def test_web_and_terminal_show_the_same_icon_and_word() -> None:
         assert status_text(status) == f"[{lk.colour}]{lk.icon} {lk.word}[/]"
     assert look("no-such-status").word == "no-such-status" and "no-such-status" in status_text("no-such-status")
     assert look(None) == look(PhaseStatus.PENDING)
+
+
+def test_every_alert_severity_and_state_has_one_look_on_the_page_and_in_the_terminal() -> None:
+    from lakehouse.web.pages_alerts import badge
+
+    keys = {f"sev-{s.value}" for s in Severity} | {f"al-{s.value}" for s in AlertStatus} \
+        | {f"nt-{s.value}" for s in NotificationStatus}
+    assert ALERT_LOOKS.keys() == keys
+    for key, lk in ALERT_LOOKS.items():
+        kind, value = key.split("-", 1)
+        shown = str(badge(kind, value))
+        assert f'class="status {key}"' in shown and lk.icon in shown and lk.word in shown
+        assert alert_text(kind, value) == f"[{lk.colour}]{lk.icon} {lk.word}[/]"
+    assert alert_look("sev", "nosuch") is None and alert_text("sev", "nosuch") == "nosuch"
+    assert "nosuch" in str(badge("sev", "nosuch"))
 
 
 def test_retrying_is_derived_never_stored() -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lakehouse.cli.common import cli_actor as _actor
 from lakehouse.cli.common import console, context, one_line_errors
+from lakehouse.cli.render import alert_text
 from lakehouse.services import alert_eval, alerts, scores
 
 app = typer.Typer(help="Alerts, alert rules and the routing matrix.", no_args_is_help=True)
@@ -32,7 +33,8 @@ def list_(status: str = typer.Option("active", help="open, acknowledged, resolve
         return
     table = Table("id", "severity", "status", "rule", "title", "count", "last")
     for a in items:
-        table.add_row(str(a["id"]), a["severity"], a["status"], a["rule"], a["title"][:80], str(a["occurrences"]),
+        table.add_row(str(a["id"]), alert_text("sev", a["severity"]), alert_text("al", a["status"]), a["rule"],
+                      a["title"][:80], str(a["occurrences"]),
                       a["last_at"].strftime("%Y-%m-%d %H:%M:%S"))
     console.print(table if items else "No alerts.")
 

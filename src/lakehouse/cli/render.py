@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lakehouse.domain.status_look import look
+from lakehouse.domain.status_look import alert_look, look
 
 
 def status_text(status: str) -> str:
     """The status as the Control Room shows it (domain/status_look.py): icon and word, in its colour."""
     lk = look(status)
     return f"[{lk.colour}]{lk.icon} {lk.word}[/]"
+
+
+def alert_text(kind: str, value: str) -> str:
+    """An alert's severity ("sev"), state ("al") or notification state ("nt") as the Alerts page shows it."""
+    lk = alert_look(kind, value)
+    return f"[{lk.colour}]{lk.icon} {lk.word}[/]" if lk else value
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:

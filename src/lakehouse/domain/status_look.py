@@ -4,13 +4,16 @@ filter: the icon and the word, coloured by the CSS class ``s-<status>``) and the
 colour is never the only signal.
 
 The keys are the values of the domain's status enums (runs, phases, attempts, the derived
-``retrying``) plus the states of executors, connections, freshness and checks that pages show.
+``retrying``) plus the states of executors, connections, freshness and checks that pages show. Alerts
+have their own: a severity, an alert's state and a notification's state (:func:`alert_look`; the web's
+CSS class is ``<kind>-<value>``, e.g. ``sev-critical``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lakehouse.domain.alerts import AlertStatus, NotificationStatus, Severity
 from lakehouse.domain.states import AttemptStatus, PhaseStatus, PhaseView, RunStatus
 
 
@@ -51,3 +54,22 @@ def look(status: str | None) -> Look:
     """The look of a status; an unknown one gets a neutral dot and its own name as the word."""
     key = status or PhaseStatus.PENDING.value
     return STATUS_LOOKS.get(key) or Look("•", "white", key)
+
+
+ALERT_LOOKS: dict[str, Look] = {
+    **{f"sev-{s.value}": Look(icon, colour, s.value) for s, icon, colour in (
+        (Severity.CRITICAL, "‼", "bold red"), (Severity.ERROR, "✕", "red"), (Severity.WARNING, "⚠", "yellow"),
+        (Severity.INFO, "\u2139", "cyan"))},
+    **{f"al-{s.value}": Look(icon, colour, s.value) for s, icon, colour in (
+        (AlertStatus.OPEN, "●", "red"), (AlertStatus.ACKNOWLEDGED, "◐", "yellow"),
+        (AlertStatus.RESOLVED, "✓", "green"))},
+    **{f"nt-{s.value}": Look(icon, colour, s.value) for s, icon, colour in (
+        (NotificationStatus.PENDING, "◷", "grey62"), (NotificationStatus.SENDING, "▶", "blue"),
+        (NotificationStatus.SENT, "✓", "green"), (NotificationStatus.FAILED, "✕", "red"))},
+}
+
+
+def alert_look(kind: str, value: str | None) -> Look | None:
+    """The look of an alert severity (``kind`` "sev"), alert state ("al") or notification state ("nt");
+    None for a value that has none."""
+    return ALERT_LOOKS.get(f"{kind}-{value}")

@@ -15,10 +15,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from lakehouse.domain.alerts import ALERT_ACTIVE, PARAMS, AlertKind, AlertStatus, NotificationStatus, Severity
+from lakehouse.domain.alerts import ALERT_ACTIVE, PARAMS, AlertKind, AlertStatus, Severity
 from lakehouse.domain.principal import Principal
 from lakehouse.domain.roles import Action
 from lakehouse.domain.runs import ENVIRONMENTS
+from lakehouse.domain.status_look import alert_look
 from lakehouse.services import alerts, connections, workspaces
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, ServiceError
@@ -33,21 +34,11 @@ ALL = "all"
 STATES = (ACTIVE, *(s.value for s in AlertStatus), ALL)
 LIMIT = 200
 
-# one icon and one word per alert state, severity and notification state (colour is never alone)
-LOOKS: dict[str, tuple[str, str, str]] = {
-    **{f"sev-{s.value}": (icon, s.value, f"sev-{s.value}") for s, icon in
-       ((Severity.CRITICAL, "‼"), (Severity.ERROR, "✕"), (Severity.WARNING, "⚠"), (Severity.INFO, "\u2139"))},
-    **{f"al-{s.value}": (icon, s.value, f"al-{s.value}") for s, icon in
-       ((AlertStatus.OPEN, "●"), (AlertStatus.ACKNOWLEDGED, "◐"), (AlertStatus.RESOLVED, "✓"))},
-    **{f"nt-{s.value}": (icon, s.value, f"nt-{s.value}") for s, icon in
-       ((NotificationStatus.PENDING, "◷"), (NotificationStatus.SENDING, "▶"), (NotificationStatus.SENT, "✓"),
-        (NotificationStatus.FAILED, "✕"))},
-}
-
-
 def badge(kind: str, value: str | None) -> Markup:
-    """``badge("sev", "critical")``: the icon and the word, coloured by ``sev-critical``."""
-    icon, word, css = LOOKS.get(f"{kind}-{value}", ("•", value or "—", ""))
+    """``badge("sev", "critical")``: the icon and the word (domain/status_look.py), coloured by the CSS
+    class ``sev-critical``."""
+    lk = alert_look(kind, value)
+    icon, word, css = (lk.icon, lk.word, f"{kind}-{value}") if lk else ("•", value or "—", "")
     return Markup('<span class="status {c}"><span aria-hidden="true">{i}</span> {w}</span>').format(
         c=css, i=icon, w=word)
 
