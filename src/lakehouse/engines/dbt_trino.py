@@ -43,7 +43,7 @@ def lease_connection(ctx: PhaseContext, name: Any) -> tuple[dict[str, Any], dict
     if not isinstance(name, str) or not name:
         raise PhaseError("params.connection must name a Trino connection the run declared (engine trino)",
                          retryable=False)
-    return lease_trino(ctx, name, "the dbt trino engine fetches its connection")
+    return lease_trino(ctx, name)
 
 def scratch_schema(env: str, run_id: str) -> str:
     """The run's own schema in the workspace's Trino catalog, where dbt builds the models."""

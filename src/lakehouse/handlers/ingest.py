@@ -122,16 +122,7 @@ def _source_url(ctx: PhaseContext, settings: Settings, source_spec: dict[str, An
     the spec's URL checked like a connection (handlers/staging.py)."""
     name = source_spec.get("connection")
     if name:
-        if ctx.client is None:
-            raise PhaseError("a connection by name needs the control plane", retryable=False)
-        from lakehouse.worker.client import ContractError, LeaseLostError
-
-        try:
-            handed = ctx.client.lease_connection(ctx.run_id, ctx.lease_token, str(name))
-        except LeaseLostError:
-            raise
-        except ContractError as exc:
-            raise PhaseError(f"connection {name}: {exc.code}: {exc.message}", retryable=exc.status >= 500) from None
+        handed = ctx.leased_connection(str(name))
         if not handed.get("url"):
             raise PhaseError(f"connection {name} is a {handed.get('type')} connection, not a database source",
                              retryable=False)

@@ -193,18 +193,7 @@ def _master(ctx: PhaseContext) -> tuple[str, str | None]:
     """(master, Spark Connect URL): a connection's master, else ``params.master`` (``local[N]`` only)."""
     name = ctx.params.get("connection")
     if name:
-        if ctx.client is None:
-            raise PhaseError("a connection by name needs the control plane", retryable=False)
-        from lakehouse.worker.client import ContractError, LeaseLostError
-
-        try:
-            handed = ctx.client.lease_connection(ctx.run_id, ctx.lease_token, str(name))
-        except LeaseLostError:
-            raise
-        except ContractError as exc:
-            raise PhaseError(f"connection {name}: {exc.code}: {exc.message}", retryable=exc.status >= 500) from None
-        if handed.get("type") != "spark":
-            raise PhaseError(f"connection {name} is a {handed.get('type')} connection, not spark", retryable=False)
+        handed = ctx.leased_connection(str(name), "spark")
         master = str((handed.get("config") or {}).get("master") or "")
         if master.startswith("sc://"):
             return "", master

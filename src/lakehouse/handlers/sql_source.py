@@ -26,7 +26,6 @@ def run_on_connection(ctx: PhaseContext) -> dict[str, Any]:
     from lakehouse.handlers import staging
     from lakehouse.handlers.pipeline_common import _settings, _table
     from lakehouse.lake.hashing import content_hash
-    from lakehouse.worker.client import ContractError, LeaseLostError
 
     name = str(ctx.params["connection"])
     sql = ctx.params.get("sql")
@@ -39,14 +38,7 @@ def run_on_connection(ctx: PhaseContext) -> dict[str, Any]:
         pg_readonly.check_statement(sql)
     except SourceError as exc:
         raise PhaseError(f"sql_not_allowed: {exc.message}", retryable=False) from None
-    if ctx.client is None:
-        raise PhaseError("a connection by name needs the control plane", retryable=False)
-    try:
-        handed = ctx.client.lease_connection(ctx.run_id, ctx.lease_token, name)
-    except LeaseLostError:
-        raise
-    except ContractError as exc:
-        raise PhaseError(f"connection {name}: {exc.code}: {exc.message}", retryable=exc.status >= 500) from None
+    handed = ctx.leased_connection(name)
     secrets = [str(v) for v in (handed.get("secrets") or {}).values() if v]
     if handed.get("type") != "postgres" or not handed.get("url"):
         raise PhaseError(f"connection {name} is a {handed.get('type')} connection; sql jobs run on PostgreSQL "

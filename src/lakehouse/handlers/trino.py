@@ -109,21 +109,10 @@ def _params(ctx: PhaseContext) -> tuple[str, str, int, int]:
     return text.strip().rstrip(";"), name, preview, page
 
 
-def lease_trino(ctx: PhaseContext, name: str, who: str) -> tuple[dict[str, Any], dict[str, str]]:
+def lease_trino(ctx: PhaseContext, name: str) -> tuple[dict[str, Any], dict[str, str]]:
     """``(config, secrets)`` of the Trino connection ``name`` handed to this lease (the run must have
-    declared it); ``who`` starts the message when the context has no server."""
-    from lakehouse.worker.client import ContractError, LeaseLostError
-
-    if ctx.client is None:
-        raise PhaseError(f"{who} from the control plane; this context has no server", retryable=False)
-    try:
-        conn = ctx.client.lease_connection(ctx.run_id, ctx.lease_token, name)
-    except LeaseLostError:
-        raise
-    except ContractError as exc:
-        raise PhaseError(f"{exc.code}: {exc.message}", retryable=exc.status >= 500) from None
-    if conn.get("type") != "trino":
-        raise PhaseError(f"connection {name!r} is of type {conn.get('type')!r}, not trino", retryable=False)
+    declared it)."""
+    conn = ctx.leased_connection(name, "trino")
     return dict(conn.get("config") or {}), dict(conn.get("secrets") or {})
 
 
@@ -133,7 +122,7 @@ def _connect(ctx: PhaseContext, name: str) -> tuple[Any, str]:
     except ImportError:
         raise PhaseError("the trino phase needs the Trino client: pip install 'lakehouse[trino]'",
                          retryable=False) from None
-    config, secrets = lease_trino(ctx, name, "trino phases fetch their connection")
+    config, secrets = lease_trino(ctx, name)
     user = str(config.get("read_only_user") or config.get("user") or "lakehouse")
     password = secrets.get("read_only_password") if config.get("read_only_user") else secrets.get("password")
     auth = trino.auth.BasicAuthentication(user, password) if password else None

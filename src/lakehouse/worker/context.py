@@ -108,6 +108,25 @@ class PhaseContext:
         if self.cancelled.is_set():
             raise PhaseCancelled(self.cancel_reason or "phase cancelled")
 
+    def leased_connection(self, name: str, kind: str | None = None) -> dict[str, Any]:
+        """The stored connection ``name`` as the server hands it to this lease (``type``, ``config``,
+        ``secrets``, and ``url`` for databases; the run must have declared it; kept in memory only).
+        ``kind``: the type it must be. A refusal is a :class:`PhaseError`, retryable when the server
+        failed; a lost lease propagates."""
+        from lakehouse.worker.client import ContractError, LeaseLostError
+
+        if self.client is None:
+            raise PhaseError("a connection by name needs the control plane", retryable=False)
+        try:
+            handed = self.client.lease_connection(self.run_id, self.lease_token, name)
+        except LeaseLostError:
+            raise
+        except ContractError as exc:
+            raise PhaseError(f"connection {name}: {exc.code}: {exc.message}", retryable=exc.status >= 500) from None
+        if kind is not None and handed.get("type") != kind:
+            raise PhaseError(f"connection {name} is a {handed.get('type')} connection, not {kind}", retryable=False)
+        return handed
+
     def add_artifact(self, name: str, path: Path, media_type: str, metadata: dict[str, Any] | None = None
                      ) -> dict[str, Any]:
         if self.client is None:
