@@ -48,6 +48,8 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
         if not ctx.db.is_sqlite:
             listener = PgListener(psycopg_dsn(ctx.db.url), ctx.waker)
             listener.start()
+            for warning in await run_in_threadpool(protocol.database_warnings, ctx):
+                log.warning(warning, extra={"event": "database_warning"})
         elif ctx.db.engine.url.database not in (None, "", ":memory:"):
             listener = SqliteWatcher(str(ctx.db.engine.url.database), ctx.waker, lambda: protocol.ready_state(ctx))
             listener.start()

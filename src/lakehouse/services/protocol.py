@@ -747,6 +747,17 @@ def ready_state(ctx: Context) -> tuple[bool, float | None]:
     return runnable, None if due is None else max(0.0, (due - now).total_seconds())
 
 
+NO_AUTOVACUUM = ("PostgreSQL runs with autovacuum off: every claim and completion leaves dead row versions "
+                 "in the queue's tables (phases, runs, phase_attempts, executors) and claims slow down as they "
+                 "pile up; turn it on, or VACUUM those tables often (docs/operations-install.md)")
+
+
+def database_warnings(ctx: Context) -> list[str]:
+    """What about the metadata database an operator should fix (logged when the server starts)."""
+    with ctx.db.read() as conn:
+        return [NO_AUTOVACUUM] if dialect.autovacuum_off(conn) else []
+
+
 def _succeeded_runs(done: dict[int, dict[str, Any]]) -> list[str]:
     """Runs a set-based completion finished (their alerts resolve, their scores are due)."""
     return [d["run_id"] for d in done.values() if d["run_status"] == RunStatus.SUCCEEDED.value]

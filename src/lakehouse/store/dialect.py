@@ -52,6 +52,13 @@ def flush_notify(conn: Connection) -> None:
         conn.execute(text(sql), params)
 
 
+def autovacuum_off(conn: Connection) -> bool:
+    """Whether the PostgreSQL server runs without autovacuum (always False on SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    return str(conn.execute(text("SHOW autovacuum")).scalar()) != "on"
+
+
 def advisory_xact_lock(conn: Connection, key: int) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
