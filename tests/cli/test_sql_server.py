@@ -4,6 +4,7 @@ command), and the table it prints (the same for answers from the server and from
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def test_the_fast_path_reads_the_options_as_the_typer_command_does() -> None:
 class _Stand(JsonHandler):
     """Answers ``POST /api/sql`` as the server would: ``status`` and ``body`` set by the test."""
     status = 200
-    body: dict[str, Any] = {}
+    body: Any = {}
     seen: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:
@@ -109,6 +110,12 @@ def test_main_prints_the_answer_and_refusals_in_one_line(stand: str, monkeypatch
     assert sql_server.main(["SELECT 1", "--server", stand]) == 1
     err = capsys.readouterr().err
     assert "LAKEHOUSE_TOKEN is not valid" in err and "lh_secret" not in err and err.count("\n") == 1
+    others: list[Any] = ["<html>a proxy's page</html>", {"columns": []}]
+    for other in others:
+        _Stand.status, _Stand.body = 200, other
+        assert sql_server.main(["SELECT 1", "--server", stand]) == 1
+        assert capsys.readouterr().err == (f"error: the server at {stand} did not answer as a Lakehouse server "
+                                           "does (is it one?)\n")
     _Stand.status, _Stand.body = 502, {"not": "ours"}
     assert sql_server.main(["SELECT 1", "--server", stand]) == 1
     assert capsys.readouterr().err == f"error: the server at {stand} answered HTTP 502\n"
@@ -165,3 +172,15 @@ def test_something_that_is_not_an_http_server_is_a_one_line_error(monkeypatch: p
     assert sql_server.main(["SELECT 1", "--server", url]) == 1
     listener.close()
     assert capsys.readouterr().err == f"error: the server at {url} did not answer (OSError)\n"
+
+
+def test_an_output_without_utf8_gets_an_ascii_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    sql_server.print_table(_result([["2026-01", 10.5], ["月", None]]))
+    out.seek(0)
+    text = out.buffer.getvalue().decode("ascii")
+    assert text.splitlines()[0] == "+---------+---------------+" and "| 2026-01 |          10.5 |" in text
+    assert "| ?" in text and "3 ms - read gold.revenue@42 - query 7" in text  # the footer's dashes too

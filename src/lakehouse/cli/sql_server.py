@@ -115,7 +115,13 @@ def ask(query: str, engine: str, env: str, workspace: str, limit: int, timeout: 
     except (OSError, ValueError) as exc:
         raise Refused(f"the server at {url} did not answer ({type(exc).__name__})") from None
     if status == 200:
-        return json.loads(payload)  # type: ignore[no-any-return]
+        try:
+            answer = json.loads(payload)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not {"columns", "rows", "row_count", "query_id"} <= answer.keys():
+            raise Refused(f"the server at {url} did not answer as a Lakehouse server does (is it one?)")
+        return answer
     if status == 401:
         raise Refused(credentials.stale_message(url, source))
     try:
@@ -224,15 +230,27 @@ def render_table(result: dict[str, Any], columns: int | None = None, color: bool
     return "\n".join(lines)
 
 
+# the box in ASCII, for an output whose encoding has no box-drawing characters
+_ASCII_BOX = str.maketrans("┏┳┓┃┡╇┩│└┴┘━─…—", "+++|+++|+++--~-")
+
+
 def print_table(result: dict[str, Any]) -> None:
-    """:func:`render_table` on stdout, fitted to the terminal; colour only on a terminal without NO_COLOR."""
+    """:func:`render_table` on stdout, fitted to the terminal; colour only on a terminal without NO_COLOR;
+    an ASCII box (and ``?`` for what cannot be shown) when stdout's encoding is not UTF-8."""
     tty = sys.stdout.isatty()
     columns = None
-    if tty:
-        columns = os.get_terminal_size(sys.stdout.fileno()).columns
-    elif os.environ.get("COLUMNS", "").isdigit():
-        columns = int(os.environ["COLUMNS"])
-    sys.stdout.write(render_table(result, columns, color=tty and not os.environ.get("NO_COLOR")) + "\n")
+    try:
+        if tty:
+            columns = os.get_terminal_size(sys.stdout.fileno()).columns
+        elif os.environ.get("COLUMNS", "").isdigit():
+            columns = int(os.environ["COLUMNS"])
+    except OSError:
+        columns = None
+    text = render_table(result, columns, color=tty and not os.environ.get("NO_COLOR")) + "\n"
+    encoding = sys.stdout.encoding or "utf-8"
+    if encoding.lower().replace("-", "").replace("_", "") not in ("utf8", "utf8sig"):
+        text = text.translate(_ASCII_BOX).encode(encoding, errors="replace").decode(encoding)
+    sys.stdout.write(text)
     sys.stdout.flush()
 
 
