@@ -30,7 +30,11 @@ CONNECT_TIMEOUT_S = 10  # a database host that does not answer must not hold a r
 # so it planned them again on every call. Generic plans are planned once per connection. No index
 # of ours has a predicate that depends on a bound value (the only partial indexes filter on a
 # literal event type), which is the case where a generic plan loses.
-PG_SESSION_OPTIONS = "-c plan_cache_mode=force_generic_plan"
+# JIT off: the generic plans' cost estimates grow with the tables, and past ``jit_above_cost`` PostgreSQL
+# compiled the completion statement on *every* execution (JIT is not kept with a prepared plan): at
+# 100,000 phases one completion took 6.2 s of JIT for 44 ms of work (the soak, EXPLAIN ANALYZE), and the
+# soak fell from 276 to 110 phases/s. Our statements are short OLTP ones; JIT never pays for itself.
+PG_SESSION_OPTIONS = "-c plan_cache_mode=force_generic_plan -c jit=off"
 # psycopg prepares a statement after it ran ``prepare_threshold`` times on a connection and keeps
 # ``prepared_max`` of them (LRU): the control plane has more than the default 100 distinct statements,
 # and an evicted one is parsed and planned again.
