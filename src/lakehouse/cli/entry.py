@@ -17,8 +17,10 @@ def main() -> Any:
     if command == "sql":
         from lakehouse.cli import sql_server
 
-        code = sql_server.main(sys.argv[2:])
-        if code is not None:
+        code = sql_server.run(sys.argv[2:])
+        if code == sql_server.HERE:
+            sys.argv.insert(2, "--local")  # the server was asked: the Typer command must not ask again
+        elif code is not None:
             return code
     if command in LEAN:
         import importlib

@@ -311,9 +311,13 @@ def _parse(argv: list[str]) -> dict[str, Any] | None:
     return opts
 
 
-def main(argv: list[str]) -> int | None:
-    """Answer ``lakehouse sql ARGV`` through the server: the exit code, or None to leave it to the Typer
-    command (which runs the query here, or explains the arguments)."""
+HERE = "here"  # asked already: there is no server to ask, the query runs in this process
+
+
+def run(argv: list[str]) -> int | str | None:
+    """Answer ``lakehouse sql ARGV`` through the server: the exit code; :data:`HERE` when it asked and
+    the query must run in this process (the caller adds ``--local``, so nobody asks again); None when
+    the Typer command should read the arguments itself."""
     opts = _parse(argv)
     if opts is None:
         return None
@@ -323,6 +327,13 @@ def main(argv: list[str]) -> int | None:
     except Refused as exc:
         return error(str(exc))
     if answer is None:
-        return None
+        return HERE
     print_table(answer)
     return 0
+
+
+def main(argv: list[str]) -> int | None:
+    """:func:`run`, with None for "leave it to the Typer command" (which runs the query here, or
+    explains the arguments)."""
+    code = run(argv)
+    return None if code == HERE else code  # type: ignore[return-value]
