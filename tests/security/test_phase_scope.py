@@ -186,3 +186,22 @@ def test_run_with_an_invalid_inline_spec_is_refused_at_creation(attack: Attack) 
     assert run["status_code"] == 422, run
     assert run["error"]["code"] == "invalid_spec"
     assert run["error"]["details"]["field"].startswith("input_manifest.spec.transforms.0")
+
+
+def test_python_phase_follows_the_workers_own_module_list(lake: Attack) -> None:
+    """The worker's settings (built once at its edge) decide which modules may run, phase by phase:
+    a sample callable runs under the default list and is refused under a list without it."""
+    from types import SimpleNamespace
+
+    from lakehouse.handlers.python import run_python
+    from lakehouse.worker.context import PhaseContext, PhaseError
+
+    def ctx(modules: list[str]) -> PhaseContext:
+        return PhaseContext(run_id="r", phase="p", phase_type="python", attempt=1,
+                            params={"callable": "lakehouse.handlers.samples:row_check", "args": {"min_rows": 0}},
+                            input_manifest={}, previous_outputs={}, environment="dev", spec_slug="s",
+                            git_sha="0" * 40, settings=SimpleNamespace(python_modules=modules))
+
+    assert isinstance(run_python(ctx(["lakehouse.handlers.samples"])), dict)
+    with pytest.raises(PhaseError, match="not registered"):
+        run_python(ctx(["somebody_else.tasks"]))

@@ -61,7 +61,9 @@ def run_python(ctx: PhaseContext) -> dict[str, Any]:
     target = ctx.params.get("callable")
     if not isinstance(target, str) or (":" not in target and target not in registered_functions()):
         raise PhaseError("params.callable must be 'module:function'", retryable=False)
-    fn = load_callable(target)
+    # the worker's settings, built once at its edge (a Settings() here cost ~40 % of a worker's CPU
+    # on lightweight phases); a handler called without them reads the environment
+    fn = load_callable(target, getattr(ctx.settings, "python_modules", None))
     args = ctx.params.get("args", {})
     sig = inspect.signature(fn)
     result = fn(args, ctx) if len(sig.parameters) >= 2 else fn(args)
