@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.services.context import Context
-
-
-@dataclass
-class FakeClock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, value: datetime) -> datetime:
-        self.now = value
-        return value
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
+from tests.clock_support import Clock as FakeClock
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,24 +24,16 @@ from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.services import alert_fire, freshness, protocol, runs
 from lakehouse.services.context import Context
 from lakehouse.store import queue
+from tests.clock_support import Clock
+
+START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 EXECUTOR = Principal(name="robot", role="executor")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock(ctx: Context) -> Clock:
-    c = Clock()
+    c = Clock(START)
     ctx.clock = c
     return c
 

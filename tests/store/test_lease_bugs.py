@@ -17,19 +17,11 @@ from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.services import protocol, runs
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
+from tests.clock_support import Clock
+
+START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 EXECUTOR = Principal(name="robot", role="executor")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def one_phase(timeout_s: float | None = None, **kw: Any) -> RunRequest:
@@ -40,7 +32,7 @@ def one_phase(timeout_s: float | None = None, **kw: Any) -> RunRequest:
 def test_reaper_times_out_phases_past_the_first_100(ctx: Context) -> None:
     """150 running phases with a timeout; the 100 oldest have not timed out, the 50 newest have. The
     reaper used to page the first 100 (by id) and compare elapsed time in Python: it found none."""
-    clock = Clock()
+    clock = Clock(START)
     ctx.clock = clock
     ctx.settings = ctx.settings.model_copy(update={"lease_ttl_s": 3600.0})
     ids = [runs.create_run(ctx, one_phase(3600 if i < 100 else 10), SYSTEM)[0]["run_id"] for i in range(150)]
@@ -56,7 +48,7 @@ def test_reaper_times_out_phases_past_the_first_100(ctx: Context) -> None:
 
 
 def test_heartbeat_many_extends_every_lease_and_answers_each(ctx: Context) -> None:
-    clock = Clock()
+    clock = Clock(START)
     ctx.clock = clock
     a = runs.create_run(ctx, one_phase(), SYSTEM)[0]["run_id"]
     b = runs.create_run(ctx, one_phase(), SYSTEM)[0]["run_id"]

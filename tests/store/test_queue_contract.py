@@ -6,7 +6,7 @@ Time is controlled through the context's clock, so lease expiry and backoff are 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,24 +18,16 @@ from lakehouse.services import artifacts, protocol, runs
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from lakehouse.store.tables import audit_log, run_events
+from tests.clock_support import Clock
+
+START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 EXECUTOR = Principal(name="robot", role="executor")  # a shared-pool executor: serves every workspace
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock(ctx: Context) -> Clock:
-    c = Clock()
+    c = Clock(START)
     ctx.clock = c
     return c
 
