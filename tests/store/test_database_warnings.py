@@ -4,6 +4,7 @@ PostgreSQL without autovacuum (the queue's tables churn: a dead row version per 
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,3 +31,21 @@ def test_the_server_logs_it_once_at_start(ctx: Context, caplog: pytest.LogCaptur
     said = [r for r in caplog.records if r.getMessage() == protocol.NO_AUTOVACUUM]
     assert len(said) == (0 if ctx.db.is_sqlite or not _autovacuum_off(ctx) else 1)
     assert "autovacuum off" in protocol.NO_AUTOVACUUM and "docs/operations-install.md" in protocol.NO_AUTOVACUUM
+
+
+def test_several_processes_say_it_once(ctx: Context, caplog: pytest.LogCaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --processes N`: the parent logs the warning; its children (which inherit the parent's
+    environment) do not repeat it."""
+    from lakehouse.api.app import DB_CHECKED_ENV
+    from lakehouse.cli.processes import check_database_once
+
+    monkeypatch.delenv(DB_CHECKED_ENV, raising=False)
+    with caplog.at_level(logging.WARNING, logger="lakehouse"):
+        check_database_once(ctx)  # the parent
+        assert os.environ.get(DB_CHECKED_ENV) == "1"
+        for _child in range(2):
+            with TestClient(create_app(ctx, reaper=False)):
+                pass
+    said = [r for r in caplog.records if r.getMessage() == protocol.NO_AUTOVACUUM]
+    assert len(said) == (0 if ctx.db.is_sqlite or not _autovacuum_off(ctx) else 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,9 @@ from lakehouse.services.waker import PgListener, SqliteWatcher
 from lakehouse.store.db import psycopg_dsn
 
 log = logging.getLogger("lakehouse.server")
+# set by `serve --processes N` in its children: the parent checked the database's setup and logged
+# what is wrong once (cli/processes.py, check_database_once), so each child does not say it again
+DB_CHECKED_ENV = "LAKEHOUSE_SERVE_DB_CHECKED"
 
 
 def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
@@ -48,8 +52,9 @@ def create_app(ctx: Context, *, reaper: bool = True) -> FastAPI:
         if not ctx.db.is_sqlite:
             listener = PgListener(psycopg_dsn(ctx.db.url), ctx.waker)
             listener.start()
-            for warning in await run_in_threadpool(protocol.database_warnings, ctx):
-                log.warning(warning, extra={"event": "database_warning"})
+            if os.environ.get(DB_CHECKED_ENV) != "1":  # `serve --processes N`: the parent said it once
+                for warning in await run_in_threadpool(protocol.database_warnings, ctx):
+                    log.warning(warning, extra={"event": "database_warning"})
         elif ctx.db.engine.url.database not in (None, "", ":memory:"):
             listener = SqliteWatcher(str(ctx.db.engine.url.database), ctx.waker, lambda: protocol.ready_state(ctx))
             listener.start()

@@ -19,6 +19,17 @@ log = logging.getLogger("lakehouse.cli")
 NO_SCHEDULER_ENV = "LAKEHOUSE_SERVE_NO_SCHEDULER"  # parent → children: `serve --no-scheduler`
 
 
+def check_database_once(ctx: Any) -> None:
+    """Log what an operator should fix about the metadata database (services/protocol.py,
+    ``database_warnings``) once for the whole cluster, here in the parent, rather than once per child."""
+    from lakehouse.api.app import DB_CHECKED_ENV
+    from lakehouse.services import protocol
+
+    for warning in protocol.database_warnings(ctx):
+        log.warning(warning, extra={"event": "database_warning"})
+    os.environ[DB_CHECKED_ENV] = "1"
+
+
 def process_count(requested: int | None, settings_value: int, is_sqlite: bool) -> int:
     """How many server processes to run: SQLite 1; otherwise the request, the setting or the cores."""
     if is_sqlite:

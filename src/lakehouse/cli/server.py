@@ -182,7 +182,7 @@ def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT
           log_format: str = typer.Option(None, "--log-format",
                                         help="log lines: auto, json or text (default LAKEHOUSE_LOG_FORMAT)")) -> None:
     """API + UI (+ scheduler and lease reaper unless --no-scheduler)."""
-    from lakehouse.cli.processes import process_count, serve_processes
+    from lakehouse.cli.processes import check_database_once, process_count, serve_processes
 
     setup_logging(settings().log_level, _log_format(log_format))
     wait_until_reachable(settings().database_url, settings().database_wait_s)
@@ -191,6 +191,7 @@ def serve(port: int = typer.Option(None, help="HTTP port (default LAKEHOUSE_PORT
     print_admin(ctx, f"http://{s.host}:{s.port}")
     n = process_count(processes, s.processes, ctx.db.is_sqlite)
     if n > 1:
+        check_database_once(ctx)
         ctx.db.dispose()
         serve_processes(n, s.host, s.port, not no_scheduler, s)
         return
