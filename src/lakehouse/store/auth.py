@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, update
+from sqlalchemy import Connection, Select, bindparam, func, select, update
 
 from lakehouse.store.tables import api_tokens, memberships, users
 
@@ -55,10 +55,16 @@ def identity_of(rows: list[Any]) -> Identity:
                     memberships=tuple((int(r["ws_id"]), r["ws_role"]) for r in rows if r["ws_id"] is not None))
 
 
+# Built once: every API request looks its token up, and building the statement (and its cache key)
+# anew cost ~150 us of server CPU per request; a built statement's cache key is memoised.
+_BY_TOKEN_HASH = (identity_query(api_tokens.c.role.label("token_role"), api_tokens.c.expires_at,
+                                 api_tokens.c.revoked_at)
+                  .join(api_tokens, api_tokens.c.user_id == users.c.id)
+                  .where(api_tokens.c.token_hash == bindparam("token_hash")))
+
+
 def by_token_hash(conn: Connection, token_hash: str) -> TokenGrant | None:
-    stmt = identity_query(api_tokens.c.role.label("token_role"), api_tokens.c.expires_at, api_tokens.c.revoked_at)
-    stmt = stmt.join(api_tokens, api_tokens.c.user_id == users.c.id).where(api_tokens.c.token_hash == token_hash)
-    rows = list(conn.execute(stmt).mappings())
+    rows = list(conn.execute(_BY_TOKEN_HASH, {"token_hash": token_hash}).mappings())
     if not rows:
         return None
     return TokenGrant(identity=identity_of(rows), role=rows[0]["token_role"], expires_at=rows[0]["expires_at"],

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from lakehouse.store import dialect
 from lakehouse.store.auth import Identity, identity_of, identity_query
@@ -88,11 +88,14 @@ def insert_session(conn: Connection, *, id_hash: str, user_id: int | None, csrf_
         expires_at=expires_at, address=address))
 
 
+_BY_HASH = (identity_query(web_sessions.c.csrf_token, web_sessions.c.expires_at, web_sessions.c.last_seen_at)
+            .join(web_sessions, web_sessions.c.user_id == users.c.id)
+            .where(web_sessions.c.id_hash == bindparam("id_hash")))  # built once: read on every page
+
+
 def session_by_hash(conn: Connection, id_hash: str) -> SessionRow | None:
     """A session with its user's current identity; None when there is no such session."""
-    stmt = identity_query(web_sessions.c.csrf_token, web_sessions.c.expires_at, web_sessions.c.last_seen_at)
-    rows = list(conn.execute(stmt.join(web_sessions, web_sessions.c.user_id == users.c.id)
-                             .where(web_sessions.c.id_hash == id_hash)).mappings())
+    rows = list(conn.execute(_BY_HASH, {"id_hash": id_hash}).mappings())
     if not rows:
         return None
     return SessionRow(identity=identity_of(rows), csrf_token=rows[0]["csrf_token"],
