@@ -10,12 +10,12 @@ import pytest
 
 from lakehouse.domain.principal import SYSTEM, Principal
 from lakehouse.services.context import Context
-from tests.clock_support import Clock as FakeClock
+from tests.clock_support import Clock
 
 
 @pytest.fixture
-def clock(ctx: Context) -> Iterator[FakeClock]:
-    c = FakeClock(datetime(2024, 1, 1, 12, 0, tzinfo=UTC))
+def clock(ctx: Context) -> Iterator[Clock]:
+    c = Clock(datetime(2024, 1, 1, 12, 0, tzinfo=UTC))
     ctx.clock = c
     yield c
 

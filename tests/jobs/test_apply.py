@@ -11,7 +11,8 @@ from lakehouse.domain.principal import Principal
 from lakehouse.services import jobs
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
-from tests.jobs.conftest import FakeClock, sql_job
+from tests.clock_support import Clock
+from tests.jobs.conftest import sql_job
 
 
 def _write(folder: Path, doc: dict[str, object]) -> None:
@@ -22,7 +23,7 @@ def _plan(ctx: Context, admin: Principal, folder: Path, prune: bool = False) -> 
     return [(i.name, i.action) for i in jobs.plan(ctx, admin, "default", [folder], prune=prune)]
 
 
-def test_apply_is_idempotent_and_its_plan_exact(ctx: Context, clock: FakeClock, admin: Principal,
+def test_apply_is_idempotent_and_its_plan_exact(ctx: Context, clock: Clock, admin: Principal,
                                                 tmp_path: Path) -> None:
     _write(tmp_path, {**sql_job("report"), "triggers": [{"on_success_of": "load"}]})
     _write(tmp_path, sql_job("load"))
@@ -44,7 +45,7 @@ def test_apply_is_idempotent_and_its_plan_exact(ctx: Context, clock: FakeClock, 
     assert {j["name"]: j["version"] for j in jobs.list_jobs(ctx, admin)} == {"load": 2, "report": 1}
 
 
-def test_an_invalid_file_applies_nothing(ctx: Context, clock: FakeClock, admin: Principal, tmp_path: Path) -> None:
+def test_an_invalid_file_applies_nothing(ctx: Context, clock: Clock, admin: Principal, tmp_path: Path) -> None:
     _write(tmp_path, sql_job("good"))
     _write(tmp_path, {**sql_job("bad"), "schedule": {"cron": "0 25 * * *"}})
     items = jobs.plan(ctx, admin, "default", [tmp_path])

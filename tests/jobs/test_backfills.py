@@ -13,7 +13,8 @@ from lakehouse.services import backfills, job_runs, jobs, scheduler
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
 from lakehouse.store.tables import runs as runs_table
-from tests.jobs.conftest import FakeClock, scheduled, sql_job
+from tests.clock_support import Clock
+from tests.jobs.conftest import scheduled, sql_job
 
 
 def _finish(ctx: Context, run_ids: list[str], status: str) -> None:
@@ -33,7 +34,7 @@ def _released_open(ctx: Context, admin: Principal, job: str) -> list[str]:
     return out
 
 
-def test_backfill_runs_per_day_with_a_concurrency_limit(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_backfill_runs_per_day_with_a_concurrency_limit(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", {**sql_job(), "sql": {"query": "SELECT {{ logical_date }} AS d"}})
     b = backfills.create(ctx, admin, "default", "daily", date(2024, 1, 1), date(2024, 1, 10), max_concurrent=3)
     assert b["total"] == 10 and b["progress"]["queued"] == 10 and b["progress"]["waiting"] == 7
@@ -62,13 +63,13 @@ def test_backfill_runs_per_day_with_a_concurrency_limit(ctx: Context, clock: Fak
     assert backfills.get(ctx, admin, b["id"])["status"] == "succeeded"
 
 
-def test_backfill_follows_the_schedule_and_partitions(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_backfill_follows_the_schedule_and_partitions(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", scheduled("h", "0 */6 * * *", "Europe/Berlin"))
     b = backfills.create(ctx, admin, "default", "h", date(2024, 1, 1), date(2024, 1, 2), partitions=["de", "fr"])
     assert b["total"] == 2 * 4 * 2
 
 
-def test_cancel_a_whole_backfill(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_cancel_a_whole_backfill(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job())
     b = backfills.create(ctx, admin, "default", "daily", date(2024, 1, 1), date(2024, 3, 31), max_concurrent=2)
     done = backfills.cancel(ctx, admin, b["id"])
@@ -76,7 +77,7 @@ def test_cancel_a_whole_backfill(ctx: Context, clock: FakeClock, admin: Principa
     assert scheduler.tick(ctx).released == 0
 
 
-def test_bad_backfills_change_nothing(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_bad_backfills_change_nothing(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job())
     with pytest.raises(InvalidInput):
         backfills.create(ctx, admin, "default", "daily", date(2024, 2, 1), date(2024, 1, 1))
@@ -118,7 +119,7 @@ def _counts(ctx: Context, backfill_id: str) -> dict[str, int]:
 
 
 def test_a_backfill_writes_exactly_its_rows_and_a_repeated_insert_writes_none(
-        ctx: Context, clock: FakeClock, admin: Principal) -> None:
+        ctx: Context, clock: Clock, admin: Principal) -> None:
     import uuid
     from dataclasses import replace
 

@@ -9,10 +9,11 @@ from lakehouse.domain.principal import Principal
 from lakehouse.services import job_runs, jobs
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput, NotFound
-from tests.jobs.conftest import FakeClock, sql_job
+from tests.clock_support import Clock
+from tests.jobs.conftest import sql_job
 
 
-def test_edit_makes_a_new_version_and_runs_keep_theirs(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_edit_makes_a_new_version_and_runs_keep_theirs(ctx: Context, clock: Clock, admin: Principal) -> None:
     first = jobs.save(ctx, admin, "default", sql_job(), mode="create")
     assert (first.outcome, first.job["version"]) == ("created", 1)
     run1, _ = job_runs.run_job(ctx, admin, "default", "daily")
@@ -32,7 +33,7 @@ def test_edit_makes_a_new_version_and_runs_keep_theirs(ctx: Context, clock: Fake
     assert [(r["run_id"], r["version"]) for r in runs_of] == [(run2["run_id"], 2), (run1["run_id"], 1)]
 
 
-def test_name_clash_and_unknown_job(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_name_clash_and_unknown_job(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     with pytest.raises(Conflict) as exc:
         jobs.save(ctx, admin, "default", sql_job(description="other"), mode="create")
@@ -42,7 +43,7 @@ def test_name_clash_and_unknown_job(ctx: Context, clock: FakeClock, admin: Princ
         jobs.save(ctx, admin, "default", sql_job("nope"), mode="update")
 
 
-def test_parameters_are_typed_and_recorded_on_the_run(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_parameters_are_typed_and_recorded_on_the_run(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     run, _ = job_runs.run_job(ctx, admin, "default", "daily", {"day": "2024-03-01", "limit": "7"})
     assert run["phases"][0]["params"]["sql"] == "SELECT CAST('2024-03-01' AS DATE) AS day, 7 AS n"
@@ -71,7 +72,7 @@ def test_parameter_validation() -> None:
                                                      "params.e"}
 
 
-def test_sql_placeholders_must_be_declared(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_sql_placeholders_must_be_declared(ctx: Context, clock: Clock, admin: Principal) -> None:
     bad = {"name": "bad", "type": "sql", "sql": {"query": "SELECT {{ nope }}"}}
     with pytest.raises(InvalidInput) as exc:
         jobs.save(ctx, admin, "default", bad)
@@ -79,14 +80,14 @@ def test_sql_placeholders_must_be_declared(ctx: Context, clock: FakeClock, admin
     assert jobs.list_jobs(ctx, admin) == []
 
 
-def test_sql_string_parameters_are_quoted(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_sql_string_parameters_are_quoted(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", {"name": "q", "type": "sql", "params": {"who": {"type": "string", "default": "x"}},
                                       "sql": {"query": "SELECT {{ who }} AS who"}})
     run, _ = job_runs.run_job(ctx, admin, "default", "q", {"who": "o'; DROP TABLE t; --"})
     assert run["phases"][0]["params"]["sql"] == "SELECT 'o''; DROP TABLE t; --' AS who"
 
 
-def test_sql_job_with_a_target_is_transform_then_publish(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_sql_job_with_a_target_is_transform_then_publish(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", {"name": "orders", "type": "sql",
                                       "sql": {"query": "SELECT 1 AS id", "target": "gold.orders", "mode": "append"}})
     run, _ = job_runs.run_job(ctx, admin, "default", "orders")
@@ -96,13 +97,13 @@ def test_sql_job_with_a_target_is_transform_then_publish(ctx: Context, clock: Fa
     assert m["write"] == {"gold.orders": {"mode": "append", "keys": []}}
 
 
-def test_python_job_must_be_registered(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_python_job_must_be_registered(ctx: Context, clock: Clock, admin: Principal) -> None:
     with pytest.raises(InvalidInput) as exc:
         jobs.save(ctx, admin, "default", {"name": "py", "type": "python", "python": {"callable": "os:system"}})
     assert exc.value.details[0]["field"] == "python.callable"
 
 
-def test_pipeline_job_by_name_uses_the_pipeline_phases(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_pipeline_job_by_name_uses_the_pipeline_phases(ctx: Context, clock: Clock, admin: Principal) -> None:
     from lakehouse.services import pipelines
 
     specs = pipelines.list_specs(ctx.settings.pipelines_dir)
@@ -115,7 +116,7 @@ def test_pipeline_job_by_name_uses_the_pipeline_phases(ctx: Context, clock: Fake
     assert run["labels"]["job"] == "pl" and run["input_manifest"]["job"]["name"] == "pl"
 
 
-def test_rerun_keeps_version_and_parameters(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_rerun_keeps_version_and_parameters(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     run, _ = job_runs.run_job(ctx, admin, "default", "daily", {"limit": 3})
     jobs.save(ctx, admin, "default", sql_job(description="v2"), mode="update")
@@ -127,7 +128,7 @@ def test_rerun_keeps_version_and_parameters(ctx: Context, clock: FakeClock, admi
     assert other["input_manifest"]["job"]["params"]["limit"] == 4
 
 
-def test_archive_hides_the_job(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_archive_hides_the_job(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     jobs.archive(ctx, admin, "default", "daily")
     assert jobs.list_jobs(ctx, admin) == []

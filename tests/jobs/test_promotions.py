@@ -15,7 +15,8 @@ from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, Forbidden, InvalidInput
 from lakehouse.store.tables import audit_log, phases
 from lakehouse.store.tables import runs as runs_table
-from tests.jobs.conftest import FakeClock, scheduled, sql_job
+from tests.clock_support import Clock
+from tests.jobs.conftest import scheduled, sql_job
 
 
 def _finish(ctx: Context, run_id: str, status: str = "succeeded", dq: dict[str, Any] | None = None) -> None:
@@ -53,7 +54,7 @@ def people(ctx: Context) -> dict[str, Principal]:
     return out
 
 
-def test_stage_needs_successful_runs_in_dev(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_stage_needs_successful_runs_in_dev(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     promotions.set_gates(ctx, admin, "default", "stage", {"min_runs": 2})
     with pytest.raises(Conflict) as exc:
@@ -76,7 +77,7 @@ def test_stage_needs_successful_runs_in_dev(ctx: Context, clock: FakeClock, admi
     assert exc.value.code == "already_promoted"
 
 
-def test_prod_needs_stage_first_dq_and_an_approver(ctx: Context, clock: FakeClock, admin: Principal,
+def test_prod_needs_stage_first_dq_and_an_approver(ctx: Context, clock: Clock, admin: Principal,
                                                    people: dict[str, Principal]) -> None:
     erin, anna, eddy = people["erin"], people["anna"], people["eddy"]
     jobs.save(ctx, erin, "default", sql_job(), mode="create")
@@ -118,7 +119,7 @@ def test_prod_needs_stage_first_dq_and_an_approver(ctx: Context, clock: FakeCloc
     assert run["labels"]["job_version"] == "1"
 
 
-def test_approval_by_the_author_allowed_when_the_workspace_says_so(ctx: Context, clock: FakeClock,
+def test_approval_by_the_author_allowed_when_the_workspace_says_so(ctx: Context, clock: Clock,
                                                                    admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     promotions.set_gates(ctx, admin, "default", "stage", {"min_runs": 0, "require_approval": True,
@@ -127,7 +128,7 @@ def test_approval_by_the_author_allowed_when_the_workspace_says_so(ctx: Context,
     assert promotions.approve(ctx, admin, "default", "daily", "stage")["status"] == "promoted"
 
 
-def test_reject_and_withdraw_are_audited(ctx: Context, clock: FakeClock, admin: Principal,
+def test_reject_and_withdraw_are_audited(ctx: Context, clock: Clock, admin: Principal,
                                          people: dict[str, Principal]) -> None:
     jobs.save(ctx, people["erin"], "default", sql_job(), mode="create")
     promotions.set_gates(ctx, admin, "default", "stage", {"min_runs": 0, "require_approval": True})
@@ -145,7 +146,7 @@ def test_reject_and_withdraw_are_audited(ctx: Context, clock: FakeClock, admin: 
         assert audit.verify(conn)[0]
 
 
-def test_non_promoted_versions_never_run_in_stage_or_prod(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_non_promoted_versions_never_run_in_stage_or_prod(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     with pytest.raises(Conflict) as exc:
         job_runs.run_job(ctx, admin, "default", "daily", environment="prod")
@@ -166,7 +167,7 @@ def test_non_promoted_versions_never_run_in_stage_or_prod(ctx: Context, clock: F
     assert b["version"] == 1
 
 
-def test_a_stage_schedule_runs_the_promoted_version(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_a_stage_schedule_runs_the_promoted_version(ctx: Context, clock: Clock, admin: Principal) -> None:
     def job(description: str) -> dict[str, Any]:
         return {**scheduled("hourly", "0 * * * *", environment="stage"), "description": description}
 
@@ -185,7 +186,7 @@ def test_a_stage_schedule_runs_the_promoted_version(ctx: Context, clock: FakeClo
     assert (run["environment"], run["labels"]["job_version"]) == ("stage", "1")
 
 
-def test_gate_settings_are_validated_and_admin_only(ctx: Context, clock: FakeClock, admin: Principal,
+def test_gate_settings_are_validated_and_admin_only(ctx: Context, clock: Clock, admin: Principal,
                                                     people: dict[str, Principal]) -> None:
     with pytest.raises(InvalidInput) as exc:
         promotions.set_gates(ctx, admin, "default", "dev", {"min_runs": 1})
@@ -207,7 +208,7 @@ def test_gate_settings_are_validated_and_admin_only(ctx: Context, clock: FakeClo
     assert (g["min_runs"], g["require_dq"], g["configured"], g["updated_by"]) == (5, True, True, "system")
 
 
-def test_state_shows_each_environment_and_its_gates(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_state_shows_each_environment_and_its_gates(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job(), mode="create")
     _runs(ctx, admin, "dev", 1)
     promotions.promote(ctx, admin, "default", "daily", "stage")

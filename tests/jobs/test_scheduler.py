@@ -13,7 +13,8 @@ from lakehouse.services import jobs, runs, scheduler
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput
 from lakehouse.store.tables import runs as runs_table
-from tests.jobs.conftest import FakeClock, scheduled, sql_job
+from tests.clock_support import Clock
+from tests.jobs.conftest import scheduled, sql_job
 
 
 def logical_dates(ctx: Context, job: str) -> list[str]:
@@ -28,7 +29,7 @@ def utc(*a: int) -> datetime:
     return datetime(*a, tzinfo=UTC)  # type: ignore[misc, arg-type]
 
 
-def test_each_tick_runs_once(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_each_tick_runs_once(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", scheduled("hourly", "0 * * * *"))
     clock.set(utc(2024, 1, 1, 13, 0, 5))
     assert scheduler.tick(ctx).scheduled == 1
@@ -44,7 +45,7 @@ def test_each_tick_runs_once(ctx: Context, clock: FakeClock, admin: Principal) -
     assert run["input_manifest"]["job"]["params"]["logical_date"] == run["labels"]["logical_date"]
 
 
-def test_a_tick_is_never_created_twice_even_when_the_state_is_stale(ctx: Context, clock: FakeClock,
+def test_a_tick_is_never_created_twice_even_when_the_state_is_stale(ctx: Context, clock: Clock,
                                                                     admin: Principal) -> None:
     """Two processes (or a restart) that both see a tick due: the idempotency key makes one run."""
     saved = jobs.save(ctx, admin, "default", scheduled("hourly", "0 * * * *"))
@@ -64,7 +65,7 @@ def test_a_tick_is_never_created_twice_even_when_the_state_is_stale(ctx: Context
     ("latest", ["2024-01-01T17:00:00+00:00"]),
     ("all", ["2024-01-01T15:00:00+00:00", "2024-01-01T16:00:00+00:00", "2024-01-01T17:00:00+00:00"]),
 ])
-def test_catch_up_policies(ctx: Context, clock: FakeClock, admin: Principal, policy: str, expected: list[str]) -> None:
+def test_catch_up_policies(ctx: Context, clock: Clock, admin: Principal, policy: str, expected: list[str]) -> None:
     jobs.save(ctx, admin, "default", scheduled("h", "0 * * * *", catchup=policy, max_catchup=3))
     clock.set(utc(2024, 1, 1, 17, 20))  # the scheduler was down from 12:00 to 17:20 (5 ticks missed)
     result = scheduler.tick(ctx)
@@ -72,14 +73,14 @@ def test_catch_up_policies(ctx: Context, clock: FakeClock, admin: Principal, pol
     assert result.skipped == 5 - len(expected)
 
 
-def test_catch_up_none_runs_a_tick_within_grace(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_catch_up_none_runs_a_tick_within_grace(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", scheduled("h", "0 * * * *", catchup="none"))
     clock.set(utc(2024, 1, 1, 15, 1))
     scheduler.tick(ctx)
     assert logical_dates(ctx, "h") == ["2024-01-01T15:00:00+00:00"]
 
 
-def test_pause_skips_and_resume_restarts_from_now(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_pause_skips_and_resume_restarts_from_now(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", scheduled("h", "0 * * * *", catchup="all"))
     jobs.set_paused(ctx, admin, "default", "h", True)
     assert jobs.get_job(ctx, admin, "default", "h")["next_fires"] == []
@@ -92,7 +93,7 @@ def test_pause_skips_and_resume_restarts_from_now(ctx: Context, clock: FakeClock
     assert logical_dates(ctx, "h") == ["2024-01-01T16:00:00+00:00"]
 
 
-def test_start_and_end_dates(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_start_and_end_dates(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", scheduled("h", "0 * * * *", catchup="all", start="2024-01-01T14:00:00",
                                                end="2024-01-01T16:00:00"))
     assert jobs.get_job(ctx, admin, "default", "h")["next_fires"] == [utc(2024, 1, 1, h) for h in (14, 15, 16)]
@@ -103,7 +104,7 @@ def test_start_and_end_dates(ctx: Context, clock: FakeClock, admin: Principal) -
     assert jobs.get_job(ctx, admin, "default", "h")["next_fire_at"] is None
 
 
-def _walk(ctx: Context, clock: FakeClock, start: datetime, end: datetime, step_min: int = 47) -> None:
+def _walk(ctx: Context, clock: Clock, start: datetime, end: datetime, step_min: int = 47) -> None:
     from datetime import timedelta
 
     at = start
@@ -113,7 +114,7 @@ def _walk(ctx: Context, clock: FakeClock, start: datetime, end: datetime, step_m
         at += timedelta(minutes=step_min)
 
 
-def test_dst_europe_berlin(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_dst_europe_berlin(ctx: Context, clock: Clock, admin: Principal) -> None:
     clock.set(utc(2024, 3, 29, 12))
     jobs.save(ctx, admin, "default", scheduled("berlin", "30 2 * * *", "Europe/Berlin", catchup="all"))
     jobs.save(ctx, admin, "default", scheduled("halfhourly", "*/30 1-3 27 10 *", "Europe/Berlin", catchup="all"))
@@ -134,7 +135,7 @@ def test_dst_europe_berlin(ctx: Context, clock: FakeClock, admin: Principal) -> 
     ]
 
 
-def test_dst_new_york_daily_runs_once_a_day(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_dst_new_york_daily_runs_once_a_day(ctx: Context, clock: Clock, admin: Principal) -> None:
     clock.set(utc(2024, 11, 2, 12))
     jobs.save(ctx, admin, "default", scheduled("ny", "30 1 * * *", "America/New_York", catchup="all"))
     _walk(ctx, clock, utc(2024, 11, 2, 12), utc(2024, 11, 4, 12))
@@ -157,7 +158,7 @@ def _finish(ctx: Context, run_id: str, status: str) -> None:
             status=status, finished_at=ctx.clock() + timedelta(seconds=1)))
 
 
-def test_trigger_chain(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_trigger_chain(ctx: Context, clock: Clock, admin: Principal) -> None:
     from lakehouse.services import job_runs
 
     jobs.save(ctx, admin, "default", sql_job("extract"))
@@ -177,7 +178,7 @@ def test_trigger_chain(ctx: Context, clock: FakeClock, admin: Principal) -> None
     assert job_runs.job_runs(ctx, admin, "default", "report") == []
 
 
-def test_trigger_cycles_and_unknown_upstreams_are_refused(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_trigger_cycles_and_unknown_upstreams_are_refused(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", sql_job("a"))
     jobs.save(ctx, admin, "default", {**sql_job("b"), "triggers": [{"on_success_of": "a"}]})
     jobs.save(ctx, admin, "default", {**sql_job("c"), "triggers": [{"on_success_of": "b"}]})
@@ -197,7 +198,7 @@ def test_trigger_cycles_and_unknown_upstreams_are_refused(ctx: Context, clock: F
     ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "schedule.timezone"),
     ({"cron": "0 2 * * *", "catchup": "sometimes"}, "schedule.catchup"),
 ])
-def test_bad_schedules_are_refused(ctx: Context, clock: FakeClock, admin: Principal, schedule: dict[str, Any],
+def test_bad_schedules_are_refused(ctx: Context, clock: Clock, admin: Principal, schedule: dict[str, Any],
                                    field: str) -> None:
     with pytest.raises(InvalidInput) as exc:
         jobs.save(ctx, admin, "default", {**sql_job("s"), "schedule": schedule})
@@ -205,7 +206,7 @@ def test_bad_schedules_are_refused(ctx: Context, clock: FakeClock, admin: Princi
     assert jobs.list_jobs(ctx, admin) == []
 
 
-def test_scheduled_job_needs_defaults(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_scheduled_job_needs_defaults(ctx: Context, clock: Clock, admin: Principal) -> None:
     job = {"name": "s", "type": "sql", "params": {"x": {"type": "int"}}, "sql": {"query": "SELECT {{ x }}"},
            "schedule": {"cron": "0 2 * * *"}}
     with pytest.raises(InvalidInput) as exc:
@@ -213,7 +214,7 @@ def test_scheduled_job_needs_defaults(ctx: Context, clock: FakeClock, admin: Pri
     assert "missing: x" in exc.value.message
 
 
-def test_queue_caps_apply_to_job_runs(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_queue_caps_apply_to_job_runs(ctx: Context, clock: Clock, admin: Principal) -> None:
     """A manual job run over a full ``reject`` queue cap is refused (429, nothing created); scheduled
     ticks are never lost to it: they are held with the reason and released when the queue has room."""
     from lakehouse.services import caps, job_runs

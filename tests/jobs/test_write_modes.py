@@ -16,7 +16,7 @@ from lakehouse.lake.catalog import close_catalogs
 from lakehouse.services import job_runs, jobs
 from lakehouse.services.context import Context
 from lakehouse.worker.context import PhaseContext, PhaseError
-from tests.jobs.conftest import FakeClock
+from tests.clock_support import Clock
 from tests.lake.support import fresh_catalog
 
 
@@ -67,7 +67,7 @@ def test_merge_matches_null_keys_and_refuses_repeated_keys(ctx: Context, catalog
     assert _content(catalog) == [(1, 1), (None, 3)]
 
 
-def test_a_sql_jobs_manifest_records_its_write_mode(ctx: Context, clock: FakeClock, admin: Principal) -> None:
+def test_a_sql_jobs_manifest_records_its_write_mode(ctx: Context, clock: Clock, admin: Principal) -> None:
     jobs.save(ctx, admin, "default", {"name": "orders", "type": "sql", "sql": {
         "query": "SELECT 1 AS id", "target": "gold.orders", "mode": "merge", "keys": ["id"]}})
     run, _ = job_runs.run_job(ctx, admin, "default", "orders")

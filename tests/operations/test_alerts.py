@@ -14,9 +14,9 @@ from lakehouse.services import alert_eval, alerts, connections, notify, protocol
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput
 from lakehouse.store.tables import audit_log
+from tests.clock_support import Clock
 from tests.operations.conftest import (
     EXECUTOR,
-    Clock,
     Mailbox,
     Receiver,
     dq_event,

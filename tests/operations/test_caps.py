@@ -16,8 +16,9 @@ from lakehouse.domain.runs import PhaseSpec, RunRequest
 from lakehouse.services import caps, protocol, runs, scheduler, workspaces
 from lakehouse.services.context import Context
 from lakehouse.services.errors import InvalidInput, RateLimited
+from tests.clock_support import Clock
 
-from .conftest import EXECUTOR, Clock
+from .conftest import EXECUTOR
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ import pytest
 from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import protocol, runs, workspaces
 from lakehouse.services.context import Context
+from tests.clock_support import Clock
 
-from .conftest import EXECUTOR, Clock
+from .conftest import EXECUTOR
 from .test_caps import claim, run, set_cap, work
 
 

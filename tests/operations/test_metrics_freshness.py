@@ -14,7 +14,8 @@ from lakehouse.api.app import create_app
 from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import alert_eval, alerts, freshness
 from lakehouse.services.context import Context
-from tests.operations.conftest import Clock, fail_run, start_run, succeed_run
+from tests.clock_support import Clock
+from tests.operations.conftest import fail_run, start_run, succeed_run
 
 
 def app_for(ctx: Context) -> FastAPI:

@@ -9,7 +9,8 @@ from lakehouse.domain.scores import DEFAULT_WEIGHTS, RunFacts, compute_run_score
 from lakehouse.services import alerts, scores
 from lakehouse.services.context import Context
 from lakehouse.services.errors import Conflict, InvalidInput
-from tests.operations.conftest import Clock, dq_event, fail_run, start_run, succeed_run
+from tests.clock_support import Clock
+from tests.operations.conftest import dq_event, fail_run, start_run, succeed_run
 
 
 def facts(**kw: object) -> RunFacts:

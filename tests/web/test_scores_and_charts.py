@@ -16,7 +16,8 @@ from lakehouse.domain.principal import SYSTEM
 from lakehouse.services import protocol, runs, scores
 from lakehouse.services.context import Context
 from lakehouse.web import queries
-from tests.operations.conftest import EXECUTOR, START, Clock, fail_run, start_run, succeed_run
+from tests.clock_support import Clock
+from tests.operations.conftest import EXECUTOR, START, fail_run, start_run, succeed_run
 from tests.web.conftest import Browser, BrowserFor
 
 ROW_ID = re.compile(r'<tr>\s*<td>.*?href="/runs/([0-9a-f-]{36})"', re.S)
